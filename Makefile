@@ -1,0 +1,38 @@
+# fedledger — every target installs what it needs into .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.fedledger-installed
+EXTRAS ?= test
+
+.PHONY: help venv demo test lint clean
+help:
+	@echo "make demo         run the end-to-end federated demo on the embedded ledger"
+	@echo "make test         run the whole test suite (brings the Fabric network up as needed)"
+	@echo "make lint         ruff"
+	@echo "make network-up | network-down | network-status | add-org | fabric-bin"
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/fedledger demo
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
+
+-include network/network.mk

@@ -1,0 +1,67 @@
+"""The ledger-context port: everything the contract may ask of a ledger.
+
+The contract's business logic only talks to this interface. Two adapters implement it:
+``fedledger.chaincode.embedded`` (SQLite, in-process) and ``fedledger.chaincode.fabric``
+(fabric-chaincode-python stub). Neither gRPC, protobuf nor Fabric types cross this line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class Creator:
+    """The identity that signed the transaction proposal."""
+
+    mspid: str
+    cert_pem: bytes
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One committed modification of a key, oldest first."""
+
+    tx_id: str
+    timestamp: float
+    value: bytes
+    is_delete: bool
+
+
+@runtime_checkable
+class LedgerContext(Protocol):
+    """Per-transaction view of the ledger, mirroring Fabric's ChaincodeStub semantics.
+
+    Writes are buffered by the adapter and reach the ledger only if the transaction
+    succeeds; reads never see the transaction's own writes (as in Fabric).
+    """
+
+    def get_state(self, key: str) -> bytes | None: ...
+
+    def put_state(self, key: str, value: bytes) -> None: ...
+
+    def del_state(self, key: str) -> None: ...
+
+    def get_state_by_partial_composite_key(
+        self, object_type: str, attributes: list[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        """Yields (key, value) for every composite key with this prefix, in key order."""
+        ...
+
+    def get_history_for_key(self, key: str) -> Iterator[HistoryEntry]: ...
+
+    def get_creator(self) -> Creator: ...
+
+    def get_tx_id(self) -> str: ...
+
+    def get_tx_timestamp(self) -> float:
+        """Seconds since the epoch, from the signed proposal: the only clock the contract may use."""
+        ...
+
+    def get_transient(self) -> Mapping[str, bytes]: ...
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        """Fabric keeps one event per transaction: a second call replaces the first."""
+        ...

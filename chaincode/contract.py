@@ -1,0 +1,55 @@
+"""FedLedgerContract: the single entry point the ledger adapters call.
+
+It knows nothing about Fabric: an adapter builds a LedgerContext for the transaction and calls
+``invoke``. The transactions themselves live in one module per domain (consortium, participants,
+models, rounds, updates, finalize, disputes, queries); importing them registers them.
+"""
+
+from __future__ import annotations
+
+from .codec import dumps
+from .context import LedgerContext
+from .errors import ContractError, NotFound
+from .registry import TRANSACTIONS, TransactionInfo, bind_arguments
+
+# Importing registers each domain's transactions.
+from .transactions import (  # noqa: F401
+    consortium,
+    disputes,
+    finalize,
+    models,
+    participants,
+    queries,
+    rounds,
+    updates,
+)
+
+CONTRACT_NAME = "fedledger"
+
+
+class FedLedgerContract:
+    """Dispatches a transaction by name; every failure is a ContractError and writes nothing."""
+
+    name = CONTRACT_NAME
+
+    def invoke(self, ctx: LedgerContext, function: str, args: list[str]) -> bytes:
+        info = self.transaction(function)
+        result = info.fn(ctx, *bind_arguments(info, args))
+        return dumps(result)
+
+    def transaction(self, function: str) -> TransactionInfo:
+        try:
+            return TRANSACTIONS[function]
+        except KeyError:
+            raise NotFound(
+                f"transaction {function!r} does not exist; known: {', '.join(sorted(TRANSACTIONS))}"
+            ) from None
+
+    def evaluate_transactions(self) -> list[str]:
+        return sorted(name for name, info in TRANSACTIONS.items() if not info.submit)
+
+    def submit_transactions(self) -> list[str]:
+        return sorted(name for name, info in TRANSACTIONS.items() if info.submit)
+
+
+__all__ = ["CONTRACT_NAME", "ContractError", "FedLedgerContract"]

@@ -1,0 +1,84 @@
+"""EmbeddedContext: the ledger-context port over the embedded ledger's SQLite world state.
+
+Keys are stored as UTF-8 BLOBs so that SQLite compares them bytewise, as Fabric's LevelDB does.
+
+Reads come from committed state (recorded with their versions); writes are buffered in the
+write set and only applied by the ledger if the whole transaction succeeds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+
+from ..context import Creator, HistoryEntry
+from ..keys import composite_key
+
+_RANGE_END = "\U0010ffff"
+
+
+class EmbeddedContext:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        *,
+        creator: Creator,
+        tx_id: str,
+        timestamp: float,
+        transient: Mapping[str, bytes],
+    ) -> None:
+        self._db = connection
+        self._creator = creator
+        self._tx_id = tx_id
+        self._timestamp = timestamp
+        self._transient = dict(transient)
+        self.reads: dict[str, int | None] = {}
+        self.writes: dict[str, bytes | None] = {}
+        self.event: tuple[str, bytes] | None = None
+
+    def get_state(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value, version FROM state WHERE key = ?", (key.encode(),)).fetchone()
+        self.reads[key] = row[1] if row else None
+        return bytes(row[0]) if row else None
+
+    def put_state(self, key: str, value: bytes) -> None:
+        self.writes[key] = bytes(value)
+
+    def del_state(self, key: str) -> None:
+        self.writes[key] = None
+
+    def get_state_by_partial_composite_key(
+        self, object_type: str, attributes: list[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        start = composite_key(object_type, attributes)
+        rows = self._db.execute(
+            "SELECT key, value, version FROM state WHERE key >= ? AND key < ? ORDER BY key",
+            (start.encode(), (start + _RANGE_END).encode()),
+        ).fetchall()
+        for raw_key, value, version in rows:
+            key = bytes(raw_key).decode()
+            self.reads[key] = version
+            yield key, bytes(value)
+
+    def get_history_for_key(self, key: str) -> Iterator[HistoryEntry]:
+        rows = self._db.execute(
+            "SELECT tx_id, timestamp, value, is_delete FROM history WHERE key = ? ORDER BY block, txnum",
+            (key.encode(),),
+        ).fetchall()
+        for tx_id, timestamp, value, is_delete in rows:
+            yield HistoryEntry(tx_id, timestamp, bytes(value or b""), bool(is_delete))
+
+    def get_creator(self) -> Creator:
+        return self._creator
+
+    def get_tx_id(self) -> str:
+        return self._tx_id
+
+    def get_tx_timestamp(self) -> float:
+        return self._timestamp
+
+    def get_transient(self) -> Mapping[str, bytes]:
+        return self._transient
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        self.event = (name, bytes(payload))

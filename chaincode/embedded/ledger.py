@@ -1,0 +1,308 @@
+"""EmbeddedLedger: one channel's blocks and world state in SQLite, for running the contract
+without a network.
+
+What it keeps from Fabric: transactions signed by X.509/ECDSA identities of known MSPs, a
+hash-chained block per committed transaction signed by an orderer identity, world state with
+per-key history, chaincode events in blocks, duplicate transaction ids refused, and a failed
+transaction writes nothing. What it does not do: endorsement by several organisations (one
+process executes the contract) and MVCC (writers are serialised by SQLite's write lock, so
+transactions never conflict).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from fedledger.sdk.identity import Identity, Signer, load_msp_identity, verify_signature
+
+from ..context import Creator
+from ..contract import FedLedgerContract
+from .context import EmbeddedContext
+from .proposal import SignedProposal, canonical, decode_args, transaction_id
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "ledger.sqlite"
+GENESIS_PREV = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blocks (number INTEGER PRIMARY KEY, header BLOB NOT NULL, data BLOB NOT NULL,
+                                   signature BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS history (key BLOB NOT NULL, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+                                    tx_id TEXT NOT NULL, timestamp REAL NOT NULL, value BLOB, is_delete INTEGER);
+CREATE INDEX IF NOT EXISTS history_by_key ON history(key, block, txnum);
+CREATE TABLE IF NOT EXISTS txids (tx_id TEXT PRIMARY KEY, block INTEGER NOT NULL);
+"""
+
+
+class LedgerError(Exception):
+    """The ledger refused a transaction before the contract ran (signature, identity, duplicate)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Committed:
+    tx_id: str
+    block_number: int
+    result: bytes
+    event: tuple[str, bytes] | None
+
+
+@dataclass(frozen=True)
+class BlockEvent:
+    block_number: int
+    tx_id: str
+    chaincode: str
+    name: str
+    payload: bytes
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=60000")
+    return db
+
+
+class CreatorVerifier:
+    """Checks that a certificate was issued by one of the channel's MSP CAs and is valid."""
+
+    def __init__(self, organizations: dict[str, str]) -> None:
+        self._cas = {mspid: x509.load_pem_x509_certificate(pem.encode()) for mspid, pem in organizations.items()}
+
+    def check(self, mspid: str, cert_pem: bytes, at: float) -> None:
+        ca = self._cas.get(mspid)
+        if ca is None:
+            raise LedgerError(f"MSP {mspid!r} is not a member of this channel", code="UNKNOWN_MSP")
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature) as exc:
+            raise LedgerError(
+                f"certificate is not issued by the CA of {mspid}: {exc}", code="CREATOR_NOT_TRUSTED"
+            ) from None
+        if not cert.not_valid_before_utc.timestamp() <= at <= cert.not_valid_after_utc.timestamp():
+            raise LedgerError(f"certificate of the creator is not valid at {at}", code="CREATOR_EXPIRED")
+
+
+class EmbeddedLedger:
+    """Open with :meth:`create` (new ledger) or :meth:`open` (existing); thread-safe."""
+
+    def __init__(self, path: Path, orderer: tuple[Identity, Signer] | None) -> None:
+        self.path = Path(path)
+        self._db = _connect(self.path / DB_NAME)
+        self._lock = threading.Lock()
+        self._orderer = orderer
+        self.contract = FedLedgerContract()
+        self.config = self._genesis_config()
+        self._verifier = CreatorVerifier(self.config["organizations"])
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: Path | str,
+        *,
+        channel: str,
+        organizations: dict[str, bytes],
+        orderer_msp: Path | str,
+        orderer_mspid: str = "OrdererMSP",
+    ) -> EmbeddedLedger:
+        """Writes the genesis block: the channel's MSP CAs and the orderer that signs blocks."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if (path / DB_NAME).exists():
+            raise FileExistsError(f"a ledger already exists in {path}; open it instead or choose an empty folder")
+        identity, signer = load_msp_identity(orderer_msp, orderer_mspid)
+        (path / "orderer-msp").write_text(str(Path(orderer_msp).resolve()))
+        db = _connect(path / DB_NAME)
+        db.executescript(_SCHEMA)
+        config = {
+            "channel": channel,
+            "organizations": {mspid: pem.decode() for mspid, pem in sorted(organizations.items())},
+            "orderer": {"mspid": orderer_mspid, "cert_pem": identity.cert_pem.decode()},
+        }
+        data = canonical({"config": config})
+        header = canonical({"number": 0, "prev_hash": GENESIS_PREV, "data_hash": sha256_hex(data), "timestamp": 0})
+        db.execute("INSERT INTO blocks VALUES (0, ?, ?, ?)", (header, data, signer(header)))
+        db.close()
+        return cls(path, (identity, signer))
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False) -> EmbeddedLedger:
+        path = Path(path)
+        if not (path / DB_NAME).exists():
+            raise FileNotFoundError(
+                f"no embedded ledger in {path}; create one with `fedledger ledger init --ledger-dir {path}`"
+            )
+        orderer = None
+        if not read_only:
+            orderer_mspid = json.loads(cls._read_block_data(path, 0))["config"]["orderer"]["mspid"]
+            orderer = load_msp_identity((path / "orderer-msp").read_text().strip(), orderer_mspid)
+        return cls(path, orderer)
+
+    @staticmethod
+    def _read_block_data(path: Path, number: int) -> bytes:
+        with closing(sqlite3.connect(path / DB_NAME)) as db:
+            row = db.execute("SELECT data FROM blocks WHERE number = ?", (number,)).fetchone()
+        return bytes(row[0])
+
+    def _genesis_config(self) -> dict:
+        row = self._db.execute("SELECT data FROM blocks WHERE number = 0").fetchone()
+        return json.loads(bytes(row[0]))["config"]
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    def _check_proposal(self, proposal: SignedProposal) -> tuple[dict, Creator]:
+        fields = proposal.fields
+        creator = Creator(fields["creator"]["mspid"], fields["creator"]["cert_pem"].encode())
+        if fields["channel"] != self.config["channel"]:
+            raise LedgerError(f"channel {fields['channel']!r} does not exist on this ledger", code="BAD_CHANNEL")
+        expected_id = transaction_id(bytes.fromhex(fields["nonce"]), creator.mspid, creator.cert_pem)
+        if fields["tx_id"] != expected_id:
+            raise LedgerError("transaction id does not match nonce and creator", code="BAD_TXID")
+        self._verifier.check(creator.mspid, creator.cert_pem, fields["timestamp"])
+        if not verify_signature(Identity(creator.mspid, creator.cert_pem), proposal.header, proposal.signature):
+            raise LedgerError("the proposal signature does not verify with the creator's certificate", code="BAD_SIG")
+        hashes = {k: sha256_hex(v) for k, v in sorted(proposal.transient.items())}
+        if hashes != fields["transient_sha256"]:
+            raise LedgerError("transient data does not match the signed proposal", code="BAD_TRANSIENT")
+        return fields, creator
+
+    def _run(self, db: sqlite3.Connection, proposal: SignedProposal) -> tuple[EmbeddedContext, bytes]:
+        fields, creator = self._check_proposal(proposal)
+        ctx = EmbeddedContext(
+            db, creator=creator, tx_id=fields["tx_id"], timestamp=fields["timestamp"], transient=proposal.transient
+        )
+        result = self.contract.invoke(ctx, fields["function"], decode_args(fields))
+        return ctx, result
+
+    def evaluate(self, proposal: SignedProposal) -> bytes:
+        """Runs a query against committed state; nothing is written."""
+        with closing(_connect(self.path / DB_NAME)) as db:
+            _ctx, result = self._run(db, proposal)
+        return result
+
+    def submit(self, proposal: SignedProposal) -> Committed:
+        """Executes and commits in one block, or raises (ContractError / LedgerError) writing nothing."""
+        if self._orderer is None:
+            raise LedgerError("this ledger was opened read-only", code="READ_ONLY")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("SELECT 1 FROM txids WHERE tx_id = ?", (proposal.tx_id,)).fetchone():
+                    raise LedgerError(f"duplicate transaction id {proposal.tx_id}", code="DUPLICATE_TXID")
+                ctx, result = self._run(self._db, proposal)
+                number = self._append_block(proposal, ctx, result)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return Committed(proposal.tx_id, number, result, ctx.event)
+
+    def _append_block(self, proposal: SignedProposal, ctx: EmbeddedContext, result: bytes) -> int:
+        assert self._orderer is not None
+        number, prev_header = self._db.execute(
+            "SELECT number, header FROM blocks ORDER BY number DESC LIMIT 1"
+        ).fetchone()
+        number += 1
+        tx = {
+            "header": proposal.header.decode(),
+            "signature": _b64(proposal.signature),
+            "validation": "VALID",
+            "chaincode": proposal.fields["chaincode"],
+            "reads": sorted([k, v] for k, v in ctx.reads.items()),
+            "writes": [[k, None if v is None else _b64(v)] for k, v in sorted(ctx.writes.items())],
+            "event": None if ctx.event is None else {"name": ctx.event[0], "payload": _b64(ctx.event[1])},
+            "result_sha256": sha256_hex(result),
+        }
+        data = canonical({"transactions": [tx]})
+        header = canonical(
+            {
+                "number": number,
+                "prev_hash": sha256_hex(bytes(prev_header)),
+                "data_hash": sha256_hex(data),
+                "timestamp": time.time(),
+            }
+        )
+        self._db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?)", (number, header, data, self._orderer[1](header)))
+        self._db.execute("INSERT INTO txids VALUES (?, ?)", (proposal.tx_id, number))
+        timestamp = proposal.fields["timestamp"]
+        for key, value in sorted(ctx.writes.items()):
+            raw_key = key.encode()
+            if value is None:
+                self._db.execute("DELETE FROM state WHERE key = ?", (raw_key,))
+            else:
+                self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (raw_key, value, number))
+            self._db.execute(
+                "INSERT INTO history VALUES (?, ?, 0, ?, ?, ?, ?)",
+                (raw_key, number, proposal.tx_id, timestamp, value, int(value is None)),
+            )
+        return number
+
+    # -- reading blocks --------------------------------------------------------------------
+    def height(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
+
+    def blocks(self, start: int = 0) -> Iterator[tuple[int, bytes, bytes, bytes]]:
+        with closing(_connect(self.path / DB_NAME)) as db:
+            cursor = db.execute(
+                "SELECT number, header, data, signature FROM blocks WHERE number >= ? ORDER BY number", (start,)
+            )
+            for number, header, data, signature in cursor:
+                yield number, bytes(header), bytes(data), bytes(signature)
+
+    def events(
+        self, *, start_block: int | None = None, poll_interval: float = 0.05, stop: threading.Event | None = None
+    ) -> Iterator[BlockEvent]:
+        """Chaincode events in commit order; follows new blocks (also from other processes) until ``stop``."""
+        next_block = self.height() if start_block is None else max(start_block, 1)
+        while stop is None or not stop.is_set():
+            progressed = False
+            for number, _header, data, _sig in self.blocks(next_block):
+                progressed = True
+                next_block = number + 1
+                for tx in json.loads(data).get("transactions", []):
+                    if tx["event"] is not None and tx["validation"] == "VALID":
+                        yield BlockEvent(
+                            number,
+                            json.loads(tx["header"])["tx_id"],
+                            tx["chaincode"],
+                            tx["event"]["name"],
+                            base64.b64decode(tx["event"]["payload"]),
+                        )
+            if not progressed:
+                if stop is not None:
+                    stop.wait(poll_interval)
+                else:
+                    time.sleep(poll_interval)
+
+    def state_snapshot(self) -> dict[bytes, bytes]:
+        return {bytes(k): bytes(v) for k, v in self._db.execute("SELECT key, value FROM state")}

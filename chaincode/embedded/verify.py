@@ -1,0 +1,95 @@
+"""Re-checks an embedded ledger from its genesis block: `fedledger ledger verify`.
+
+For every block: the data hash, the link to the previous header, the orderer's signature; for
+every transaction: the transaction id derivation, the creator's certificate against the channel's
+MSP CAs, and the creator's signature. Finally the world state is rebuilt from the blocks' write
+sets and compared with the stored state. Reports the first block that fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedledger.sdk.identity import Identity, verify_signature
+
+from .ledger import GENESIS_PREV, CreatorVerifier, EmbeddedLedger, LedgerError, sha256_hex
+from .proposal import transaction_id
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    height: int
+    transactions: int
+    first_bad_block: int | None = None
+    problem: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.height} blocks, {self.transactions} transactions, state matches the blocks"
+        return f"TAMPERED at block {self.first_bad_block}: {self.problem}"
+
+
+class _BlockProblem(Exception):
+    pass
+
+
+def _check_transaction(tx: dict, verifier: CreatorVerifier) -> None:
+    header = tx["header"].encode()
+    fields = json.loads(header)
+    creator = fields["creator"]
+    cert = creator["cert_pem"].encode()
+    if fields["tx_id"] != transaction_id(bytes.fromhex(fields["nonce"]), creator["mspid"], cert):
+        raise _BlockProblem(f"transaction {fields['tx_id']}: id does not match nonce and creator")
+    try:
+        verifier.check(creator["mspid"], cert, fields["timestamp"])
+    except LedgerError as exc:
+        raise _BlockProblem(f"transaction {fields['tx_id']}: {exc}") from None
+    if not verify_signature(Identity(creator["mspid"], cert), header, base64.b64decode(tx["signature"])):
+        raise _BlockProblem(f"transaction {fields['tx_id']}: creator signature does not verify")
+
+
+def verify_ledger(path: Path | str) -> VerifyReport:
+    ledger = EmbeddedLedger.open(path, read_only=True)
+    try:
+        orderer = Identity(ledger.config["orderer"]["mspid"], ledger.config["orderer"]["cert_pem"].encode())
+        verifier = CreatorVerifier(ledger.config["organizations"])
+        state: dict[bytes, bytes] = {}
+        prev_hash = GENESIS_PREV
+        count = height = 0
+        for number, header, data, signature in ledger.blocks(0):
+            height += 1
+            try:
+                if number != height - 1:
+                    raise _BlockProblem(f"expected block {height - 1}, found {number}")
+                fields = json.loads(header)
+                if fields["number"] != number:
+                    raise _BlockProblem("header number differs from the stored block number")
+                if fields["prev_hash"] != prev_hash:
+                    raise _BlockProblem("previous-hash link is broken")
+                if fields["data_hash"] != sha256_hex(data):
+                    raise _BlockProblem("block data does not match the data hash in its header")
+                if not verify_signature(orderer, header, signature):
+                    raise _BlockProblem("orderer signature does not verify")
+                for tx in json.loads(data).get("transactions", []):
+                    _check_transaction(tx, verifier)
+                    count += 1
+                    for key, value in tx["writes"]:
+                        if value is None:
+                            state.pop(key.encode(), None)
+                        else:
+                            state[key.encode()] = base64.b64decode(value)
+            except (_BlockProblem, ValueError, KeyError) as exc:
+                return VerifyReport(False, height, count, number, str(exc))
+            prev_hash = sha256_hex(header)
+        stored = ledger.state_snapshot()
+        if stored != state:
+            differing = set(stored) ^ set(state) | {k for k in stored.keys() & state.keys() if stored[k] != state[k]}
+            first = sorted(differing)[0]
+            return VerifyReport(False, height, count, None, f"world state differs from the blocks at key {first!r}")
+        return VerifyReport(True, height, count)
+    finally:
+        ledger.close()

@@ -1,0 +1,74 @@
+"""Contract errors. Each carries a stable code so that clients can map it to a typed exception.
+
+On Fabric the error travels only as the endorsement message string, so the code is encoded
+as a ``[CODE]`` prefix of the message; :func:`parse_error_message` reverses that.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+class ContractError(Exception):
+    """A transaction was rejected by the contract. Nothing it attempted was written."""
+
+    code = "CONTRACT_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+class InvalidArgument(ContractError):
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(ContractError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(ContractError):
+    code = "ALREADY_EXISTS"
+
+
+class PermissionDenied(ContractError):
+    code = "PERMISSION_DENIED"
+
+
+class FailedPrecondition(ContractError):
+    """The request is well-formed but the ledger's state does not allow it now."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class RuleViolation(ContractError):
+    """The request breaks a consortium participation rule (budget, bounds, size...)."""
+
+    code = "RULE_VIOLATION"
+
+
+ERROR_CLASSES: dict[str, type[ContractError]] = {
+    cls.code: cls
+    for cls in (
+        ContractError,
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        FailedPrecondition,
+        RuleViolation,
+    )
+}
+
+_PREFIX = re.compile(r"\[([A-Z_]+)\] (.*)", re.S)
+
+
+def parse_error_message(text: str) -> ContractError | None:
+    """Rebuilds the typed error from a message that went through a peer, if it carries a code."""
+    match = _PREFIX.search(text)
+    if not match or match.group(1) not in ERROR_CLASSES:
+        return None
+    return ERROR_CLASSES[match.group(1)](match.group(2).strip())

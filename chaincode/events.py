@@ -1,0 +1,12 @@
+"""Chaincode events: one per transaction (Fabric keeps only the last one set)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .codec import dumps
+from .context import LedgerContext
+
+
+def emit(ctx: LedgerContext, name: str, payload: dict[str, Any]) -> None:
+    ctx.set_event(name, dumps(payload))

@@ -1,0 +1,47 @@
+"""Checks shared by transactions: current rules, admin rights, registered and active callers."""
+
+from __future__ import annotations
+
+from . import keys, store
+from .context import LedgerContext
+from .errors import FailedPrecondition, PermissionDenied
+from .identity import Caller, caller_of
+from .records import Participant, Rules
+
+
+def current_rules(ctx: LedgerContext) -> Rules:
+    rules = store.read(ctx, Rules, keys.RULES, ["current"])
+    if rules is None:
+        raise FailedPrecondition("the consortium is not initialised; an admin must call InitConsortium first")
+    return rules
+
+
+def require_admin(ctx: LedgerContext, rules: Rules) -> Caller:
+    caller = caller_of(ctx.get_creator())
+    if not caller.is_admin or caller.mspid not in rules.admin_msps:
+        raise PermissionDenied(
+            f"{caller.id} is not a consortium admin (needs an OU=admin certificate of {', '.join(rules.admin_msps)})"
+        )
+    return caller
+
+
+def registered(ctx: LedgerContext, caller: Caller) -> Participant | None:
+    participant = store.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
+    if participant is not None and participant.cert_fingerprint != caller.fingerprint:
+        raise PermissionDenied(f"the certificate of {caller.id} does not match the one it registered with")
+    return participant
+
+
+def require_participant(ctx: LedgerContext, *roles: str) -> Participant:
+    """The calling participant, registered, active, and in one of ``roles`` (any role if none given)."""
+    caller = caller_of(ctx.get_creator())
+    participant = registered(ctx, caller)
+    if participant is None:
+        raise PermissionDenied(f"{caller.id} is not a registered participant; call RegisterParticipant first")
+    if participant.status != "active":
+        raise PermissionDenied(f"{caller.id} is suspended: {participant.status_reason}")
+    if roles and participant.role not in roles:
+        raise PermissionDenied(
+            f"{caller.id} has role {participant.role}; this transaction needs role {' or '.join(roles)}"
+        )
+    return participant

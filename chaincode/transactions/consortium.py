@@ -1,0 +1,69 @@
+"""InitConsortium, UpdateRules, GetRules: versioned participation rules, admin only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import keys, store
+from ..codec import parse_int, parse_json
+from ..context import LedgerContext
+from ..errors import AlreadyExists, PermissionDenied
+from ..events import emit
+from ..guards import current_rules, require_admin
+from ..identity import caller_of
+from ..records import Rules
+from ..registry import transaction
+from ..rules import apply_patch
+
+
+def _store_rules(ctx: LedgerContext, rules: Rules) -> None:
+    store.write(ctx, keys.RULES, ["current"], rules)
+    store.write(ctx, keys.RULES, [keys.version_attr(rules.version)], rules)
+
+
+@transaction("InitConsortium")
+def init_consortium(ctx: LedgerContext, rules_json: str = "{}") -> Rules:
+    """Creates rules version 1. The caller's organisation becomes an admin organisation."""
+    if store.read(ctx, Rules, keys.RULES, ["current"]) is not None:
+        raise AlreadyExists("the consortium is already initialised; use UpdateRules to change its rules")
+    caller = caller_of(ctx.get_creator())
+    if not caller.is_admin:
+        raise PermissionDenied(f"{caller.id} is not an admin identity (needs OU=admin) and cannot initialise")
+    patch = parse_json("rules", rules_json, dict)
+    rules = apply_patch(Rules(), patch)
+    rules = dataclasses.replace(
+        rules,
+        version=1,
+        admin_msps=sorted({*rules.admin_msps, caller.mspid}),
+        member_msps=sorted({*rules.member_msps, caller.mspid}),
+        created_at=ctx.get_tx_timestamp(),
+        created_by=caller.id,
+    )
+    _store_rules(ctx, rules)
+    emit(ctx, "ConsortiumInitialised", {"version": 1, "by": caller.id})
+    return rules
+
+
+@transaction("UpdateRules")
+def update_rules(ctx: LedgerContext, rules_json: str) -> Rules:
+    """Applies a partial change to the rules as a new version; open rounds keep their version."""
+    current = current_rules(ctx)
+    caller = require_admin(ctx, current)
+    patch = parse_json("rules", rules_json, dict)
+    rules = apply_patch(current, patch)
+    if caller.mspid not in rules.admin_msps:
+        raise PermissionDenied(f"{caller.mspid} cannot remove itself from admin_msps")
+    rules = dataclasses.replace(
+        rules, version=current.version + 1, created_at=ctx.get_tx_timestamp(), created_by=caller.id
+    )
+    _store_rules(ctx, rules)
+    emit(ctx, "RulesUpdated", {"version": rules.version, "by": caller.id, "changed": sorted(patch)})
+    return rules
+
+
+@transaction("GetRules", submit=False)
+def get_rules(ctx: LedgerContext, version: str = "") -> Rules:
+    if not version:
+        return current_rules(ctx)
+    number = parse_int("version", version, minimum=1)
+    return store.require(ctx, Rules, keys.RULES, [keys.version_attr(number)], f"rules version {number}")

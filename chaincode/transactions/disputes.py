@@ -1,0 +1,155 @@
+"""Disputes: contest a verdict; auditors of other organisations rule on it within a deadline.
+
+- The owner of a rejected update may contest the rejection; any registered member may contest
+  an accepted update. Filing is open for ``dispute_window_seconds`` after FinalizeRound.
+- Auditors whose organisation differs from the update owner's vote uphold / overturn until
+  ``dispute_voting_seconds`` after filing, one vote each (one key per vote: no hot key).
+- ResolveDispute rules once ``dispute_quorum`` votes are in (majority; a tie upholds the verdict),
+  or, after the voting deadline without quorum, expires the dispute and the verdict stands.
+- Overturning flips the update's verdict, moves the owner's trust, and re-splits the round's
+  reward pool (balances stay conserved). The anomaly record stays: it is immutable history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import keys, store
+from ..codec import parse_choice
+from ..context import LedgerContext
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from ..events import emit
+from ..guards import require_participant
+from ..records import Dispute, Round, Update, Vote
+from ..registry import transaction
+from .rounds import parse_round, require_round
+from .settlement import apply_verdict_to_participant, pay_round
+from .updates import require_update, round_updates, rules_of
+
+
+def _dispute_key(number: int, participant_id: str) -> list[str]:
+    return [keys.round_attr(number), participant_id]
+
+
+def require_dispute(ctx: LedgerContext, number: int, participant_id: str) -> Dispute:
+    return store.require(
+        ctx,
+        Dispute,
+        keys.DISPUTE,
+        _dispute_key(number, participant_id),
+        f"dispute on the update of {participant_id} in round {number}",
+    )
+
+
+@transaction("OpenDispute")
+def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, reason: str) -> Dispute:
+    filer = require_participant(ctx)
+    number = parse_round(round_number)
+    if not reason.strip():
+        raise InvalidArgument("a dispute needs a reason")
+    record = require_round(ctx, number)
+    update = require_update(ctx, number, participant_id)
+    if record.finalized_at is None or update.status == "submitted":
+        raise FailedPrecondition(f"round {number} has no verdict yet; disputes open after FinalizeRound")
+    rules = rules_of(ctx, record)
+    now = ctx.get_tx_timestamp()
+    if now > record.finalized_at + rules.dispute_window_seconds:
+        raise FailedPrecondition(
+            f"the dispute window of round {number} closed at {record.finalized_at + rules.dispute_window_seconds}"
+        )
+    if update.status == "rejected" and filer.id != participant_id:
+        raise PermissionDenied("only the owner of a rejected update can contest its rejection")
+    if update.status == "accepted" and filer.id == participant_id:
+        raise InvalidArgument("an owner cannot contest the acceptance of its own update")
+    if store.read(ctx, Dispute, keys.DISPUTE, _dispute_key(number, participant_id)) is not None:
+        raise AlreadyExists(f"the update of {participant_id} in round {number} is already disputed")
+    dispute = Dispute(
+        round=number,
+        participant=participant_id,
+        filed_by=filer.id,
+        kind="contest_rejection" if update.status == "rejected" else "contest_acceptance",
+        reason=reason.strip(),
+        opened_at=now,
+        voting_deadline=now + rules.dispute_voting_seconds,
+    )
+    store.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), dispute)
+    emit(ctx, "DisputeOpened", {"dispute": dispute.id, "kind": dispute.kind, "by": filer.id})
+    return dispute
+
+
+@transaction("CastVote")
+def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decision: str, reason: str) -> Vote:
+    auditor = require_participant(ctx, "auditor")
+    number = parse_round(round_number)
+    choice = parse_choice("decision", decision, ("uphold", "overturn"))
+    dispute = require_dispute(ctx, number, participant_id)
+    if dispute.status != "open":
+        raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
+    owner_msp = participant_id.split(":", 1)[0]
+    if auditor.mspid == owner_msp:
+        raise PermissionDenied(f"auditors of {owner_msp} cannot rule on an update of their own organisation")
+    now = ctx.get_tx_timestamp()
+    if now > dispute.voting_deadline:
+        raise FailedPrecondition(f"voting on dispute {dispute.id} closed at {dispute.voting_deadline}")
+    vote_key = [keys.round_attr(number), participant_id, auditor.id]
+    if store.read(ctx, Vote, keys.VOTE, vote_key) is not None:
+        raise AlreadyExists(f"{auditor.id} already voted on dispute {dispute.id}")
+    vote = Vote(number, participant_id, auditor.id, auditor.mspid, choice, reason.strip(), now)
+    store.write(ctx, keys.VOTE, vote_key, vote)
+    emit(ctx, "VoteCast", {"dispute": dispute.id, "voter": auditor.id, "decision": choice})
+    return vote
+
+
+def _overturn(ctx: LedgerContext, record: Round, update: Update) -> None:
+    rules = rules_of(ctx, record)
+    now_accepted = update.status == "rejected"
+    flipped = dataclasses.replace(
+        update,
+        status="accepted" if now_accepted else "rejected",
+        reason=f"{update.reason}; verdict overturned by dispute",
+    )
+    store.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], flipped)
+    delta = 1 if now_accepted else -1
+    apply_verdict_to_participant(ctx, rules, update.participant, delta, -delta)
+    updates = round_updates(ctx, record.number)
+    updates = [flipped if u.participant == update.participant else u for u in updates]
+    pay_round(ctx, record, updates)
+    revised = dataclasses.replace(
+        record,
+        accepted=[u.participant for u in updates if u.status == "accepted"],
+        rejected=[u.participant for u in updates if u.status == "rejected"],
+        revised_after_aggregate=record.revised_after_aggregate or record.aggregate is not None,
+    )
+    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], revised)
+
+
+@transaction("ResolveDispute")
+def resolve_dispute(ctx: LedgerContext, round_number: str, participant_id: str) -> Dispute:
+    require_participant(ctx)
+    number = parse_round(round_number)
+    dispute = require_dispute(ctx, number, participant_id)
+    if dispute.status != "open":
+        raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
+    record = require_round(ctx, number)
+    rules = rules_of(ctx, record)
+    votes = list(store.scan(ctx, Vote, keys.VOTE, [keys.round_attr(number), participant_id]))
+    uphold = sum(v.decision == "uphold" for v in votes)
+    overturn = len(votes) - uphold
+    now = ctx.get_tx_timestamp()
+    if len(votes) < rules.dispute_quorum:
+        if now <= dispute.voting_deadline:
+            raise FailedPrecondition(
+                f"dispute {dispute.id} has {len(votes)} vote(s); a ruling needs a quorum of {rules.dispute_quorum} "
+                f"(voting closes at {dispute.voting_deadline})"
+            )
+        status = "expired"
+    else:
+        status = "overturned" if overturn > uphold else "upheld"
+    if status == "overturned":
+        _overturn(ctx, record, require_update(ctx, number, participant_id))
+    resolved = dataclasses.replace(
+        dispute, status=status, votes_uphold=uphold, votes_overturn=overturn, ruled_at=now, ruling_tx=ctx.get_tx_id()
+    )
+    store.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), resolved)
+    emit(ctx, "DisputeResolved", {"dispute": dispute.id, "status": status})
+    return resolved

@@ -1,0 +1,178 @@
+"""FinalizeRound runs the detector over the round; CommitAggregate records the new global model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from fedledger.anomaly.detector import UpdateAnomalyDetector, round_seed
+from fedledger.anomaly.features import ROUND_FEATURE_NAMES, round_features
+
+from .. import keys, store, tensors
+from ..codec import parse_json
+from ..context import LedgerContext
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from ..events import emit
+from ..guards import require_participant
+from ..records import Anomaly, ModelVersion, Round, Rules, Update
+from ..registry import transaction
+from .models import MODEL_FIELD, require_model
+from .rounds import parse_round, require_round
+from .settlement import apply_verdict_to_participant, pay_round
+from .updates import round_updates, rules_of
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    score: float | None
+    threshold: float | None
+    reason: str
+
+
+def detect(number: int, rules: Rules, updates: list[Update]) -> list[Verdict]:
+    """The detector's verdict on each update, identical on every endorsing peer."""
+    if len(updates) < rules.detector_min_updates:
+        reason = f"accepted without detection: {len(updates)} updates, detection needs {rules.detector_min_updates}"
+        return [Verdict(True, None, None, reason) for _ in updates]
+    features = round_features([u.features for u in updates])
+    contamination: str | float = (
+        "auto" if rules.detector_contamination == "auto" else float(rules.detector_contamination)
+    )
+    detector = UpdateAnomalyDetector(
+        contamination=contamination,
+        n_estimators=rules.detector_n_estimators,
+        random_state=round_seed(number),
+        min_deviation=rules.detector_min_deviation,
+    ).fit(features)
+    scores = detector.score_samples(features)
+    deviation = detector.deviation(features)
+    threshold = rules.detector_score_threshold
+    if threshold is None:
+        threshold = detector.offset_
+    standardised = np.abs((features - detector.median_) / detector.scale_)
+    verdicts = []
+    for i, score in enumerate(scores):
+        worst = ROUND_FEATURE_NAMES[int(np.argmax(standardised[i]))]
+        anomalous = score < threshold and deviation[i] > rules.detector_min_deviation
+        reason = (
+            f"isolation score {score:.4f} < {threshold:.4f}; most deviant feature {worst} "
+            f"({deviation[i]:.1f} robust deviations)"
+            if anomalous
+            else f"isolation score {score:.4f}, max deviation {deviation[i]:.1f}"
+        )
+        verdicts.append(Verdict(not anomalous, round(float(score), 6), round(float(threshold), 6), reason))
+    return verdicts
+
+
+@transaction("FinalizeRound")
+def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
+    require_participant(ctx, "aggregator")
+    record = require_round(ctx, parse_round(round_number))
+    now = ctx.get_tx_timestamp()
+    if record.status == "open" and now < record.deadline:
+        raise FailedPrecondition(
+            f"round {record.number} is open until {record.deadline}; close it (CloseRound) or wait for the deadline"
+        )
+    if record.status not in ("open", "closed"):
+        raise FailedPrecondition(f"round {record.number} is already {record.status}")
+    rules = rules_of(ctx, record)
+    updates = round_updates(ctx, record.number)
+    if len(updates) < rules.min_participants_per_round:
+        raise FailedPrecondition(
+            f"round {record.number} has {len(updates)} update(s); the rules require "
+            f"{rules.min_participants_per_round}. Abandon it with AbandonRound"
+        )
+    judged = []
+    for update, verdict in zip(updates, detect(record.number, rules, updates), strict=True):
+        status = "accepted" if verdict.accepted else "rejected"
+        update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)
+        store.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], update)
+        apply_verdict_to_participant(ctx, rules, update.participant, int(verdict.accepted), int(not verdict.accepted))
+        if not verdict.accepted:
+            anomaly = Anomaly(
+                round=record.number,
+                participant=update.participant,
+                update_hash=update.hash,
+                score=verdict.score if verdict.score is not None else 0.0,
+                threshold=verdict.threshold if verdict.threshold is not None else 0.0,
+                reason=verdict.reason,
+                features={k: v for k, v in update.features.items() if k != "sketch"},
+                detected_at=now,
+                tx_id=ctx.get_tx_id(),
+            )
+            store.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
+        judged.append(update)
+    pay_round(ctx, record, judged)
+    finalized = dataclasses.replace(
+        record,
+        status="finalized",
+        closed_at=record.closed_at or now,
+        finalized_at=now,
+        accepted=[u.participant for u in judged if u.status == "accepted"],
+        rejected=[u.participant for u in judged if u.status == "rejected"],
+        detector_seed=round_seed(record.number),
+    )
+    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], finalized)
+    emit(
+        ctx,
+        "RoundFinalized",
+        {"round": record.number, "accepted": finalized.accepted, "rejected": finalized.rejected},
+    )
+    return finalized
+
+
+@transaction("CommitAggregate")
+def commit_aggregate(ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str = "{}") -> ModelVersion:
+    """Records the new global model (transient ``model``) built from exactly the accepted updates."""
+    aggregator = require_participant(ctx, "aggregator")
+    record = require_round(ctx, parse_round(round_number))
+    used = parse_json("update_hashes", update_hashes, list)
+    scores = parse_json("metrics", metrics, dict)
+    if record.status != "finalized":
+        raise FailedPrecondition(f"round {record.number} is {record.status}; only a finalized round can be aggregated")
+    accepted = {u.hash: u for u in round_updates(ctx, record.number) if u.status == "accepted"}
+    if not accepted:
+        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
+    if len(used) != len(set(used)) or set(used) != set(accepted):
+        missing = sorted(set(accepted) - set(used))
+        extra = sorted(set(used) - set(accepted))
+        raise InvalidArgument(
+            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
+            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
+        )
+    base = require_model(ctx, record.base_model)
+    rules = rules_of(ctx, record)
+    data = tensors.transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
+    parsed = tensors.parse(data, "aggregate")
+    tensors.check_shapes(parsed, base.manifest, "aggregate")
+    tensors.check_finite(parsed, "aggregate")
+    model_hash = tensors.sha256_hex(data)
+    if ctx.get_state(keys.composite_key(keys.MODEL, [model_hash])) is not None:
+        raise AlreadyExists(f"model {model_hash} is already on the ledger")
+    model = ModelVersion(
+        hash=model_hash,
+        version=base.version + 1,
+        parent=base.hash,
+        round=record.number,
+        updates=[
+            {"participant": accepted[h].participant, "hash": h, "samples": accepted[h].samples}
+            for h in sorted(accepted, key=lambda h: accepted[h].participant)
+        ],
+        manifest=base.manifest,
+        size=len(data),
+        committed_by=aggregator.id,
+        tx_id=ctx.get_tx_id(),
+        timestamp=ctx.get_tx_timestamp(),
+        metrics=scores,
+    )
+    store.write(ctx, keys.MODEL, [model.hash], model)
+    store.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": model.version})
+    store.write(
+        ctx,
+        keys.ROUND,
+        [keys.round_attr(record.number)],
+        dataclasses.replace(record, status="aggregated", aggregate=model.hash),
+    )
+    emit(ctx, "AggregateCommitted", {"round": record.number, "model": model.hash, "version": model.version})
+    return model

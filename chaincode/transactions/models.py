@@ -1,0 +1,74 @@
+"""RegisterGenesisModel and model lineage queries."""
+
+from __future__ import annotations
+
+from .. import keys, store, tensors
+from ..codec import loads, parse_hash
+from ..context import LedgerContext
+from ..errors import AlreadyExists, FailedPrecondition, NotFound
+from ..events import emit
+from ..guards import current_rules, require_participant
+from ..identity import caller_of
+from ..records import ModelVersion
+from ..registry import transaction
+
+MODEL_FIELD = "model"
+
+
+@transaction("RegisterGenesisModel")
+def register_genesis_model(ctx: LedgerContext, name: str) -> ModelVersion:
+    """Records the starting adapter (transient ``model``): its hash and tensor manifest, version 0."""
+    rules = current_rules(ctx)
+    caller = caller_of(ctx.get_creator())
+    if not (caller.is_admin and caller.mspid in rules.admin_msps):
+        require_participant(ctx, "aggregator")
+    if ctx.get_state(keys.composite_key(keys.MODEL_HEAD, [])) is not None:
+        raise AlreadyExists("a genesis model is already registered; new versions come from CommitAggregate")
+    data = tensors.transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
+    parsed = tensors.parse(data, "model")
+    tensors.check_finite(parsed, "model")
+    model = ModelVersion(
+        hash=tensors.sha256_hex(data),
+        version=0,
+        parent=None,
+        round=None,
+        updates=[],
+        manifest=tensors.manifest(parsed),
+        size=len(data),
+        committed_by=caller.id,
+        tx_id=ctx.get_tx_id(),
+        timestamp=ctx.get_tx_timestamp(),
+        name=name,
+    )
+    store.write(ctx, keys.MODEL, [model.hash], model)
+    store.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": 0})
+    emit(ctx, "GenesisModelRegistered", {"model": model.hash, "name": name})
+    return model
+
+
+def require_model(ctx: LedgerContext, model_hash: str) -> ModelVersion:
+    return store.require(ctx, ModelVersion, keys.MODEL, [model_hash], f"model {model_hash}")
+
+
+@transaction("GetModel", submit=False)
+def get_model(ctx: LedgerContext, model_hash: str) -> ModelVersion:
+    return require_model(ctx, parse_hash("model_hash", model_hash))
+
+
+@transaction("GetLatestModel", submit=False)
+def get_latest_model(ctx: LedgerContext) -> ModelVersion:
+    head = ctx.get_state(keys.composite_key(keys.MODEL_HEAD, []))
+    if head is None:
+        raise NotFound("no model is registered yet; call RegisterGenesisModel first")
+    return require_model(ctx, loads(head)["hash"])
+
+
+@transaction("GetLineage", submit=False)
+def get_lineage(ctx: LedgerContext, model_hash: str) -> list[ModelVersion]:
+    """The model and its ancestors back to the genesis model, newest first."""
+    chain = [require_model(ctx, parse_hash("model_hash", model_hash))]
+    while chain[-1].parent is not None:
+        if len(chain) > 100_000:
+            raise FailedPrecondition("lineage is cyclic")
+        chain.append(require_model(ctx, chain[-1].parent))
+    return chain

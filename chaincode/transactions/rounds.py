@@ -1,0 +1,105 @@
+"""OpenRound, CloseRound, AbandonRound and round queries. Rounds are opened by an aggregator."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .. import keys, store
+from ..codec import loads, parse_float, parse_hash, parse_int
+from ..context import LedgerContext
+from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from ..events import emit
+from ..guards import current_rules, require_participant
+from ..records import Round
+from ..registry import transaction
+
+DONE = ("aggregated", "abandoned")
+
+
+def require_round(ctx: LedgerContext, number: int) -> Round:
+    return store.require(ctx, Round, keys.ROUND, [keys.round_attr(number)], f"round {number}")
+
+
+def parse_round(text: str) -> int:
+    return parse_int("round", text, minimum=1)
+
+
+@transaction("OpenRound")
+def open_round(ctx: LedgerContext, round_number: str, base_model_hash: str, deadline: str, rules_version: str) -> Round:
+    aggregator = require_participant(ctx, "aggregator")
+    number = parse_round(round_number)
+    base = parse_hash("base_model_hash", base_model_hash)
+    due = parse_float("deadline", deadline)
+    version = parse_int("rules_version", rules_version, minimum=1)
+    rules = current_rules(ctx)
+    now = ctx.get_tx_timestamp()
+    if version != rules.version:
+        raise FailedPrecondition(f"rules version {version} is not current; the current version is {rules.version}")
+    if due <= now:
+        raise InvalidArgument(f"deadline {due} is not in the future (transaction time {now})")
+    if store.read(ctx, Round, keys.ROUND, [keys.round_attr(number)]) is not None:
+        raise AlreadyExists(f"round {number} already exists")
+    if number > 1:
+        previous = store.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
+        if previous is None or previous.status not in DONE:
+            raise FailedPrecondition(f"round {number - 1} must be aggregated or abandoned before round {number} opens")
+    head = ctx.get_state(keys.composite_key(keys.MODEL_HEAD, []))
+    if head is None:
+        raise FailedPrecondition("no model is registered; call RegisterGenesisModel first")
+    latest = loads(head)["hash"]
+    if base != latest:
+        raise FailedPrecondition(f"base model {base} is not the latest global model {latest}")
+    record = Round(
+        number=number,
+        base_model=base,
+        deadline=due,
+        rules_version=version,
+        status="open",
+        opened_by=aggregator.id,
+        opened_at=now,
+        reward_pool=rules.reward_per_round,
+    )
+    store.write(ctx, keys.ROUND, [keys.round_attr(number)], record)
+    emit(ctx, "RoundOpened", {"round": number, "base_model": base, "deadline": due})
+    return record
+
+
+@transaction("CloseRound")
+def close_round(ctx: LedgerContext, round_number: str) -> Round:
+    require_participant(ctx, "aggregator")
+    record = require_round(ctx, parse_round(round_number))
+    if record.status != "open":
+        raise FailedPrecondition(f"round {record.number} is {record.status}, not open")
+    closed = dataclasses.replace(record, status="closed", closed_at=ctx.get_tx_timestamp())
+    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
+    emit(ctx, "RoundClosed", {"round": record.number})
+    return closed
+
+
+@transaction("AbandonRound")
+def abandon_round(ctx: LedgerContext, round_number: str, reason: str) -> Round:
+    """Ends a round that cannot produce a model: too few submissions, or nothing accepted."""
+    require_participant(ctx, "aggregator")
+    record = require_round(ctx, parse_round(round_number))
+    nothing_accepted = record.status == "finalized" and not record.accepted
+    if record.status not in ("open", "closed") and not nothing_accepted:
+        raise FailedPrecondition(
+            f"round {record.number} is {record.status}; only open, closed, or finalized rounds with no "
+            "accepted update can be abandoned"
+        )
+    if not reason.strip():
+        raise InvalidArgument("a reason is required")
+    ended = dataclasses.replace(record, status="abandoned", closed_at=record.closed_at or ctx.get_tx_timestamp())
+    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], ended)
+    emit(ctx, "RoundAbandoned", {"round": record.number, "reason": reason.strip()})
+    return ended
+
+
+@transaction("GetRound", submit=False)
+def get_round(ctx: LedgerContext, round_number: str) -> Round:
+    return require_round(ctx, parse_round(round_number))
+
+
+@transaction("ListRounds", submit=False)
+def list_rounds(ctx: LedgerContext) -> list[Round]:
+    return list(store.scan(ctx, Round, keys.ROUND, []))

@@ -1,0 +1,210 @@
+"""FedLedgerClient: the contract's operations as typed Python methods.
+
+Works over any Contract (embedded or Fabric) — it only encodes arguments and decodes records.
+Submitting methods return the record the contract wrote; ``last_result`` holds the transaction
+id and block number of the most recent submit (the provenance a model card cites).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fedledger.chaincode.records import (
+    Anomaly,
+    Dispute,
+    ModelVersion,
+    Participant,
+    Payout,
+    Round,
+    Rules,
+    Update,
+    Vote,
+    from_dict,
+)
+
+from .backend import SubmitResult
+from .gateway import Argument, Contract, EventStream, Network
+
+T = TypeVar("T")
+
+UPDATE_FIELD = "update"
+MODEL_FIELD = "model"
+
+
+@dataclass(frozen=True)
+class Balance:
+    participant: str
+    balance: int
+    payouts: list[Payout]
+    epsilon_spent: float
+
+
+def _decode(data: bytes) -> Any:
+    return json.loads(data) if data else None
+
+
+class FedLedgerClient:
+    def __init__(self, contract: Contract, network: Network | None = None) -> None:
+        self.contract = contract
+        self.network = network
+        self.last_result: SubmitResult | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _submit(self, name: str, *args: Argument, transient: Mapping[str, bytes] | None = None) -> Any:
+        self.last_result = self.contract.submit(name, arguments=args, transient=transient)
+        return _decode(self.last_result.result)
+
+    def _evaluate(self, name: str, *args: Argument) -> Any:
+        return _decode(self.contract.evaluate(name, arguments=args))
+
+    @staticmethod
+    def _one(cls: type[T], data: Any) -> T:
+        return from_dict(cls, data)
+
+    @staticmethod
+    def _many(cls: type[T], data: Any) -> list[T]:
+        return [from_dict(cls, item) for item in data]
+
+    def events(self, *, start_block: int | None = None) -> EventStream:
+        if self.network is None:
+            raise ValueError("events need the Network: build the client with FedLedgerClient(contract, network)")
+        return self.network.get_chaincode_events(self.contract.chaincode, start_block=start_block)
+
+    # -- consortium ---------------------------------------------------------------------------
+    def init_consortium(self, rules: Mapping[str, Any] | None = None) -> Rules:
+        return self._one(Rules, self._submit("InitConsortium", json.dumps(dict(rules or {}))))
+
+    def update_rules(self, changes: Mapping[str, Any]) -> Rules:
+        return self._one(Rules, self._submit("UpdateRules", json.dumps(dict(changes))))
+
+    def rules(self, version: int | None = None) -> Rules:
+        return self._one(Rules, self._evaluate("GetRules", "" if version is None else version))
+
+    # -- participants -------------------------------------------------------------------------
+    def register(self, role: str, *, dataset_size: int, schema_hash: str) -> Participant:
+        return self._one(Participant, self._submit("RegisterParticipant", role, dataset_size, schema_hash))
+
+    def suspend(self, participant_id: str, reason: str) -> Participant:
+        return self._one(Participant, self._submit("SuspendParticipant", participant_id, reason))
+
+    def reinstate(self, participant_id: str, reason: str) -> Participant:
+        return self._one(Participant, self._submit("ReinstateParticipant", participant_id, reason))
+
+    def participant(self, participant_id: str) -> Participant:
+        return self._one(Participant, self._evaluate("GetParticipant", participant_id))
+
+    def participants(self) -> list[Participant]:
+        return self._many(Participant, self._evaluate("ListParticipants"))
+
+    def whoami(self) -> dict[str, Any]:
+        return self._evaluate("WhoAmI")
+
+    # -- models -------------------------------------------------------------------------------
+    def register_genesis_model(self, model: bytes, *, name: str) -> ModelVersion:
+        return self._one(ModelVersion, self._submit("RegisterGenesisModel", name, transient={MODEL_FIELD: model}))
+
+    def model(self, model_hash: str) -> ModelVersion:
+        return self._one(ModelVersion, self._evaluate("GetModel", model_hash))
+
+    def latest_model(self) -> ModelVersion:
+        return self._one(ModelVersion, self._evaluate("GetLatestModel"))
+
+    def lineage(self, model_hash: str) -> list[ModelVersion]:
+        return self._many(ModelVersion, self._evaluate("GetLineage", model_hash))
+
+    # -- rounds -------------------------------------------------------------------------------
+    def open_round(
+        self, number: int, *, base_model: str, deadline: float, rules_version: int | None = None
+    ) -> Round:
+        version = rules_version if rules_version is not None else self.rules().version
+        return self._one(Round, self._submit("OpenRound", number, base_model, repr(float(deadline)), version))
+
+    def close_round(self, number: int) -> Round:
+        return self._one(Round, self._submit("CloseRound", number))
+
+    def abandon_round(self, number: int, reason: str) -> Round:
+        return self._one(Round, self._submit("AbandonRound", number, reason))
+
+    def round(self, number: int) -> Round:
+        return self._one(Round, self._evaluate("GetRound", number))
+
+    def rounds(self) -> list[Round]:
+        return self._many(Round, self._evaluate("ListRounds"))
+
+    # -- updates ------------------------------------------------------------------------------
+    def submit_update(
+        self, round_number: int, update: bytes, *, samples: int, epsilon: float, train_loss: float
+    ) -> Update:
+        """Sends the update bytes as transient data: they reach the endorsers, never a block."""
+        return self._one(
+            Update,
+            self._submit(
+                "SubmitUpdate",
+                round_number,
+                samples,
+                repr(float(epsilon)),
+                repr(float(train_loss)),
+                transient={UPDATE_FIELD: update},
+            ),
+        )
+
+    def update(self, round_number: int, participant_id: str) -> Update:
+        return self._one(Update, self._evaluate("GetUpdate", round_number, participant_id))
+
+    def updates(self, round_number: int) -> list[Update]:
+        return self._many(Update, self._evaluate("ListUpdates", round_number))
+
+    def finalize_round(self, number: int) -> Round:
+        return self._one(Round, self._submit("FinalizeRound", number))
+
+    def commit_aggregate(
+        self, round_number: int, model: bytes, *, update_hashes: list[str], metrics: Mapping[str, Any] | None = None
+    ) -> ModelVersion:
+        return self._one(
+            ModelVersion,
+            self._submit(
+                "CommitAggregate",
+                round_number,
+                json.dumps(sorted(update_hashes)),
+                json.dumps(dict(metrics or {})),
+                transient={MODEL_FIELD: model},
+            ),
+        )
+
+    def anomalies(self, round_number: int | None = None) -> list[Anomaly]:
+        return self._many(Anomaly, self._evaluate("ListAnomalies", "" if round_number is None else round_number))
+
+    # -- disputes -----------------------------------------------------------------------------
+    def open_dispute(self, round_number: int, participant_id: str, reason: str) -> Dispute:
+        return self._one(Dispute, self._submit("OpenDispute", round_number, participant_id, reason))
+
+    def cast_vote(self, round_number: int, participant_id: str, decision: str, reason: str = "") -> Vote:
+        return self._one(Vote, self._submit("CastVote", round_number, participant_id, decision, reason))
+
+    def resolve_dispute(self, round_number: int, participant_id: str) -> Dispute:
+        return self._one(Dispute, self._submit("ResolveDispute", round_number, participant_id))
+
+    def dispute(self, round_number: int, participant_id: str) -> Dispute:
+        return self._one(Dispute, self._evaluate("GetDispute", round_number, participant_id))
+
+    def disputes(self, round_number: int | None = None) -> list[Dispute]:
+        return self._many(Dispute, self._evaluate("ListDisputes", "" if round_number is None else round_number))
+
+    def votes(self, round_number: int, participant_id: str) -> list[Vote]:
+        return self._many(Vote, self._evaluate("ListVotes", round_number, participant_id))
+
+    # -- rewards, trust, history --------------------------------------------------------------------
+    def balance(self, participant_id: str) -> Balance:
+        data = self._evaluate("GetBalance", participant_id)
+        return Balance(
+            data["participant"], data["balance"], self._many(Payout, data["payouts"]), data["epsilon_spent"]
+        )
+
+    def balances(self) -> dict[str, int]:
+        return self._evaluate("ListBalances")
+
+    def history(self, kind: str, *ids: str | int) -> list[dict[str, Any]]:
+        return self._evaluate("GetHistory", kind, *ids)
