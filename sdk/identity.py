@@ -74,9 +74,7 @@ def _curve_order(curve: ec.EllipticCurve) -> int:
     try:
         return CURVE_ORDERS[curve.name]
     except KeyError:
-        raise ValueError(
-            f"Unsupported curve {curve.name!r}: Fabric MSPs use {sorted(CURVE_ORDERS)}."
-        ) from None
+        raise ValueError(f"Unsupported curve {curve.name!r}: Fabric MSPs use {sorted(CURVE_ORDERS)}.") from None
 
 
 def to_low_s(signature: bytes, order: int) -> bytes:

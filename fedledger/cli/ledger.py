@@ -1,0 +1,84 @@
+"""``fedledger ledger init|verify|info``: the embedded ledger's administration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fedledger.chaincode.embedded.bootstrap import DEFAULT_ORGANIZATIONS, create_consortium, open_consortium
+from fedledger.chaincode.embedded.ledger import EmbeddedLedger
+from fedledger.chaincode.embedded.verify import verify_ledger
+
+
+def _organizations(text: str) -> dict[str, str]:
+    pairs = {}
+    for item in filter(None, text.split(",")):
+        mspid, sep, domain = item.partition("=")
+        if not sep or not mspid or not domain:
+            raise argparse.ArgumentTypeError(f"expected MSPID=domain, got {item!r}")
+        pairs[mspid] = domain
+    return pairs
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("ledger", help="create, inspect and verify an embedded ledger")
+    sub = parser.add_subparsers(dest="ledger_command", metavar="<action>", required=True)
+
+    init = sub.add_parser("init", help="create MSP identities and a new embedded ledger in DIR")
+    init.add_argument("dir", type=Path, help="folder for organizations/ and ledger/")
+    init.add_argument(
+        "--orgs",
+        type=_organizations,
+        default=DEFAULT_ORGANIZATIONS,
+        help="comma-separated MSPID=domain (default: Org1MSP=org1.example.com,Org2MSP=org2.example.com)",
+    )
+    init.add_argument("--channel", default="mychannel")
+    init.set_defaults(run=_init)
+
+    verify = sub.add_parser(
+        "verify", help="re-check every block hash and signature and the world state; report the first tampered block"
+    )
+    verify.add_argument("dir", type=Path, help="consortium folder (from 'ledger init') or its ledger/ folder")
+    verify.set_defaults(run=_verify)
+
+    info = sub.add_parser("info", help="height, channel and organisations of an embedded ledger")
+    info.add_argument("dir", type=Path)
+    info.set_defaults(run=_info)
+
+
+def ledger_dir(path: Path) -> Path:
+    return path / "ledger" if (path / "ledger").is_dir() else path
+
+
+def _init(args: argparse.Namespace) -> int:
+    consortium = create_consortium(args.dir, args.orgs, channel=args.channel)
+    print(f"created ledger {consortium.ledger_dir} for {', '.join(sorted(consortium.organizations))}")
+    for mspid in sorted(consortium.organizations):
+        print(f"  {mspid} admin MSP: {consortium.organizations[mspid].user_msp('Admin')}")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    report = verify_ledger(ledger_dir(args.dir))
+    print(report)
+    return 0 if report.ok else 1
+
+
+def _info(args: argparse.Namespace) -> int:
+    ledger = EmbeddedLedger.open(ledger_dir(args.dir), read_only=True)
+    try:
+        summary = {
+            "channel": ledger.config["channel"],
+            "height": ledger.height(),
+            "organizations": sorted(ledger.config["organizations"]),
+            "orderer": ledger.config["orderer"]["mspid"],
+        }
+    finally:
+        ledger.close()
+    try:
+        summary["msp_folders"] = {m: str(o.path) for m, o in open_consortium(args.dir).organizations.items()}
+    except FileNotFoundError:
+        pass
+    print(json.dumps(summary, indent=2))
+    return 0

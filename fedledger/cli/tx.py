@@ -1,0 +1,61 @@
+"""``fedledger evaluate|submit``: call any contract transaction as a given MSP identity."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fedledger.sdk.errors import CommitError, GatewayError
+from fedledger.sdk.gateway import connect
+from fedledger.sdk.identity import load_msp_identity
+
+from .ledger import ledger_dir
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    for name, helptext in (
+        ("evaluate", "run a query transaction (nothing is written)"),
+        ("submit", "submit a transaction and wait for its commit"),
+    ):
+        parser = commands.add_parser(name, help=helptext)
+        parser.add_argument("function", help="transaction name, e.g. ListParticipants or RegisterParticipant")
+        parser.add_argument("args", nargs="*", help="transaction arguments (strings)")
+        parser.add_argument("--ledger-dir", type=Path, required=True, help="embedded consortium or ledger folder")
+        parser.add_argument("--msp-dir", type=Path, required=True, help="the caller's MSP folder (signcerts, keystore)")
+        parser.add_argument("--mspid", required=True, help="the caller's MSP ID, e.g. Org1MSP")
+        parser.add_argument("--channel", default="mychannel")
+        parser.add_argument("--chaincode", default="fedledger")
+        parser.add_argument(
+            "--transient", action="append", default=[], metavar="KEY=FILE", help="transient field read from FILE"
+        )
+        parser.set_defaults(run=_run, submit=name == "submit")
+
+
+def _transient(items: list[str]) -> dict[str, bytes]:
+    fields = {}
+    for item in items:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--transient expects KEY=FILE, got {item!r}")
+        fields[key] = Path(path).read_bytes()
+    return fields
+
+
+def _run(args: argparse.Namespace) -> int:
+    identity, signer = load_msp_identity(args.msp_dir, args.mspid)
+    with connect(identity, signer=signer, ledger_dir=ledger_dir(args.ledger_dir)) as gateway:
+        contract = gateway.get_network(args.channel).get_contract(args.chaincode)
+        try:
+            if args.submit:
+                result = contract.submit(args.function, arguments=args.args, transient=_transient(args.transient))
+                print(f"committed {result.transaction_id} in block {result.block_number}", file=sys.stderr)
+                data = result.result
+            else:
+                data = contract.evaluate(args.function, arguments=args.args, transient=_transient(args.transient))
+        except (GatewayError, CommitError) as exc:
+            print(f"fedledger: {args.function} failed: {exc}", file=sys.stderr)
+            return 1
+    print(json.dumps(json.loads(data), indent=2) if data else "")
+    return 0

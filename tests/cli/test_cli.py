@@ -1,0 +1,64 @@
+"""The fedledger command: help, exit codes, ledger init/verify, generic transactions, the demo."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from fedledger.cli.main import main
+
+
+def fedledger(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "fedledger.cli.main", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+def test_help_explains_the_commands():
+    result = fedledger("--help")
+    assert result.returncode == 0
+    for command in ("demo", "ledger", "evaluate", "submit"):
+        assert command in result.stdout
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["ledger", "frobnicate"])
+    assert info.value.code == 2
+    assert main(["ledger", "verify", str(tmp_path / "missing")]) == 2
+    assert "fedledger ledger init" in capsys.readouterr().err
+
+
+def test_init_then_verify_then_tamper(tmp_path, capsys):
+    base = tmp_path / "net"
+    assert main(["ledger", "init", str(base), "--orgs", "Org1MSP=org1.example.com,Org2MSP=org2.example.com"]) == 0
+    msp = base / "organizations/peerOrganizations/org1.example.com/users/Admin@org1.example.com/msp"
+    common = ["--ledger-dir", str(base), "--msp-dir", str(msp), "--mspid", "Org1MSP"]
+    assert "created ledger" in capsys.readouterr().out
+    assert main(["submit", "InitConsortium", '{"reward_per_round": 7}', *common]) == 0
+    assert json.loads(capsys.readouterr().out)["reward_per_round"] == 7
+    assert main(["evaluate", "GetRules", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["version"] == 1
+    assert main(["submit", "InitConsortium", "{}", *common]) == 1
+    assert "already initialised" in capsys.readouterr().err
+
+    assert main(["ledger", "verify", str(base)]) == 0
+    assert "OK: 2 blocks" in capsys.readouterr().out
+    with sqlite3.connect(base / "ledger" / "ledger.sqlite") as db:
+        db.execute("UPDATE blocks SET data = CAST(REPLACE(CAST(data AS TEXT), '7', '8') AS BLOB) WHERE number = 1")
+    assert main(["ledger", "verify", str(base)]) == 1
+    assert "TAMPERED at block 1" in capsys.readouterr().out
+
+
+def test_demo_runs_the_whole_flow(tmp_path):
+    result = fedledger("demo", "--out", str(tmp_path / "run"), "--rounds", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "SYNTHETIC" in out
+    assert out.count("REJECTED") == 2 and "mallory" in out
+    assert "ledger verify: OK" in out
+    assert "lineage: v2(" in out

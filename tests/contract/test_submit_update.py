@@ -1,0 +1,227 @@
+"""SubmitUpdate: every rejection class, each asserting the error and that nothing changed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import numpy as np
+import pytest
+from fedledger.chaincode.embedded.proposal import SignedProposal
+from fedledger.chaincode.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    RuleViolation,
+)
+from fedledger.sdk.embedded import shared_ledger
+from fedledger.sdk.errors import EndorseError
+
+from ..support import SCHEMA, SHAPES, participant_id, ready_round, tensors_bytes, world
+
+
+@pytest.fixture
+def round1(consortium):
+    aggregator, trainers, _genesis = ready_round(
+        consortium,
+        trainers=2,
+        rules={"epsilon_per_round": 2.0, "epsilon_total": 3.0, "max_update_norm": 5.0, "max_update_bytes": 20_000},
+    )
+    return aggregator, trainers
+
+
+def submit(client, factory, *, round_number=1, data=None, samples=100, epsilon=1.0, loss=0.7):
+    return client.submit_update(
+        round_number, data if data is not None else factory.bytes(), samples=samples, epsilon=epsilon, train_loss=loss
+    )
+
+
+def test_happy_path_records_commitment_and_features_not_bytes(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    tensors = updates.honest()
+    data = tensors_bytes(tensors)
+    record = submit(trainer, updates, data=data, samples=120, epsilon=1.5, loss=0.42)
+    assert record.hash == hashlib.sha256(data).hexdigest()
+    assert (record.samples, record.epsilon, record.train_loss, record.status) == (120, 1.5, 0.42, "submitted")
+    flat = np.concatenate([v.ravel().astype(np.float64) for _, v in sorted(tensors.items())])
+    assert record.features["l2_norm"] == pytest.approx(np.linalg.norm(flat))
+    assert len(record.features["sketch"]) == 64
+    assert aggregator.update(1, record.participant) == record
+    # the bytes never reach a block, in any encoding: only their hash does
+    blocks = b"".join(block for _n, _h, block, _s in shared_ledger(consortium.embedded.ledger_dir).blocks(0))
+    assert record.hash.encode() in blocks
+    tail = data[-48:]
+    assert tail not in blocks and base64.b64encode(tail)[4:-4] not in blocks
+
+
+def test_unregistered_identity_is_refused(consortium, round1, updates):
+    aggregator, _ = round1
+    before = world(aggregator)
+    with pytest.raises(PermissionDenied, match="not a registered participant"):
+        submit(consortium.client("Org2MSP", "stranger"), updates)
+    assert world(aggregator) == before
+
+
+def test_wrong_role_is_refused(consortium, round1, updates):
+    aggregator, _ = round1
+    auditor = consortium.client("Org2MSP", "auditor0")
+    auditor.register("auditor", dataset_size=0, schema_hash=SCHEMA)
+    before = world(aggregator)
+    for caller in (auditor, aggregator):
+        with pytest.raises(PermissionDenied, match="needs role trainer"):
+            submit(caller, updates)
+    assert world(aggregator) == before
+
+
+def test_suspended_trainer_is_refused(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    consortium.admin().suspend(participant_id("Org1MSP", "trainer0"), "investigation")
+    before = world(aggregator)
+    with pytest.raises(PermissionDenied, match="suspended"):
+        submit(trainer, updates)
+    assert world(aggregator) == before
+
+
+def test_duplicate_submission_and_replayed_proposal_are_refused(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    submit(trainer, updates)
+    before = world(aggregator)
+    with pytest.raises(AlreadyExists, match="already submitted"):
+        submit(trainer, updates)
+    assert world(aggregator) == before
+
+    # replay: the very same signed proposal sent twice is refused by transaction id
+    ledger = shared_ledger(consortium.embedded.ledger_dir)
+    backend = trainer.contract._backend
+    proposal = trainer.contract._proposal("WhoAmI", (), None)
+    signed: SignedProposal = backend._sign(proposal)
+    ledger.submit(signed)
+    height = ledger.height()
+    with pytest.raises(Exception, match="duplicate transaction id") as info:
+        ledger.submit(signed)
+    assert info.value.code == "DUPLICATE_TXID"
+    assert ledger.height() == height
+
+
+def test_closed_unknown_and_late_rounds_are_refused(consortium, round1, updates):
+    aggregator, (trainer, other) = round1
+    before = world(aggregator)
+    with pytest.raises(NotFound, match="round 7 does not exist"):
+        submit(trainer, updates, round_number=7)
+    with pytest.raises(InvalidArgument, match="round must be an integer"):
+        trainer.contract.submit("SubmitUpdate", arguments=["one", "10", "1", "0.1"], transient={"update": b"x"})
+    consortium.advance(3601)
+    with pytest.raises(FailedPrecondition, match="passed its deadline"):
+        submit(trainer, updates)
+    assert world(aggregator) == before
+    aggregator.close_round(1)
+    before = world(aggregator)
+    with pytest.raises(FailedPrecondition, match="is closed"):
+        submit(other, updates)
+    assert world(aggregator) == before
+
+
+def test_per_round_epsilon_budget_is_enforced(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    before = world(aggregator)
+    with pytest.raises(RuleViolation, match="per-round budget 2.0"):
+        submit(trainer, updates, epsilon=2.5)
+    assert world(aggregator) == before
+    submit(trainer, updates, epsilon=2.0)
+    assert trainer.balance(participant_id("Org1MSP", "trainer0")).epsilon_spent == 2.0
+
+
+def test_total_epsilon_budget_over_rounds(consortium, updates):
+    aggregator, (a, b), _ = ready_round(consortium, trainers=2, rules={"epsilon_per_round": 2.0, "epsilon_total": 3.0})
+    submit(a, updates, epsilon=2.0)
+    submit(b, updates, epsilon=2.0)
+    aggregator.close_round(1)
+    finalized = aggregator.finalize_round(1)
+    accepted = [u.hash for u in aggregator.updates(1) if u.status == "accepted"]
+    model = aggregator.commit_aggregate(1, tensors_bytes(updates.honest()), update_hashes=accepted)
+    aggregator.open_round(2, base_model=model.hash, deadline=consortium.now() + 600)
+    before = world(aggregator)
+    with pytest.raises(RuleViolation, match="over the budget 3.0"):
+        submit(a, updates, round_number=2, epsilon=1.5)
+    assert world(aggregator) == before
+    assert submit(a, updates, round_number=2, epsilon=1.0).epsilon == 1.0
+    assert finalized.status == "finalized"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error", "message"),
+    [
+        (
+            lambda t: {**t, "layer.0.lora_A": np.full(SHAPES["layer.0.lora_A"], np.nan, np.float32)},
+            InvalidArgument,
+            "NaN or Inf",
+        ),
+        (
+            lambda t: {**t, "layer.1.lora_B": np.full(SHAPES["layer.1.lora_B"], np.inf, np.float32)},
+            InvalidArgument,
+            "NaN or Inf",
+        ),
+        (lambda t: {**t, "layer.0.lora_A": np.zeros((8, 31), np.float32)}, InvalidArgument, "has shape"),
+        (lambda t: {k: v for k, v in t.items() if k != "layer.1.lora_A"}, InvalidArgument, "missing"),
+        (lambda t: {**t, "extra.weight": np.zeros(3, np.float32)}, InvalidArgument, "unexpected"),
+        (lambda t: {**t, "layer.0.lora_A": np.zeros(SHAPES["layer.0.lora_A"], np.int32)}, InvalidArgument, "dtype"),
+        (lambda t: {k: v * 1000 for k, v in t.items()}, RuleViolation, "exceeds the bound 5.0"),
+    ],
+    ids=["nan", "inf", "wrong-shape", "missing-tensor", "extra-tensor", "int-dtype", "norm-too-large"],
+)
+def test_invalid_update_contents_are_refused(consortium, round1, updates, mutate, error, message):
+    aggregator, (trainer, _) = round1
+    before = world(aggregator)
+    with pytest.raises(error, match=message):
+        submit(trainer, updates, data=tensors_bytes(mutate(updates.honest())))
+    assert world(aggregator) == before
+
+
+def test_oversized_garbage_and_missing_bytes_are_refused(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    before = world(aggregator)
+    with pytest.raises(RuleViolation, match="at most 20000"):
+        submit(trainer, updates, data=b"\0" * 20_001)
+    with pytest.raises(InvalidArgument, match="not a valid safetensors"):
+        submit(trainer, updates, data=b"definitely not tensors")
+    with pytest.raises(InvalidArgument, match="transient"):
+        trainer.contract.submit("SubmitUpdate", arguments=[1, 100, "1.0", "0.5"])
+    assert world(aggregator) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((1, "many", "1.0", "0.5"), "samples must be an integer"),
+        ((1, 0, "1.0", "0.5"), "samples must be >= 1"),
+        ((1, 100, "-1", "0.5"), "epsilon must be >= 0"),
+        ((1, 100, "nan", "0.5"), "epsilon must be finite"),
+        ((1, 100, "1.0", "inf"), "train_loss must be finite"),
+        ((1, 100, "1.0"), "got 3 argument"),
+    ],
+)
+def test_malformed_arguments_are_refused(consortium, round1, updates, args, message):
+    aggregator, (trainer, _) = round1
+    before = world(aggregator)
+    with pytest.raises(InvalidArgument, match=message):
+        trainer.contract.submit("SubmitUpdate", arguments=args, transient={"update": updates.bytes()})
+    assert world(aggregator) == before
+
+
+def test_samples_above_attested_dataset_size(consortium, round1, updates):
+    aggregator, (trainer, _) = round1
+    before = world(aggregator)
+    with pytest.raises(RuleViolation, match="attested dataset size"):
+        submit(trainer, updates, samples=1001)
+    assert world(aggregator) == before
+
+
+def test_contract_errors_are_endorse_errors_with_transaction_ids(consortium, round1, updates):
+    _, (trainer, _) = round1
+    with pytest.raises(EndorseError) as info:
+        submit(trainer, updates, round_number=99)
+    assert len(info.value.transaction_id) == 64
+    assert info.value.code == "NOT_FOUND"
+    assert "round 99 does not exist" in info.value.contract_message

@@ -1,0 +1,144 @@
+"""Test helpers shared by the contract suites: a consortium of named clients on a ledger, and a
+snapshot of everything the contract exposes, to prove that a rejected transaction changed nothing.
+
+The consortium hides which ledger it runs on; ``advance(seconds)`` moves the clock past
+deadlines (a fake clock on the embedded ledger).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_consortium
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.embedded import forget_ledger
+from fedledger.sdk.gateway import connect
+from safetensors.numpy import save
+
+SCHEMA = hashlib.sha256(b"text,label").hexdigest()
+SHAPES = {"layer.0.lora_A": (8, 32), "layer.0.lora_B": (32, 8), "layer.1.lora_A": (8, 32), "layer.1.lora_B": (32, 8)}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+class Consortium:
+    """Named clients (``"Org1MSP/trainer1"``) on one embedded ledger."""
+
+    def __init__(self, base: Path) -> None:
+        self.embedded: EmbeddedConsortium = create_consortium(base)
+        self.clock = Clock()
+        self._clients: dict[tuple[str, str], FedLedgerClient] = {}
+        self._gateways: list[Any] = []
+
+    def client(self, mspid: str, name: str, *, admin: bool = False) -> FedLedgerClient:
+        key = (mspid, name)
+        if key not in self._clients:
+            identity, signer = self.embedded.user(mspid, name, admin=admin)
+            gateway = connect(identity, signer=signer, ledger_dir=self.embedded.ledger_dir, clock=self.clock)
+            self._gateways.append(gateway)
+            network = gateway.get_network("mychannel")
+            self._clients[key] = FedLedgerClient(network.get_contract("fedledger"), network)
+        return self._clients[key]
+
+    def admin(self, mspid: str = "Org1MSP") -> FedLedgerClient:
+        return self.client(mspid, "Admin", admin=True)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.offset += seconds
+
+    def close(self) -> None:
+        for gateway in self._gateways:
+            gateway.close()
+        forget_ledger(self.embedded.ledger_dir)
+
+
+def participant_id(mspid: str, name: str) -> str:
+    domain = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com", "Org3MSP": "org3.example.com"}[mspid]
+    return f"{mspid}:{name}@{domain}"
+
+
+def tensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
+    return save({k: np.ascontiguousarray(v, dtype=v.dtype) for k, v in tensors.items()})
+
+
+def zero_model() -> bytes:
+    return tensors_bytes({k: np.zeros(s, np.float32) for k, s in SHAPES.items()})
+
+
+class UpdateFactory:
+    """Honest updates share a direction plus noise; attacks are transformations of an honest one."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.direction = {k: self.rng.normal(size=s) for k, s in SHAPES.items()}
+
+    def honest(self) -> dict[str, np.ndarray]:
+        return {
+            k: (0.01 * self.direction[k] + 0.005 * self.rng.normal(size=s)).astype(np.float32)
+            for k, s in SHAPES.items()
+        }
+
+    def bytes(self, tensors: dict[str, np.ndarray] | None = None) -> bytes:
+        return tensors_bytes(tensors if tensors is not None else self.honest())
+
+
+def world(client: FedLedgerClient) -> dict[str, Any]:
+    """Everything the contract lets a participant read: equal snapshots mean nothing changed."""
+    snapshot: dict[str, Any] = {}
+
+    def capture(name: str, read: Callable[[], Any]) -> None:
+        try:
+            value = read()
+        except Exception as exc:  # a missing record is part of the state too
+            value = f"error: {type(exc).__name__}"
+        snapshot[name] = value
+
+    capture("rules", lambda: asdict(client.rules()))
+    capture("participants", lambda: [asdict(p) for p in client.participants()])
+    capture("rounds", lambda: [asdict(r) for r in client.rounds()])
+    rounds = snapshot["rounds"] if isinstance(snapshot["rounds"], list) else []
+    for r in rounds:
+        number = r["number"]
+        capture(f"updates/{number}", lambda n=number: [asdict(u) for u in client.updates(n)])
+    capture("anomalies", lambda: [asdict(a) for a in client.anomalies()])
+    capture("disputes", lambda: [asdict(d) for d in client.disputes()])
+    capture("balances", client.balances)
+    capture("latest_model", lambda: asdict(client.latest_model()))
+    return snapshot
+
+
+def ready_round(
+    consortium: Consortium,
+    *,
+    trainers: int = 5,
+    rules: dict[str, Any] | None = None,
+    deadline_in: float = 3600.0,
+) -> tuple[FedLedgerClient, list[FedLedgerClient], str]:
+    """Initialised consortium, an aggregator, registered trainers (alternating orgs) and round 1 open."""
+    admin = consortium.admin()
+    admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], **(rules or {})})
+    aggregator = consortium.client("Org1MSP", "aggregator")
+    aggregator.register("aggregator", dataset_size=0, schema_hash=SCHEMA)
+    genesis = aggregator.register_genesis_model(zero_model(), name="test-adapter")
+    aggregator.open_round(1, base_model=genesis.hash, deadline=consortium.now() + deadline_in)
+    clients = []
+    for i in range(trainers):
+        client = consortium.client("Org1MSP" if i % 2 == 0 else "Org2MSP", f"trainer{i}")
+        client.register("trainer", dataset_size=1000, schema_hash=SCHEMA)
+        clients.append(client)
+    return aggregator, clients, genesis.hash
