@@ -3,6 +3,8 @@
 Only the mapping lives here; all metadata is in pyproject.toml.
 """
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 ROOTS = {
@@ -14,9 +16,10 @@ ROOTS = {
     "fedledger.anomaly": "anomaly",
 }
 
+present = {package: folder for package, folder in ROOTS.items() if Path(folder, "__init__.py").exists()}
 packages: list[str] = []
-for package, folder in ROOTS.items():
+for package, folder in present.items():
     packages.append(package)
     packages.extend(f"{package}.{sub}" for sub in find_packages(folder))
 
-setup(packages=packages, package_dir=ROOTS, include_package_data=True)
+setup(packages=packages, package_dir=present, include_package_data=True)
