@@ -73,6 +73,15 @@ def _fedavg(base: dict[str, np.ndarray], deltas: list[tuple[dict[str, np.ndarray
     return {k: (base[k] + sum(d[k] * (n / total) for d, n in deltas)).astype(np.float32) for k in base}
 
 
+def _honest(direction: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return (0.01 * direction + 0.004 * rng.normal(size=direction.shape)).astype(np.float32)
+
+
+def _cosine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    dot = sum(float(np.sum(a[k] * b[k])) for k in a)
+    return dot / float(np.sqrt(sum(np.sum(a[k] ** 2) for k in a) * sum(np.sum(b[k] ** 2) for k in b)))
+
+
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.out.exists():
@@ -107,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     for number in range(1, args.rounds + 1):
         aggregator.open_round(number, base_model=base.hash, deadline=time.time() + 600)
         for mspid, name, size in tqdm(TRAINERS, desc=f"round {number}: members submit", unit="update", leave=False):
-            delta = {k: (0.01 * direction[k] + 0.004 * rng.normal(size=s)).astype(np.float32) for k, s in shapes.items()}
+            delta = {k: _honest(direction[k], rng) for k in shapes}
             if name == MALICIOUS:
                 delta = {k: (-8.0 * v).astype(np.float32) for k, v in delta.items()}
             data = save_tensors(delta)
@@ -126,10 +135,7 @@ def run(args: argparse.Namespace) -> int:
             data = (store / f"{update.hash}.safetensors").read_bytes()
             deltas.append((load_tensors(data), update.samples))
         global_model = _fedavg(global_model, deltas)
-        cosine = float(
-            sum(np.sum(global_model[k] * direction[k]) for k in shapes)
-            / np.sqrt(sum(np.sum(global_model[k] ** 2) for k in shapes) * sum(np.sum(direction[k] ** 2) for k in shapes))
-        )
+        cosine = _cosine(global_model, direction)
         base = aggregator.commit_aggregate(
             number,
             save_tensors(global_model),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -76,9 +77,7 @@ def _info(args: argparse.Namespace) -> int:
         }
     finally:
         ledger.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):  # a bare ledger folder has no MSP index
         summary["msp_folders"] = {m: str(o.path) for m, o in open_consortium(args.dir).organizations.items()}
-    except FileNotFoundError:
-        pass
     print(json.dumps(summary, indent=2))
     return 0
