@@ -1,0 +1,44 @@
+"""fedledger's client SDK: one small typed surface over interchangeable ledgers.
+
+    identity, signer = load_msp_identity(msp_dir, "Org1MSP")
+    with connect(identity, signer=signer, ledger_dir=...) as gateway:      # or endpoint=..., tls_root_cert=...
+        network = gateway.get_network("mychannel")
+        client = FedLedgerClient(network.get_contract("fedledger"), network)
+"""
+
+from .backend import Backend, ChaincodeEvent, Proposal, SubmitResult
+from .client import Balance, FedLedgerClient
+from .errors import (
+    CommitError,
+    CommitStatusError,
+    ContractRejected,
+    EndorseError,
+    GatewayError,
+    SubmitError,
+)
+from .gateway import Contract, EventStream, Gateway, Network, connect
+from .identity import Identity, Signer, ecdsa_signer, load_msp_identity
+
+__all__ = [
+    "Backend",
+    "Balance",
+    "ChaincodeEvent",
+    "CommitError",
+    "CommitStatusError",
+    "Contract",
+    "ContractRejected",
+    "EndorseError",
+    "EventStream",
+    "FedLedgerClient",
+    "Gateway",
+    "GatewayError",
+    "Identity",
+    "Network",
+    "Proposal",
+    "Signer",
+    "SubmitError",
+    "SubmitResult",
+    "connect",
+    "ecdsa_signer",
+    "load_msp_identity",
+]
