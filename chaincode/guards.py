@@ -32,13 +32,17 @@ def registered(ctx: LedgerContext, caller: Caller) -> Participant | None:
     return participant
 
 
-def require_participant(ctx: LedgerContext, *roles: str) -> Participant:
-    """The calling participant, registered, active, and in one of ``roles`` (any role if none given)."""
+def require_participant(ctx: LedgerContext, *roles: str, allow_suspended: bool = False) -> Participant:
+    """The calling participant: registered, of a current member organisation, active (unless
+    ``allow_suspended``), and in one of ``roles`` (any role if none given)."""
     caller = caller_of(ctx.get_creator())
     participant = registered(ctx, caller)
     if participant is None:
         raise PermissionDenied(f"{caller.id} is not a registered participant; call RegisterParticipant first")
-    if participant.status != "active":
+    rules = current_rules(ctx)
+    if caller.mspid not in rules.member_msps:
+        raise PermissionDenied(f"organisation {caller.mspid} is not a consortium member (any more)")
+    if participant.status != "active" and not allow_suspended:
         raise PermissionDenied(f"{caller.id} is suspended: {participant.status_reason}")
     if roles and participant.role not in roles:
         raise PermissionDenied(

@@ -2,7 +2,7 @@
 
 - The owner of a rejected update may contest the rejection; any registered member may contest
   an accepted update. Filing is open for ``dispute_window_seconds`` after FinalizeRound.
-- Auditors whose organisation differs from the update owner's vote uphold / overturn until
+- Auditors whose organisation differs from the update owner's, other than the filer, vote uphold / overturn until
   ``dispute_voting_seconds`` after filing, one vote each (one key per vote: no hot key).
 - ResolveDispute rules once ``dispute_quorum`` votes are in (majority; a tie upholds the verdict),
   or, after the voting deadline without quorum, expires the dispute and the verdict stands.
@@ -43,12 +43,17 @@ def require_dispute(ctx: LedgerContext, number: int, participant_id: str) -> Dis
 
 @transaction("OpenDispute")
 def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, reason: str) -> Dispute:
-    filer = require_participant(ctx)
+    # A member suspended by the very rejection it contests must still be able to contest it.
+    filer = require_participant(ctx, allow_suspended=True)
     number = parse_round(round_number)
     if not reason.strip():
         raise InvalidArgument("a dispute needs a reason")
     record = require_round(ctx, number)
     update = require_update(ctx, number, participant_id)
+    if filer.status != "active" and not (filer.id == participant_id and update.status == "rejected"):
+        raise PermissionDenied(f"{filer.id} is suspended: {filer.status_reason}")
+    if record.status == "abandoned":
+        raise FailedPrecondition(f"round {number} was abandoned; its verdicts can no longer be disputed")
     if record.finalized_at is None or update.status == "submitted":
         raise FailedPrecondition(f"round {number} has no verdict yet; disputes open after FinalizeRound")
     rules = rules_of(ctx, record)
@@ -85,6 +90,8 @@ def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decisi
     dispute = require_dispute(ctx, number, participant_id)
     if dispute.status != "open":
         raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
+    if auditor.id == dispute.filed_by:
+        raise PermissionDenied(f"{auditor.id} filed dispute {dispute.id} and cannot vote on it")
     owner_msp = participant_id.split(":", 1)[0]
     if auditor.mspid == owner_msp:
         raise PermissionDenied(f"auditors of {owner_msp} cannot rule on an update of their own organisation")

@@ -10,7 +10,7 @@ from ..context import LedgerContext
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from ..events import emit
 from ..guards import current_rules, require_participant
-from ..records import Round
+from ..records import Dispute, Round
 from ..registry import transaction
 
 DONE = ("aggregated", "abandoned")
@@ -89,6 +89,8 @@ def abandon_round(ctx: LedgerContext, round_number: str, reason: str) -> Round:
         )
     if not reason.strip():
         raise InvalidArgument("a reason is required")
+    if any(d.status == "open" for d in store.scan(ctx, Dispute, keys.DISPUTE, [keys.round_attr(record.number)])):
+        raise FailedPrecondition(f"round {record.number} has open disputes; resolve them before abandoning it")
     ended = dataclasses.replace(record, status="abandoned", closed_at=record.closed_at or ctx.get_tx_timestamp())
     store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], ended)
     emit(ctx, "RoundAbandoned", {"round": record.number, "reason": reason.strip()})

@@ -1,0 +1,111 @@
+"""The Fabric adapter of the ledger-context port, over a fabric-chaincode-python stub.
+
+The contract is synchronous; the stub is asyncio. The contract runs in a worker thread and every
+ledger call is sent to the server's event loop with ``run_coroutine_threadsafe``, so the loop
+keeps reading the peer's stream (and other transactions' replies) meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterator, Mapping
+from typing import Any, TypeVar
+
+from ..context import Creator, HistoryEntry
+from ..keys import composite_key
+from .compat import transient_map
+
+T = TypeVar("T")
+
+LEDGER_CALL_TIMEOUT_S = 120.0
+
+
+class FabricLedgerContext:
+    """One transaction's view of the ledger (implements ``fedledger.chaincode.context.LedgerContext``).
+
+    Writes go to the peer at once; the peer buffers them in the transaction simulation, so reads
+    never see the transaction's own writes, exactly as the port requires.
+    """
+
+    def __init__(self, stub: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._stub = stub
+        self._loop = loop
+        self._handler = stub.client
+        self._channel = stub.channel_id
+        self._tx_id = stub.tx_id
+        self._event: tuple[str, bytes] | None = None
+        self._transient: Mapping[str, bytes] | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(LEDGER_CALL_TIMEOUT_S)
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def get_state(self, key: str) -> bytes | None:
+        reply = self._run(self._handler.handle_get_state("", key, self._channel, self._tx_id))
+        return reply or None
+
+    def put_state(self, key: str, value: bytes) -> None:
+        if not key:
+            raise ValueError("key must not be empty")
+        self._run(self._handler.handle_put_state("", key, bytes(value), self._channel, self._tx_id))
+
+    def del_state(self, key: str) -> None:
+        self._run(self._handler.handle_delete_state("", key, self._channel, self._tx_id))
+
+    def get_state_by_partial_composite_key(
+        self, object_type: str, attributes: list[str]
+    ) -> Iterator[tuple[str, bytes]]:
+        prefix = composite_key(object_type, list(attributes))
+
+        async def collect() -> list[tuple[str, bytes]]:
+            iterator = await self._stub.get_state_by_range(prefix, prefix + "\U0010ffff")
+            return [(kv.key, kv.value) async for kv in iterator]
+
+        return iter(self._run(collect()))
+
+    def get_history_for_key(self, key: str) -> Iterator[HistoryEntry]:
+        async def collect() -> list[HistoryEntry]:
+            iterator = await self._stub.get_history_for_key(key)
+            return [
+                HistoryEntry(
+                    tx_id=mod.tx_id,
+                    timestamp=mod.timestamp.seconds + mod.timestamp.nanos / 1e9,
+                    value=mod.value,
+                    is_delete=mod.is_delete,
+                )
+                async for mod in iterator
+            ]
+
+        # The peer returns newest first; the port promises oldest first.
+        return iter(list(reversed(self._run(collect()))))
+
+    # --- transaction metadata -----------------------------------------------------------------
+
+    def get_creator(self) -> Creator:
+        creator = self._stub.get_creator() or {}
+        return Creator(mspid=creator.get("mspid", ""), cert_pem=bytes(creator.get("idBytes", b"")))
+
+    def get_tx_id(self) -> str:
+        return self._tx_id
+
+    def get_tx_timestamp(self) -> float:
+        ts = self._stub.get_tx_timestamp()
+        if ts is None:
+            raise RuntimeError("the proposal carries no timestamp")
+        return ts.seconds + ts.nanos / 1e9
+
+    def get_transient(self) -> Mapping[str, bytes]:
+        if self._transient is None:
+            self._transient = transient_map(self._stub)
+        return self._transient
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        if not name:
+            raise ValueError("event name must not be empty")
+        self._event = (name, bytes(payload))
+
+    @property
+    def event(self) -> tuple[str, bytes] | None:
+        """The event to send with the COMPLETED message, if the transaction set one."""
+        return self._event
