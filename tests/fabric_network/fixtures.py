@@ -1,0 +1,79 @@
+"""Session fixtures for tests against the native Fabric network (``make network-up``).
+
+Loaded by tests/fabric_network/conftest.py; other test folders can load them too with
+``pytest_plugins = ["tests.fabric_network.fixtures"]`` in the root conftest.
+
+``fabric_network`` brings the network up if ``run/network/READY`` is missing, and takes it down
+at the end only if it brought it up (set FEDLEDGER_KEEP_NETWORK=1 to keep it anyway). It skips
+when the pinned Fabric binaries cannot be had on this machine (``make fabric-bin`` fails).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from .fabric_cli import REPO, FabricCli, network_dir
+
+COMPAT_CC = "fedledger_compat"
+COMPAT_CONTRACT = REPO / "tests" / "fabric_network" / "compat_contract.py"
+
+
+def _wait_not_restarting(limit_s: float = 300) -> None:
+    restarting = network_dir() / "RESTARTING"
+    deadline = time.monotonic() + limit_s
+    while restarting.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def fabric_network() -> Iterator[FabricCli]:
+    started = False
+    _wait_not_restarting()
+    if not (network_dir() / "READY").exists():
+        binaries = subprocess.run(["make", "-s", "fabric-bin"], cwd=REPO, capture_output=True, text=True)
+        if binaries.returncode != 0:
+            pytest.skip(f"Fabric binaries unavailable: {binaries.stderr.strip()[-400:]}")
+        up = subprocess.run(["make", "-s", "network-up"], cwd=REPO, capture_output=True, text=True)
+        if up.returncode != 0:
+            pytest.fail(f"make network-up failed:\n{up.stderr[-4000:]}")
+        started = True
+    else:
+        # Revive dead processes of an existing network; a healthy one is left alone.
+        subprocess.run(["network/network-up.sh"], cwd=REPO, check=True, capture_output=True)
+    yield FabricCli()
+    if started and os.environ.get("FEDLEDGER_KEEP_NETWORK") != "1":
+        pids = [int(p.read_text()) for p in (network_dir() / "pids").glob("*.pid")]
+        subprocess.run(["make", "-s", "network-down"], cwd=REPO, check=False)
+        survivors = [pid for pid in pids if _alive(pid)]
+        assert not survivors, f"make network-down left processes running: {survivors}"
+        assert not network_dir().exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def compat_cc(fabric_network: FabricCli) -> str:
+    """Serves tests/fabric_network/compat_contract.py as chaincode ``fedledger_compat`` (servers on
+    7998, 9998, ...), next to ``fedledger``. Redeployed once per session so the servers run the
+    current test contract; the install and approvals are reused (deterministic package IDs)."""
+    env = {
+        **os.environ,
+        "CC_NAME": COMPAT_CC,
+        "CC_PORT_DELTA": "1",
+        "FEDLEDGER_CONTRACT": f"{COMPAT_CONTRACT}:CompatTestContract",
+    }
+    proc = subprocess.run(["network/deploy-chaincode.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"deploying {COMPAT_CC} failed:\n{proc.stderr[-4000:]}")
+    return COMPAT_CC
