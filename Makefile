@@ -32,6 +32,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) bench/commit_latency.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
 

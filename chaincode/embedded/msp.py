@@ -61,8 +61,13 @@ def _cert(
     signing_key: ec.EllipticCurvePrivateKey,
     *,
     ca: bool,
+    not_before: dt.datetime | None = None,
 ) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    if not_before is not None:
+        # Never start before the issuing CA: Fabric's MSP validates the chain at the certificate's
+        # start time, and cryptogen backdates its CAs only to the rounded minute minus 5 minutes.
+        now = max(now, not_before)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -132,7 +137,14 @@ def add_user(org: Organization, user: str, *, ou: str = "client") -> Path:
     ca_cert = x509.load_pem_x509_certificate(org.ca_cert_path.read_bytes())
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(_name(f"{user}@{org.domain}", org.domain, ou), ca_cert.subject, key.public_key(), ca_key, ca=False)
+    cert = _cert(
+        _name(f"{user}@{org.domain}", org.domain, ou),
+        ca_cert.subject,
+        key.public_key(),
+        ca_key,
+        ca=False,
+        not_before=ca_cert.not_valid_before_utc,
+    )
     _write_key(msp / "keystore" / "priv_sk", key)
     cert_path.parent.mkdir(parents=True, exist_ok=True)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -69,7 +69,8 @@ def issue_client_identity(ca_dir: Path, out: Path, common_name: str) -> Path:
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
+        # never before the CA itself: cryptogen backdates CAs only to the rounded minute minus 5 minutes
+        .not_valid_before(max(now - datetime.timedelta(minutes=5), ca_cert.not_valid_before_utc))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.KeyUsage(
