@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from fedledger import __version__
 
-from . import demo, ledger, tx
+from . import demo, federate, ledger, tx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(commands)
     ledger.add_parser(commands)
     tx.add_parsers(commands)
+    federate.add_parsers(commands)
     return parser
 
 

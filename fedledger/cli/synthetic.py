@@ -1,6 +1,6 @@
-"""``fedledger demo``: one command that shows the whole flow on the embedded ledger.
+"""``fedledger demo --synthetic``: the whole flow on the embedded ledger without training (no torch).
 
-Until the trainer lands, the updates are SYNTHETIC: honest members send a shared direction plus
+The updates are SYNTHETIC: honest members send a shared direction plus
 noise (what LoRA deltas of members with similar data look like), one member sends a scaled,
 sign-flipped update (a model-replacement attack). Everything else is real: signed transactions,
 the contract hashing and featurising every update on the peer side, the seeded IsolationForest at
@@ -14,7 +14,6 @@ import argparse
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load as load_tensors
@@ -38,18 +37,6 @@ TRAINERS = [
 MALICIOUS = "mallory"
 LAYERS = 6
 RANK, HIDDEN = 8, 384  # LoRA rank 8 on a 384-wide encoder (all-MiniLM-L6-v2's shape)
-
-
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="run the end-to-end federated flow on the embedded ledger",
-        description="Scripted federation: 4 honest members and 1 attacker, 3 rounds, on the embedded ledger.",
-    )
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="run folder (replaced on each run)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(run=run)
 
 
 def _shapes() -> dict[str, tuple[int, int]]:
@@ -82,13 +69,13 @@ def _cosine(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     return dot / float(np.sqrt(sum(np.sum(a[k] ** 2) for k in a) * sum(np.sum(b[k] ** 2) for k in b)))
 
 
-def run(args: argparse.Namespace) -> int:
+def run_synthetic(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.out.exists():
         shutil.rmtree(args.out)
     store = args.out / "updates"
     store.mkdir(parents=True)
-    print("fedledger demo — embedded ledger, SYNTHETIC updates (real LoRA + DP-SGD training comes with the trainer)")
+    print("fedledger demo --synthetic — embedded ledger, SYNTHETIC updates (drop --synthetic for LoRA + DP-SGD)")
     consortium = create_consortium(args.out / "consortium")
     admin = _client(consortium, "Org1MSP", "Admin", admin=True)
     admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0})

@@ -54,11 +54,26 @@ def test_init_then_verify_then_tamper(tmp_path, capsys):
     assert "TAMPERED at block 1" in capsys.readouterr().out
 
 
-def test_demo_runs_the_whole_flow(tmp_path):
-    result = fedledger("demo", "--out", str(tmp_path / "run"), "--rounds", "2")
+def test_synthetic_demo_runs_the_whole_flow_without_training(tmp_path):
+    result = fedledger("demo", "--synthetic", "--out", str(tmp_path / "run"), "--rounds", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "SYNTHETIC" in out
     assert out.count("REJECTED") == 2 and "mallory" in out
     assert "ledger verify: OK" in out
     assert "lineage: v2(" in out
+
+
+def test_training_demo_then_audit(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "run"
+    result = fedledger("demo", "--out", str(out), "--model", "tiny-bert", "--rounds", "2", "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("REJECTED") == 2 and "mallory" in result.stdout
+    assert "Round 2: model v2" in result.stdout and "accuracy" in result.stdout
+    audit = fedledger("audit", str(out))
+    assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
+    assert "OK: 10 updates, 2 models recomputed" in audit.stdout
+    (out / "model" / "global_adapter.safetensors").write_bytes(b"tampered")
+    tampered = fedledger("audit", str(out))
+    assert tampered.returncode == 1 and "MISMATCH" in tampered.stdout

@@ -1,0 +1,230 @@
+"""``fedledger client | aggregator | audit``: the federation as separate processes that coordinate only
+through the ledger and the update store (one ``client`` per member, one ``aggregator``)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.gateway import connect
+from fedledger.sdk.identity import load_msp_identity
+from fedledger.sdk.store import UpdateStore, load_key
+
+from .ledger import ledger_dir
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--ledger-dir", type=Path, help="embedded consortium (or ledger) folder")
+    where.add_argument("--network-dir", type=Path, help="Fabric network folder with network.json (make network-up)")
+    parser.add_argument("--msp-dir", type=Path, required=True, help="this process's MSP folder (signcerts, keystore)")
+    parser.add_argument("--mspid", required=True)
+    parser.add_argument("--store", type=Path, required=True, help="update store folder (shared by the consortium)")
+    parser.add_argument("--store-key", type=Path, required=True, help="the consortium's 32-byte store key file")
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="minilm", help="'minilm', 'tiny-bert' or a local Hugging Face model path")
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:
+    client = commands.add_parser("client", help="run one consortium member: train and submit each round")
+    _connection_options(client)
+    _model_options(client)
+    client.add_argument("--data", required=True, help="CSV/JSONL with text,label columns, or 'breast-cancer:I/N'")
+    client.add_argument("--rounds", type=int, default=1, help="rounds to take part in, then exit")
+    client.add_argument("--epsilon", type=float, default=8.0, help="DP-SGD target ε over --rounds (0 = no DP)")
+    client.add_argument("--epochs", type=int, default=2)
+    client.add_argument("--learning-rate", type=float, default=5e-3)
+    client.add_argument("--journal", type=Path, help="crash-resume journal (default: <store>/../journals/<id>.json)")
+    client.add_argument("--wait", type=float, default=600.0, help="seconds to wait for a round to open")
+    client.set_defaults(run=_run_client)
+
+    aggregator = commands.add_parser("aggregator", help="run the aggregator: open, finalize, aggregate, commit")
+    _connection_options(aggregator)
+    _model_options(aggregator)
+    aggregator.add_argument(
+        "--test-data", default="breast-cancer:test", help="held-out CSV/JSONL or breast-cancer:test"
+    )
+    aggregator.add_argument("--rounds", type=int, default=1)
+    aggregator.add_argument("--expect", type=int, required=True, help="members expected per round")
+    aggregator.add_argument("--round-seconds", type=float, default=600.0, help="round deadline")
+    aggregator.add_argument("--strategy", choices=["fedavg", "fedadam"], default="fedavg")
+    aggregator.add_argument("--card", type=Path, default=Path("model"), help="where to write adapter and model card")
+    aggregator.set_defaults(run=_run_aggregator)
+
+    audit = commands.add_parser("audit", help="re-verify a finished run against the ledger; report the first mismatch")
+    audit.add_argument("run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out)")
+    audit.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for runs on Fabric")
+    audit.set_defaults(run=_run_audit)
+
+
+def open_client(args: argparse.Namespace) -> FedLedgerClient:
+    identity, signer = load_msp_identity(args.msp_dir, args.mspid)
+    if args.ledger_dir is not None:
+        gateway = connect(identity, signer=signer, ledger_dir=ledger_dir(args.ledger_dir))
+        channel, chaincode = "mychannel", "fedledger"
+    else:
+        from fedledger.sdk.fabric.profile import load_network_dir
+
+        profile = load_network_dir(args.network_dir)
+        org = profile.org(args.mspid)
+        gateway = connect(
+            identity,
+            signer=signer,
+            endpoint=org.endpoint,
+            tls_root_cert=org.tls_root_cert,
+            server_name_override=org.server_name_override,
+        )
+        channel, chaincode = profile.channel, profile.chaincode
+    network = gateway.get_network(channel)
+    return FedLedgerClient(network.get_contract(chaincode), network)
+
+
+def _store(args: argparse.Namespace) -> UpdateStore:
+    return UpdateStore(args.store, load_key(args.store_key))
+
+
+def _model(args: argparse.Namespace) -> tuple[Any, Any]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from fedledger.trainer.demo_setup import load_demo_model
+
+    model, tokenizer, _label = load_demo_model(args.model, args.seed)
+    return model, tokenizer
+
+
+def _dataset(spec: str, *, seed: int, test: bool = False) -> Any:
+    from fedledger.trainer.data import load_breast_cancer_text, load_table, partition_iid, train_test_split
+
+    if not spec.startswith("breast-cancer"):
+        return load_table(spec)
+    train, held_out = train_test_split(load_breast_cancer_text(), test_fraction=0.2, seed=seed)
+    if test or spec.endswith(":test"):
+        return held_out
+    part = spec.partition(":")[2] or "1/1"
+    index, _, count = part.partition("/")
+    return train.subset(partition_iid(len(train), int(count), seed=seed)[int(index) - 1])
+
+
+def _run_client(args: argparse.Namespace) -> int:
+    from fedledger.trainer.client import LocalTrainer, TrainConfig
+    from fedledger.trainer.data import to_tensor_dataset
+    from fedledger.trainer.member import Member
+    from fedledger.trainer.privacy import PrivacyConfig
+
+    client = open_client(args)
+    model, tokenizer = _model(args)
+    data = _dataset(args.data, seed=args.seed)
+    train = TrainConfig(epochs=args.epochs, learning_rate=args.learning_rate, max_length=args.max_length, progress=True)
+    privacy = PrivacyConfig(target_epsilon=args.epsilon, rounds=args.rounds) if args.epsilon > 0 else None
+    whoami = client.whoami()["id"]
+    journal = args.journal or args.store.parent / "journals" / f"{whoami.replace(':', '_')}.json"
+    member = Member(
+        client,
+        _store(args),
+        LocalTrainer(model, train=train, privacy=privacy),
+        to_tensor_dataset(data, tokenizer, max_length=args.max_length),
+        journal=journal,
+    )
+    member.ensure_registered(dataset_size=len(data), schema_hash=_schema(data))
+    member.restore()
+    done = 0
+    deadline = time.time() + args.wait
+    while done < args.rounds and time.time() < deadline:
+        open_rounds = [r for r in client.rounds() if r.status == "open" and r.deadline > time.time()]
+        pending = [r for r in open_rounds if not _submitted(client, r.number, whoami)]
+        if not pending:
+            time.sleep(2.0)
+            continue
+        submission = member.participate(pending[0].number)
+        print(f"round {pending[0].number}: submitted {submission.update.hash} (ε {submission.update.epsilon:.3g})")
+        done += 1
+        deadline = time.time() + args.wait
+    return 0 if done == args.rounds else 1
+
+
+def _submitted(client: FedLedgerClient, number: int, participant: str) -> bool:
+    return any(u.participant == participant for u in client.updates(number))
+
+
+def _schema(data: Any) -> str:
+    return hashlib.sha256(f"text,label:{','.join(data.label_names)}".encode()).hexdigest()
+
+
+def _run_aggregator(args: argparse.Namespace) -> int:
+    from fedledger.trainer.data import to_tensor_dataset
+    from fedledger.trainer.evaluate import evaluate
+    from fedledger.trainer.models import get_adapter_state, set_adapter_state
+    from fedledger.trainer.serialization import to_numpy
+    from fedledger.trainer.server import Aggregator
+    from fedledger.trainer.strategy import make_strategy
+
+    client = open_client(args)
+    model, tokenizer = _model(args)
+    test = _dataset(args.test_data, seed=args.seed, test=True)
+    tensors = to_tensor_dataset(test, tokenizer, max_length=args.max_length)
+
+    def evaluate_state(state: Any) -> dict[str, float]:
+        set_adapter_state(model, state)
+        return {k: round(float(v), 6) for k, v in evaluate(model, tensors, num_labels=test.num_labels).items()}
+
+    aggregator = Aggregator(
+        client,
+        _store(args),
+        evaluate=evaluate_state,
+        strategy=make_strategy(args.strategy),
+        round_seconds=args.round_seconds,
+    )
+    aggregator.ensure_registered()
+    aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
+    for _ in range(args.rounds):
+        step, number = aggregator.resume()
+        if step == "open":
+            aggregator.open_round(number)
+            print(f"round {number} open until {client.round(number).deadline:.0f}")
+        if step in ("open", "collect"):
+            count = aggregator.wait_for_updates(number, expected=args.expect)
+            print(f"round {number}: {count} update(s)")
+        if step != "aggregate":
+            finalized = aggregator.finalize(number)
+            print(f"round {number}: accepted {finalized.accepted}, rejected {finalized.rejected}")
+        outcome = aggregator.aggregate(number)
+        print(f"round {number}: model v{outcome.model.version} {outcome.model.hash} {json.dumps(outcome.metrics)}")
+    return 0
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from fedledger.trainer.audit import audit_run
+    from fedledger.trainer.provenance import PROVENANCE
+    from fedledger.trainer.strategy import make_strategy
+
+    card = args.run_dir / "model"
+    record = json.loads((card / PROVENANCE).read_text())
+    ledger = record["ledger"]
+    store_dir = Path(ledger["store"])
+    store = UpdateStore(store_dir, load_key(store_dir.parent / "store.key"))
+    if ledger["kind"] == "embedded":
+        from fedledger.chaincode.embedded.bootstrap import open_consortium
+
+        consortium = open_consortium(ledger["path"])
+        identity, signer = consortium.user("Org2MSP", "auditor")
+        network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
+        client = FedLedgerClient(network.get_contract("fedledger"), network)
+    else:
+        from fedledger.sdk.fabric.local import LocalFabricNetwork
+
+        client = LocalFabricNetwork(args.network_dir, args.network_dir / "demo" / "identities").client(
+            "Org2MSP", "auditor"
+        )
+    params = dict(record["training"]["strategy"])
+    report = audit_run(client, store, card, make_strategy(params.pop("name"), **params))
+    print(report)
+    return 0 if report.ok else 1

@@ -1,0 +1,55 @@
+"""Members of a network brought up here with ``make network-up``: connect any (MSP, user) to its org's
+peer, issuing new client identities from that org's cryptogen CA on first use.
+
+A demo and test convenience: a real consortium enrols its members with its own Fabric CA and
+connects them with ``connect(identity, signer=..., endpoint=..., tls_root_cert=...)``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from fedledger.chaincode.embedded.msp import Organization, add_user
+
+from ..client import FedLedgerClient
+from ..gateway import connect
+from ..identity import Identity, Signer, load_msp_identity
+from .profile import NetworkProfile, load_network_dir
+
+
+class LocalFabricNetwork:
+    def __init__(
+        self, network_dir: Path | str, issued: Path | str, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        self.network_dir = Path(network_dir)
+        if not (self.network_dir / "network.json").exists():
+            raise FileNotFoundError(f"no network in {self.network_dir}: run `make network-up` first")
+        self.profile: NetworkProfile = load_network_dir(self.network_dir)
+        self._issued = Path(issued)
+        self._clock = clock
+
+    def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
+        org = self.profile.org(mspid)
+        if admin and name == "Admin":
+            return load_msp_identity(org.msp_dir("Admin"), org.mspid)
+        org_dir = org.msp_dir("Admin").parents[2]  # .../peerOrganizations/org1.example.com
+        issuer = Organization(org.mspid, org_dir.name, self._issued / org_dir.name)
+        if not issuer.ca_cert_path.exists():  # issue into our own folder; the network's stays untouched
+            shutil.copytree(org_dir / "ca", issuer.path / "ca")
+        return load_msp_identity(add_user(issuer, name, ou="admin" if admin else "client"), org.mspid)
+
+    def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
+        identity, signer = self.identity(mspid, name, admin=admin)
+        org = self.profile.org(mspid)
+        gateway = connect(
+            identity,
+            signer=signer,
+            endpoint=org.endpoint,
+            tls_root_cert=org.tls_root_cert,
+            server_name_override=org.server_name_override,
+            clock=self._clock,
+        )
+        network = gateway.get_network(self.profile.channel)
+        return FedLedgerClient(network.get_contract(self.profile.chaincode), network)
