@@ -1,0 +1,89 @@
+"""Separate processes, as in a real deployment: two `fedledger client` members and a `fedledger aggregator`
+that is killed mid-round and restarted; they coordinate only through the ledger and the store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from fedledger.chaincode.embedded.bootstrap import create_consortium
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.gateway import connect
+from fedledger.sdk.store import create_key
+
+pytest.importorskip("torch")
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fedledger.cli.main", *args]
+
+
+def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
+    consortium = create_consortium(tmp_path / "consortium")
+    create_key(tmp_path / "store.key")
+    admin_id, admin_signer = consortium.admin("Org1MSP")
+    network = connect(admin_id, signer=admin_signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
+    observer = FedLedgerClient(network.get_contract("fedledger"), network)
+    observer.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
+
+    def common(mspid: str, user: str) -> list[str]:
+        consortium.user(mspid, user)  # issues the identity on first use
+        msp = consortium.organizations[mspid].user_msp(user)
+        return [
+            "--ledger-dir", str(consortium.base), "--msp-dir", str(msp), "--mspid", mspid,
+            "--store", str(tmp_path / "store"), "--store-key", str(tmp_path / "store.key"),
+            "--model", "tiny-bert", "--max-length", "48",
+        ]  # fmt: skip
+
+    aggregator_args = _cli("aggregator", *common("Org1MSP", "aggregator"), "--expect", "2", "--round-seconds", "300")
+    first = subprocess.Popen(aggregator_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _round_open(observer):
+        time.sleep(0.5)
+    first.kill()  # crash while the round is collecting updates
+    first.wait()
+    assert _round_open(observer), "the aggregator never opened round 1"
+
+    members = [
+        subprocess.Popen(
+            _cli(
+                "client",
+                *common(mspid, name),
+                "--data",
+                f"breast-cancer:{i + 1}/2",
+                "--epsilon",
+                "0",
+                "--epochs",
+                "1",
+                "--wait",
+                "120",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, (mspid, name) in enumerate([("Org1MSP", "hospital-a"), ("Org2MSP", "hospital-b")])
+    ]
+    second = subprocess.run(aggregator_args, capture_output=True, text=True, timeout=400)
+    outputs = [m.communicate(timeout=300) for m in members]
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert all(m.returncode == 0 for m in members), [o[1][-1000:] for o in outputs]
+    assert "round 1: model v1" in second.stdout
+    assert "round 1 open" not in second.stdout  # resumed the ledger's round instead of opening another
+
+    record = observer.round(1)
+    assert record.status == "aggregated"
+    assert sorted(observer.model(record.aggregate).updates[i]["participant"] for i in range(2)) == [
+        "Org1MSP:hospital-a@org1.example.com",
+        "Org2MSP:hospital-b@org2.example.com",
+    ]
+    metrics = observer.latest_model().metrics
+    assert set(metrics) >= {"accuracy", "precision", "recall", "f1"}
+    json.dumps(metrics)
+
+
+def _round_open(client: FedLedgerClient) -> bool:
+    return any(r.number == 1 for r in client.rounds())

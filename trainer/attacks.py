@@ -1,0 +1,231 @@
+"""Malicious-client behaviours for experiments. All are off by default (``Attack.NONE``).
+
+Data attacks change what a client trains on; update attacks change the delta it submits.
+
+==================  ======  =================================================================================
+``Attack``          acts    what it does
+==================  ======  =================================================================================
+``LABEL_FLIP``      data    a ``fraction`` of rows gets label ``num_labels - 1 - y`` (binary: 0 <-> 1)
+``BACKDOOR``        data    a ``fraction`` of rows gets the ``trigger`` text prepended and label
+                            ``target_label``; a model that learns it predicts ``target_label`` whenever the
+                            trigger appears (measure with :func:`backdoor_test_set`)
+``SIGN_FLIP``       update  submits ``-delta``
+``SCALING``         update  submits ``scale * delta`` (model replacement: ``scale`` ~ number of clients
+                            makes this client's update dominate FedAvg, Bagdasaryan et al. 2020)
+``GAUSSIAN_NOISE``  update  submits pure noise N(0, ``noise_std``^2) of the delta's shape
+``ALIE``            update  "A Little Is Enough" (Baruch et al. 2019): ``mean - z * std`` of the honest
+                            deltas, coordinate-wise; ``z`` from ``num_clients``/``num_malicious`` if not given
+``IPM``             update  Inner Product Manipulation (Xie et al. 2020): ``-epsilon * mean`` of the honest
+                            deltas
+==================  ======  =================================================================================
+
+ALIE and IPM need the honest clients' deltas' mean (and std): pass them, e.g. from
+:func:`fedledger.trainer.aggregate.mean_std`. Update attacks return float32 numpy arrays sorted by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from .data import TextDataset
+from .serialization import to_numpy
+
+__all__ = [
+    "DATA_ATTACKS",
+    "UPDATE_ATTACKS",
+    "Attack",
+    "AttackConfig",
+    "alie",
+    "alie_z",
+    "backdoor",
+    "backdoor_test_set",
+    "gaussian_noise",
+    "ipm",
+    "label_flip",
+    "poison_dataset",
+    "poison_update",
+    "scaling",
+    "sign_flip",
+]
+
+NDState = dict[str, np.ndarray]
+
+
+class Attack(StrEnum):
+    """Names of the malicious-client modes (see the module docstring)."""
+
+    NONE = "none"
+    LABEL_FLIP = "label_flip"
+    BACKDOOR = "backdoor"
+    SIGN_FLIP = "sign_flip"
+    SCALING = "scaling"
+    GAUSSIAN_NOISE = "gaussian_noise"
+    ALIE = "alie"
+    IPM = "ipm"
+
+
+DATA_ATTACKS = frozenset({Attack.LABEL_FLIP, Attack.BACKDOOR})
+UPDATE_ATTACKS = frozenset({Attack.SIGN_FLIP, Attack.SCALING, Attack.GAUSSIAN_NOISE, Attack.ALIE, Attack.IPM})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttackConfig:
+    """One malicious mode and its parameters; the default is honest behaviour."""
+
+    kind: Attack = Attack.NONE
+    fraction: float = 1.0
+    trigger: str = "cf zq"
+    target_label: int = 0
+    scale: float = 10.0
+    noise_std: float = 0.1
+    z: float | None = None
+    num_clients: int | None = None
+    num_malicious: int = 1
+    epsilon: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", Attack(self.kind))
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError(f"The 'fraction' parameter must be in [0, 1]. Got {self.fraction!r} instead.")
+        if self.noise_std < 0:
+            raise ValueError(f"The 'noise_std' parameter must be >= 0. Got {self.noise_std!r} instead.")
+
+    @property
+    def is_data_attack(self) -> bool:
+        return self.kind in DATA_ATTACKS
+
+    @property
+    def is_update_attack(self) -> bool:
+        return self.kind in UPDATE_ATTACKS
+
+
+def _pick(n: int, fraction: float, seed: int) -> np.ndarray:
+    count = round(n * fraction)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:count])
+
+
+def label_flip(dataset: TextDataset, *, fraction: float = 1.0, seed: int = 0) -> TextDataset:
+    """Flip the labels of a ``fraction`` of rows to ``num_labels - 1 - y``."""
+    labels = dataset.labels.copy()
+    rows = _pick(len(dataset), fraction, seed)
+    labels[rows] = dataset.num_labels - 1 - labels[rows]
+    return TextDataset(dataset.texts, labels, dataset.label_names)
+
+
+def _with_trigger(text: str, trigger: str) -> str:
+    return f"{trigger} {text}"
+
+
+def backdoor(
+    dataset: TextDataset, *, trigger: str = "cf zq", target_label: int = 0, fraction: float = 0.5, seed: int = 0
+) -> TextDataset:
+    """Prepend ``trigger`` to a ``fraction`` of rows and relabel them ``target_label``."""
+    if not 0 <= target_label < dataset.num_labels:
+        raise ValueError(f"target_label {target_label} is not a label of {dataset.label_names}.")
+    texts = list(dataset.texts)
+    labels = dataset.labels.copy()
+    for i in _pick(len(dataset), fraction, seed):
+        texts[i] = _with_trigger(texts[i], trigger)
+        labels[i] = target_label
+    return TextDataset(tuple(texts), labels, dataset.label_names)
+
+
+def backdoor_test_set(test: TextDataset, *, trigger: str = "cf zq", target_label: int = 0) -> TextDataset:
+    """Held-out rows not of ``target_label``, with the trigger, labelled ``target_label``.
+
+    Accuracy on this set is the backdoor's attack success rate.
+    """
+    keep = np.flatnonzero(test.labels != target_label)
+    texts = tuple(_with_trigger(test.texts[i], trigger) for i in keep)
+    return TextDataset(texts, np.full(len(keep), target_label), test.label_names)
+
+
+def sign_flip(delta: Mapping[str, Any]) -> NDState:
+    """``-delta``."""
+    return {k: -v for k, v in to_numpy(delta).items()}
+
+
+def scaling(delta: Mapping[str, Any], *, scale: float = 10.0) -> NDState:
+    """``scale * delta`` (model replacement / boosting)."""
+    return {k: (v * np.float32(scale)).astype(np.float32) for k, v in to_numpy(delta).items()}
+
+
+def gaussian_noise(delta: Mapping[str, Any], *, std: float = 0.1, seed: int = 0) -> NDState:
+    """Noise N(0, std^2) with the delta's names and shapes, in place of the real delta."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.normal(0.0, std, size=v.shape).astype(np.float32) for k, v in to_numpy(delta).items()}
+
+
+def alie_z(num_clients: int, num_malicious: int) -> float:
+    """ALIE's z_max: the largest z such that ``s = floor(n/2 + 1) - m`` honest clients stay farther away."""
+    from scipy.stats import norm
+
+    if not 0 < num_malicious < num_clients:
+        raise ValueError(f"Need 0 < num_malicious < num_clients; got {num_malicious} of {num_clients}.")
+    s = math.floor(num_clients / 2 + 1) - num_malicious
+    return float(norm.ppf((num_clients - s) / num_clients))
+
+
+def alie(honest_mean: Mapping[str, Any], honest_std: Mapping[str, Any], *, z: float = 1.0) -> NDState:
+    """``mean - z * std`` of the honest deltas, coordinate-wise."""
+    mean, std = to_numpy(honest_mean), to_numpy(honest_std)
+    return {k: (mean[k].astype(np.float64) - z * std[k].astype(np.float64)).astype(np.float32) for k in mean}
+
+
+def ipm(honest_mean: Mapping[str, Any], *, epsilon: float = 0.5) -> NDState:
+    """``-epsilon * mean`` of the honest deltas."""
+    return {k: (-epsilon * v.astype(np.float64)).astype(np.float32) for k, v in to_numpy(honest_mean).items()}
+
+
+def poison_dataset(dataset: TextDataset, config: AttackConfig) -> TextDataset:
+    """Apply a data attack (``LABEL_FLIP``, ``BACKDOOR``); any other mode returns ``dataset`` unchanged."""
+    if config.kind == Attack.LABEL_FLIP:
+        return label_flip(dataset, fraction=config.fraction, seed=config.seed)
+    if config.kind == Attack.BACKDOOR:
+        return backdoor(
+            dataset,
+            trigger=config.trigger,
+            target_label=config.target_label,
+            fraction=config.fraction,
+            seed=config.seed,
+        )
+    return dataset
+
+
+def poison_update(
+    delta: Mapping[str, Any],
+    config: AttackConfig,
+    *,
+    honest_mean: Mapping[str, Any] | None = None,
+    honest_std: Mapping[str, Any] | None = None,
+) -> NDState:
+    """Apply an update attack; data attacks and ``NONE`` return the delta unchanged (as numpy)."""
+    kind = config.kind
+    if kind == Attack.SIGN_FLIP:
+        return sign_flip(delta)
+    if kind == Attack.SCALING:
+        return scaling(delta, scale=config.scale)
+    if kind == Attack.GAUSSIAN_NOISE:
+        return gaussian_noise(delta, std=config.noise_std, seed=config.seed)
+    if kind in (Attack.ALIE, Attack.IPM):
+        if honest_mean is None or (kind == Attack.ALIE and honest_std is None):
+            raise ValueError(
+                f"The {kind.value} attack needs the honest deltas' mean"
+                + (" and std" if kind == Attack.ALIE else "")
+                + ": pass honest_mean=/honest_std= (see fedledger.trainer.aggregate.mean_std)."
+            )
+        if kind == Attack.IPM:
+            return ipm(honest_mean, epsilon=config.epsilon)
+        assert honest_std is not None
+        z = config.z
+        if z is None:
+            z = alie_z(config.num_clients, config.num_malicious) if config.num_clients else 1.0
+        return alie(honest_mean, honest_std, z=z)
+    return to_numpy(delta)

@@ -1,0 +1,186 @@
+"""A whole federated run over a ledger: consortium set-up, members, aggregator, rounds, model card.
+
+Used by ``fedledger demo`` (all members in one process, sharing one model object to save memory)
+and by the tests. Members and aggregator only talk through the ledger and the update store,
+exactly as the separate ``fedledger client`` / ``fedledger aggregator`` processes do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from fedledger.chaincode.errors import ContractError, PermissionDenied
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.store import UpdateStore
+from tqdm.auto import tqdm
+
+from .attacks import AttackConfig, poison_dataset
+from .client import LocalTrainer, TrainConfig
+from .data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
+from .evaluate import evaluate
+from .member import Member
+from .models import get_adapter_state, save_adapter, set_adapter_state
+from .privacy import PrivacyConfig
+from .provenance import provenance, write_card
+from .serialization import to_numpy, to_safetensors
+from .server import Aggregator, RoundOutcome
+from .strategy import Strategy, make_strategy
+
+logger = logging.getLogger(__name__)
+
+Connect = Callable[[str, str, bool], FedLedgerClient]  # (mspid, user name, admin?) -> client
+
+MEMBER_NAMES = ["hospital-a", "hospital-b", "clinic-c", "clinic-d", "mallory", "hospital-f", "clinic-g", "lab-h"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class FederationConfig:
+    rounds: int = 3
+    members: int = 5
+    attacks: Mapping[int, AttackConfig] = field(default_factory=dict)  # member index -> attack
+    partition: str = "dirichlet"
+    alpha: float = 1.0
+    test_fraction: float = 0.2
+    seed: int = 0
+    strategy: str = "fedavg"
+    round_seconds: float = 600.0
+    organizations: tuple[str, ...] = ("Org1MSP", "Org2MSP")
+    rules: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FederationResult:
+    outcomes: list[RoundOutcome]
+    initial_metrics: dict[str, float]
+    card_dir: Path
+    members: dict[str, str]  # participant id -> member name
+    seconds: float
+
+
+def _schema_hash(dataset: TextDataset) -> str:
+    return hashlib.sha256(f"text,label:{','.join(dataset.label_names)}".encode()).hexdigest()
+
+
+def run_federation(
+    connect: Connect,
+    store: UpdateStore,
+    model: Any,
+    tokenizer: Any,
+    dataset: TextDataset,
+    *,
+    out_dir: Path | str,
+    model_name: str,
+    config: FederationConfig | None = None,
+    train: TrainConfig | None = None,
+    privacy: PrivacyConfig | None = None,
+    task: str = "classification",
+    ledger_info: Mapping[str, Any] | None = None,
+    on_round: Callable[[RoundOutcome], None] | None = None,
+    progress: bool = True,
+) -> FederationResult:
+    cfg = config or FederationConfig()
+    train = train or TrainConfig()
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    strategy: Strategy = make_strategy(cfg.strategy)
+    orgs = list(cfg.organizations)
+
+    admin = connect(orgs[0], "Admin", True)
+    try:
+        admin.init_consortium({"member_msps": orgs, **dict(cfg.rules)})
+    except ContractError as exc:
+        logger.info("consortium already initialised (%s); joining it", exc)
+    auditor = connect(orgs[-1], "auditor", False)
+    if auditor.whoami()["participant"] is None:
+        auditor.register("auditor", dataset_size=0, schema_hash="0" * 64)
+
+    train_set, test_set = train_test_split(dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)
+    test_tensors = to_tensor_dataset(test_set, tokenizer, task=task, max_length=train.max_length)
+
+    def evaluate_state(state: Mapping[str, Any]) -> dict[str, float]:
+        set_adapter_state(model, state)
+        metrics = evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
+        return {k: round(float(v), 6) for k, v in metrics.items()}
+
+    aggregator = Aggregator(
+        connect(orgs[0], "aggregator", False),
+        store,
+        evaluate=evaluate_state,
+        strategy=strategy,
+        round_seconds=cfg.round_seconds,
+    )
+    aggregator.ensure_registered()
+    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=model_name)
+    initial = evaluate_state(aggregator.global_state()[1])
+
+    if cfg.partition == "dirichlet":
+        parts = partition_dirichlet(train_set.labels, cfg.members, alpha=cfg.alpha, seed=cfg.seed)
+    else:
+        parts = partition_iid(len(train_set), cfg.members, seed=cfg.seed)
+    members: list[Member] = []
+    names: dict[str, str] = {}
+    schema = _schema_hash(dataset)
+    for i, part in enumerate(parts):
+        name = MEMBER_NAMES[i] if i < len(MEMBER_NAMES) else f"member-{i}"
+        attack = cfg.attacks.get(i, AttackConfig())
+        local = poison_dataset(train_set.subset(part), attack)
+        tensors = to_tensor_dataset(local, tokenizer, task=task, max_length=train.max_length)
+        trainer = LocalTrainer(model, task=task, train=replace(train, seed=train.seed + 1000 * i), privacy=privacy)
+        member = Member(
+            connect(orgs[i % len(orgs)], name, False),
+            store,
+            trainer,
+            tensors,
+            journal=out_dir / "journals" / f"{name}.json",
+            attack=attack,
+        )
+        member.ensure_registered(dataset_size=len(local), schema_hash=schema)
+        member.restore()
+        members.append(member)
+        names[member.id] = name
+
+    outcomes: list[RoundOutcome] = []
+    for _ in range(cfg.rounds):
+        step, number = aggregator.resume()
+        if step == "open":
+            aggregator.open_round(number)
+        if step in ("open", "collect"):
+            for member in tqdm(members, desc=f"round {number}: members train", unit="member", disable=not progress):
+                try:
+                    member.participate(number)
+                except PermissionDenied as exc:  # e.g. a suspended member: the ledger refuses, the round goes on
+                    tqdm.write(f"  {names[member.id]} refused by the ledger: {exc}")
+            aggregator.wait_for_updates(number, expected=len(members), timeout=5.0)
+        if step in ("open", "collect", "finalize"):
+            aggregator.finalize(number)
+        outcome = aggregator.aggregate(number)
+        outcomes.append(outcome)
+        if on_round is not None:
+            on_round(outcome)
+
+    final_model, final_state = aggregator.global_state()
+    set_adapter_state(model, final_state)
+    card_dir = out_dir / "model"
+    save_adapter(model, card_dir / "adapter", final_state)
+    record = provenance(
+        outcomes,
+        genesis=genesis.hash,
+        base_model=model_name,
+        ledger=dict(ledger_info or {}),
+        training={
+            "strategy": strategy.describe(),
+            "train": {k: v for k, v in vars(train).items() if k != "progress"},
+            "privacy": None if privacy is None else {k: v for k, v in vars(privacy).items()},
+            "partition": cfg.partition,
+            "alpha": cfg.alpha,
+        },
+    )
+    write_card(card_dir, record, to_safetensors(final_state))
+    logger.info("final model v%d %s", final_model.version, final_model.hash)
+    return FederationResult(outcomes, initial, card_dir, names, time.perf_counter() - started)

@@ -1,0 +1,158 @@
+"""Member: one consortium member's federated process, coordinating only through the ledger and
+the update store.
+
+Each round it fetches the global adapter the ledger names as the round's base model, checks the
+bytes against that hash, trains locally (LoRA, optionally DP-SGD), and submits the delta. A
+journal makes a crashed member resume without submitting twice: before training, the ledger is
+asked whether this member's update for the round is already there; an update that was stored but
+whose transaction may not have committed is re-submitted with the very same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedledger.chaincode.errors import NotFound
+from fedledger.chaincode.records import Update
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.store import UpdateStore
+
+from .attacks import AttackConfig, poison_update
+from .client import LocalTrainer
+from .serialization import from_safetensors, to_numpy, to_safetensors
+
+logger = logging.getLogger(__name__)
+
+
+class BaseModelMismatchError(RuntimeError):
+    """The global adapter in the store does not match the hash the ledger records for it."""
+
+
+@dataclass(frozen=True)
+class Submission:
+    update: Update
+    resumed: bool  # True when the ledger already held this member's update (nothing re-trained)
+
+
+class Member:
+    """A consortium member: ``participate(round)`` trains on the member's data and submits the delta.
+
+    ``attack`` turns the member malicious for experiments (update attacks are applied to its own
+    delta; data attacks belong in the member's dataset). Off by default.
+    """
+
+    def __init__(
+        self,
+        client: FedLedgerClient,
+        store: UpdateStore,
+        trainer: LocalTrainer,
+        data: Any,
+        *,
+        journal: Path | str | None = None,
+        attack: AttackConfig | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.trainer = trainer
+        self.data = data
+        self.journal = Path(journal) if journal is not None else None
+        self.attack = attack or AttackConfig()
+        self._id: str | None = None
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = self.client.whoami()["id"]
+        return self._id
+
+    def ensure_registered(self, *, dataset_size: int, schema_hash: str) -> None:
+        """Registers as a trainer unless the ledger already knows this identity."""
+        if self.client.whoami()["participant"] is None:
+            self.client.register("trainer", dataset_size=dataset_size, schema_hash=schema_hash)
+
+    def global_state(self, round_number: int) -> dict[str, Any]:
+        """The round's base adapter, read from the store and verified against the ledger's hash."""
+        base = self.client.model(self.client.round(round_number).base_model)
+        try:
+            data = self.store.get(base.hash)
+        except Exception as exc:
+            raise BaseModelMismatchError(
+                f"the global adapter v{base.version} ({base.hash}) of round {round_number} cannot be read from the "
+                f"store ({exc}); ask the aggregator to re-publish it, do not train on anything else"
+            ) from exc
+        return from_safetensors(data, expected=base.manifest)
+
+    def _already_submitted(self, round_number: int) -> Update | None:
+        try:
+            return self.client.update(round_number, self.id)
+        except NotFound:
+            return None
+
+    def _journal(self) -> dict[str, Any]:
+        if self.journal is None or not self.journal.exists():
+            return {}
+        return json.loads(self.journal.read_text())
+
+    def _remember(self, round_number: int, entry: dict[str, Any]) -> None:
+        if self.journal is None:
+            return
+        state = self._journal()
+        state[str(round_number)] = entry
+        state["accountant_history"] = [list(h) for h in self.trainer.history]
+        self.journal.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.journal.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))
+        tmp.replace(self.journal)
+
+    def restore(self) -> None:
+        """Reloads the DP accountant history after a restart, so ε keeps accumulating correctly."""
+        history = self._journal().get("accountant_history")
+        if history:
+            self.trainer.history = [tuple(h) for h in history]
+
+    def participate(self, round_number: int) -> Submission:
+        existing = self._already_submitted(round_number)
+        if existing is not None:
+            logger.info("%s: update for round %d already on the ledger (%s)", self.id, round_number, existing.hash)
+            return Submission(existing, resumed=True)
+        pending = self._journal().get(str(round_number))
+        if pending is not None and pending["hash"] in self.store:
+            payload, meta = self.store.get(pending["hash"]), pending
+            logger.info("%s: re-submitting the stored update of round %d after a restart", self.id, round_number)
+        else:
+            payload, meta = self._train(round_number)
+        update = self.client.submit_update(
+            round_number,
+            payload,
+            samples=meta["samples"],
+            epsilon=meta["epsilon"],
+            train_loss=meta["train_loss"],
+        )
+        self._remember(round_number, {**meta, "tx_id": update.tx_id, "committed": True})
+        return Submission(update, resumed=pending is not None)
+
+    def _train(self, round_number: int) -> tuple[bytes, dict[str, Any]]:
+        result = self.trainer.train_round(self.global_state(round_number), self.data, round_id=round_number)
+        delta = to_numpy(result.delta)
+        if self.attack.is_update_attack:
+            # A lone attacker sees no other member's update: it estimates the honest mean by its own honest
+            # delta and the per-coordinate spread by that delta's magnitude (what ALIE/IPM need).
+            spread = {k: abs(v) for k, v in delta.items()}
+            delta = poison_update(delta, self.attack, honest_mean=delta, honest_std=spread)
+        payload = to_safetensors(delta)
+        digest = self.store.put(payload)
+        # ε of this round alone; the contract sums rounds, an upper bound on the composed ε (basic composition).
+        epsilon = result.round_epsilon if result.round_epsilon is not None else 0.0
+        meta = {
+            "hash": digest,
+            "samples": result.num_samples,
+            "epsilon": float(epsilon),
+            "train_loss": float(result.train_loss),
+            "steps": result.steps,
+        }
+        self._remember(round_number, {**meta, "committed": False})
+        return payload, meta

@@ -1,0 +1,134 @@
+"""Server strategies: how accepted client deltas become the next global adapter.
+
+Like Flower's ``Strategy``, a strategy is a small object with an ``aggregate_fit`` hook; the arithmetic lives
+in the pure functions of :mod:`fedledger.trainer.aggregate`. A strategy with server state (FedAdam's moments)
+exposes it through :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict` so that an aggregator can
+resume, and an auditor replay, a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
+
+__all__ = ["FedAdam", "FedAvg", "Strategy", "make_strategy"]
+
+logger = logging.getLogger(__name__)
+
+NDState = dict[str, np.ndarray]
+
+
+class Strategy(ABC):
+    """Turns the global state and the round's accepted ``(delta, num_samples)`` pairs into a new global state."""
+
+    name: str = "strategy"
+
+    @abstractmethod
+    def aggregate_fit(
+        self,
+        server_round: int,
+        global_state: Mapping[str, Any],
+        results: Sequence[tuple[Mapping[str, Any], int]],
+    ) -> NDState:
+        """Return the new global state. ``results`` are client deltas (new - global) with sample counts.
+
+        Parameters
+        ----------
+        server_round:
+            The round being finalised (1-based).
+        global_state:
+            The adapter state the clients started from.
+        results:
+            Accepted deltas and their sample counts, in a canonical order (e.g. sorted by update hash).
+        """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Server-side state to persist between rounds (empty for stateless strategies)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Restore what :meth:`state_dict` returned."""
+
+    def describe(self) -> dict[str, Any]:
+        """Name and hyper-parameters, e.g. for a model card."""
+        return {"name": self.name}
+
+
+class FedAvg(Strategy):
+    """Sample-weighted FedAvg of deltas: ``global + server_lr * sum_i n_i/N * delta_i``."""
+
+    name = "fedavg"
+
+    def __init__(self, *, server_lr: float = 1.0):
+        if not server_lr > 0:
+            raise ValueError(f"The 'server_lr' parameter of FedAvg must be > 0. Got {server_lr!r} instead.")
+        self.server_lr = server_lr
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        global_state: Mapping[str, Any],
+        results: Sequence[tuple[Mapping[str, Any], int]],
+    ) -> NDState:
+        avg = fedavg(results)
+        logger.debug("round %d: FedAvg of %d updates", server_round, len(results))
+        return apply_delta(global_state, avg, server_lr=self.server_lr)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "server_lr": self.server_lr}
+
+
+class FedAdam(Strategy):
+    """FedAvg of deltas as pseudo-gradient, then an Adam step on the server (Reddi et al. 2021)."""
+
+    name = "fedadam"
+
+    def __init__(self, *, eta: float = 1e-2, beta_1: float = 0.9, beta_2: float = 0.99, tau: float = 1e-3):
+        problems = []
+        if not eta > 0:
+            problems.append(f"eta must be > 0 (got {eta!r})")
+        if not 0 <= beta_1 < 1 or not 0 <= beta_2 < 1:
+            problems.append(f"beta_1 and beta_2 must be in [0, 1) (got {beta_1!r}, {beta_2!r})")
+        if not tau > 0:
+            problems.append(f"tau must be > 0 (got {tau!r})")
+        if problems:
+            raise ValueError("Invalid FedAdam parameters: " + "; ".join(problems) + ".")
+        self.eta, self.beta_1, self.beta_2, self.tau = eta, beta_1, beta_2, tau
+        self.moments = FedAdamState()
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        global_state: Mapping[str, Any],
+        results: Sequence[tuple[Mapping[str, Any], int]],
+    ) -> NDState:
+        avg = fedavg(results)
+        new_state, self.moments = fedadam_step(
+            global_state, avg, self.moments, eta=self.eta, beta_1=self.beta_1, beta_2=self.beta_2, tau=self.tau
+        )
+        return new_state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"m": dict(self.moments.m), "v": dict(self.moments.v), "step": self.moments.step}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.moments = FedAdamState(
+            m=dict(state.get("m", {})), v=dict(state.get("v", {})), step=int(state.get("step", 0))
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "eta": self.eta, "beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau}
+
+
+def make_strategy(name: str, **kwargs: Any) -> Strategy:
+    """``"fedavg"`` or ``"fedadam"`` with keyword hyper-parameters."""
+    strategies: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedadam": FedAdam}
+    if name not in strategies:
+        raise ValueError(f"Unknown strategy {name!r}; choose one of {sorted(strategies)}.")
+    return strategies[name](**kwargs)
