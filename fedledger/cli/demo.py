@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 from .tables import render
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return run_synthetic(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Library notices that say nothing to a demo user (the ε reported is Opacus' own accountant's).
+    warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     try:
         from fedledger.trainer import demo_setup
     except ImportError as exc:
