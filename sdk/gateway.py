@@ -147,8 +147,9 @@ def connect(
 ) -> Gateway:
     """Connects ``identity`` to a ledger: ``ledger_dir`` (embedded) or ``endpoint`` (a Fabric peer's gateway).
 
-    ``clock`` stamps embedded proposals (tests use it to move past deadlines); Fabric proposals
-    always carry the client's wall clock.
+    ``clock`` (seconds since the epoch, default ``time.time``) stamps every proposal: the contract
+    reads it as the transaction time, on the embedded ledger and on Fabric alike (Fabric peers
+    accept any timestamp), so tests can move past deadlines with a fake clock.
     """
     chosen = [x is not None for x in (ledger_dir, endpoint, backend)]
     if sum(chosen) != 1:
@@ -172,5 +173,6 @@ def connect(
             endpoint=endpoint,
             tls_root_cert=tls_root_cert,
             server_name_override=server_name_override,
+            clock=clock,
         )
     return Gateway(backend, identity)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
-from .support import Consortium, UpdateFactory
+from .support import BACKENDS, Consortium, EmbeddedLedgerConsortium, UpdateFactory
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -12,9 +13,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest_plugins = ["tests.fabric_network.fixtures"]
 
 
-@pytest.fixture
-def consortium(tmp_path):
-    network = Consortium(tmp_path / "consortium")
+@pytest.fixture(params=BACKENDS)
+def consortium(request: pytest.FixtureRequest, tmp_path) -> Iterator[Consortium]:
+    """A fresh consortium on each backend: an embedded ledger, or a new chaincode namespace on the
+    native Fabric network (brought up once per run). Select one with ``only_on("embedded")``."""
+    if request.param == "fabric":
+        network: Consortium = request.getfixturevalue("fabric_testbed").consortium()
+    else:
+        network = EmbeddedLedgerConsortium(tmp_path / "consortium")
     yield network
     network.close()
 

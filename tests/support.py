@@ -1,8 +1,9 @@
 """Test helpers shared by the contract suites: a consortium of named clients on a ledger, and a
 snapshot of everything the contract exposes, to prove that a rejected transaction changed nothing.
 
-The consortium hides which ledger it runs on; ``advance(seconds)`` moves the clock past
-deadlines (a fake clock on the embedded ledger).
+The consortium hides which ledger it runs on (the embedded ledger here, the native Fabric network in
+tests/fabric_network/consortium.py); ``advance(seconds)`` moves the fake clock that stamps every
+transaction past deadlines.
 """
 
 from __future__ import annotations
@@ -15,14 +16,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_consortium
+from fedledger.chaincode.embedded.ledger import EmbeddedLedger
+from fedledger.chaincode.embedded.msp import Organization, add_user
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.embedded import forget_ledger
-from fedledger.sdk.gateway import connect
+from fedledger.sdk.embedded import forget_ledger, shared_ledger
+from fedledger.sdk.gateway import Gateway, connect
+from fedledger.sdk.identity import Identity, Signer, load_msp_identity
 from safetensors.numpy import save
 
 SCHEMA = hashlib.sha256(b"text,label").hexdigest()
 SHAPES = {"layer.0.lora_A": (8, 32), "layer.0.lora_B": (32, 8), "layer.1.lora_A": (8, 32), "layer.1.lora_B": (32, 8)}
+
+
+BACKENDS = ["embedded", pytest.param("fabric", marks=pytest.mark.fabric)]
+"""The params of the ``consortium`` fixture (tests/conftest.py): every contract test runs on both."""
+
+
+def only_on(backend: str) -> pytest.MarkDecorator:
+    """Runs a test on one backend only, for what exists on one ledger alone (raw embedded blocks...)."""
+    chosen = [p for p in BACKENDS if (p if isinstance(p, str) else p.values[0]) == backend]
+    assert chosen, f"unknown backend {backend!r}"
+    return pytest.mark.parametrize("consortium", chosen, indirect=True)
 
 
 class Clock:
@@ -34,22 +50,55 @@ class Clock:
 
 
 class Consortium:
-    """Named clients (``"Org1MSP/trainer1"``) on one embedded ledger."""
+    """Named clients (``client("Org1MSP", "trainer1")`` is ``trainer1@org1.example.com``) on one ledger.
 
-    def __init__(self, base: Path) -> None:
-        self.embedded: EmbeddedConsortium = create_consortium(base)
+    The one interface the contract suites use, whichever ledger is underneath. A subclass says which CA
+    issues an org's users (``issuer``), how a client connects (``_gateway``), how to look under the
+    contract (``ledger_state``, ``blocks``) and how the ledger refuses a creator its MSP does not trust
+    (``REFUSED_CREATOR``: the error codes it may carry and a pattern of its message).
+    """
+
+    channel = "mychannel"
+    chaincode = "fedledger"
+    REFUSED_CREATOR: tuple[tuple[str, ...], str]
+
+    def __init__(self) -> None:
         self.clock = Clock()
         self._clients: dict[tuple[str, str], FedLedgerClient] = {}
-        self._gateways: list[Any] = []
+        self._gateways: list[Gateway] = []
+
+    # -- what a ledger provides ----------------------------------------------------------------
+    def issuer(self, mspid: str) -> Organization:
+        """The CA (and MSP folders) of ``mspid``: it issues users on demand."""
+        raise NotImplementedError
+
+    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
+        raise NotImplementedError
+
+    def ledger_state(self) -> Any:
+        """What lies under the contract; equal values mean no transaction was committed."""
+        raise NotImplementedError
+
+    def blocks(self) -> list[bytes]:
+        """The raw bytes of every block holding a transaction of this consortium."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------------
+    def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
+        """The identity ``name@domain`` issued by ``mspid``'s CA on first use (OU=admin or OU=client)."""
+        return load_msp_identity(add_user(self.issuer(mspid), name, ou="admin" if admin else "client"), mspid)
+
+    def connect(self, identity: Identity, signer: Signer) -> FedLedgerClient:
+        """A client signing as any identity, also one the ledger does not trust."""
+        gateway = self._gateway(identity, signer)
+        self._gateways.append(gateway)
+        network = gateway.get_network(self.channel)
+        return FedLedgerClient(network.get_contract(self.chaincode), network)
 
     def client(self, mspid: str, name: str, *, admin: bool = False) -> FedLedgerClient:
         key = (mspid, name)
         if key not in self._clients:
-            identity, signer = self.embedded.user(mspid, name, admin=admin)
-            gateway = connect(identity, signer=signer, ledger_dir=self.embedded.ledger_dir, clock=self.clock)
-            self._gateways.append(gateway)
-            network = gateway.get_network("mychannel")
-            self._clients[key] = FedLedgerClient(network.get_contract("fedledger"), network)
+            self._clients[key] = self.connect(*self.identity(mspid, name, admin=admin))
         return self._clients[key]
 
     def admin(self, mspid: str = "Org1MSP") -> FedLedgerClient:
@@ -59,11 +108,42 @@ class Consortium:
         return self.clock()
 
     def advance(self, seconds: float) -> None:
+        """Moves the clock that stamps every transaction (past deadlines, dispute windows...)."""
         self.clock.offset += seconds
 
     def close(self) -> None:
         for gateway in self._gateways:
             gateway.close()
+
+
+class EmbeddedLedgerConsortium(Consortium):
+    """A fresh embedded ledger in ``base``, with its own CAs."""
+
+    REFUSED_CREATOR = (("CREATOR_NOT_TRUSTED",), "not issued by the CA of")
+
+    def __init__(self, base: Path, organizations: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.embedded: EmbeddedConsortium = create_consortium(base, organizations)
+
+    def issuer(self, mspid: str) -> Organization:
+        return self.embedded.organizations[mspid]
+
+    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
+        return connect(identity, signer=signer, ledger_dir=self.embedded.ledger_dir, clock=self.clock)
+
+    @property
+    def ledger(self) -> EmbeddedLedger:
+        return shared_ledger(self.embedded.ledger_dir)
+
+    def ledger_state(self) -> tuple[int, dict[bytes, bytes]]:
+        """The height and the raw world state: every record any query could read."""
+        return self.ledger.height(), self.ledger.state_snapshot()
+
+    def blocks(self) -> list[bytes]:
+        return [block for _n, _h, block, _s in self.ledger.blocks(0)]
+
+    def close(self) -> None:
+        super().close()
         forget_ledger(self.embedded.ledger_dir)
 
 

@@ -111,7 +111,7 @@ def _summary(setup, result, seconds: float) -> str:
         f"anomaly records on the ledger: {len(setup.observer.anomalies())}",
         f"adapter (peft format): {result.card_dir / 'adapter'}",
         f"model card: {result.card_dir / 'README.md'}   provenance: {result.card_dir / 'provenance.json'}",
-        f"verify it: fedledger audit {setup.out}" + ("" if setup.ledger == "embedded" else " --ledger fabric"),
+        f"verify it: fedledger audit {setup.out}",
         f"done in {seconds:.0f} s",
     ]
     return "\n".join(lines)

@@ -82,6 +82,11 @@ class FabricGatewayBackend:
     host name to check when ``endpoint`` is an address the certificate does not name (e.g.
     ``127.0.0.1:7051`` for ``peer0.org1.example.com``). ``tls_client_cert``/``tls_client_key``
     are only needed when the peer requires mutual TLS.
+
+    ``clock`` (seconds since the epoch, like ``time.time``) stamps each proposal's channel
+    header; the contract reads that stamp as the transaction time (``get_tx_timestamp``), so a
+    fake clock moves transactions past deadlines. Peers do not check it against their own
+    clock. ``None`` uses the wall clock.
     """
 
     def __init__(
@@ -102,6 +107,7 @@ class FabricGatewayBackend:
         mvcc_retries: int = 3,
         retry_backoff: float = 0.05,
         channel: grpc.Channel | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         for name, value in (
             ("evaluate_timeout", evaluate_timeout),
@@ -123,6 +129,7 @@ class FabricGatewayBackend:
         self.commit_status_timeout = commit_status_timeout
         self.mvcc_retries = mvcc_retries
         self.retry_backoff = retry_backoff
+        self._clock = clock
         self._channel = channel or _open_channel(
             endpoint,
             tls_root_cert=tls_root_cert,
@@ -256,6 +263,7 @@ class FabricGatewayBackend:
             function=proposal.function,
             arguments=proposal.arguments,
             transient=proposal.transient,
+            timestamp_ns=None if self._clock is None else round(self._clock() * 1e9),
         )
 
     def endorse(self, proposal: Proposal) -> EndorsedTransaction:

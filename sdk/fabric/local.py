@@ -30,15 +30,21 @@ class LocalFabricNetwork:
         self._issued = Path(issued)
         self._clock = clock
 
+    def issuer(self, mspid: str) -> Organization:
+        """The org's cryptogen CA, copied into ``issued``: it issues there, the network's folder stays untouched."""
+        org = self.profile.org(mspid)
+        org_dir = org.msp_dir("Admin").parents[2]  # .../peerOrganizations/org1.example.com
+        issuer = Organization(org.mspid, org_dir.name, self._issued / org_dir.name)
+        if not issuer.ca_cert_path.exists():
+            shutil.copytree(org_dir / "ca", issuer.path / "ca")
+        return issuer
+
     def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
+        """cryptogen's Admin@ for ("Admin", admin=True); any other user issued on first use."""
         org = self.profile.org(mspid)
         if admin and name == "Admin":
             return load_msp_identity(org.msp_dir("Admin"), org.mspid)
-        org_dir = org.msp_dir("Admin").parents[2]  # .../peerOrganizations/org1.example.com
-        issuer = Organization(org.mspid, org_dir.name, self._issued / org_dir.name)
-        if not issuer.ca_cert_path.exists():  # issue into our own folder; the network's stays untouched
-            shutil.copytree(org_dir / "ca", issuer.path / "ca")
-        return load_msp_identity(add_user(issuer, name, ou="admin" if admin else "client"), org.mspid)
+        return load_msp_identity(add_user(self.issuer(org.mspid), name, ou="admin" if admin else "client"), org.mspid)
 
     def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
         identity, signer = self.identity(mspid, name, admin=admin)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.sdk.fabric.backend import FabricGatewayBackend
-from fedledger.sdk.identity import load_msp_identity
+from fedledger.sdk.identity import Identity, Signer, load_msp_identity
 
 __all__ = [
     "NetworkProfile",
@@ -76,6 +76,18 @@ class OrgConnection:
                 return path
         raise KeyError(f"{self.name} has no MSP folder for user {user!r}; known: {sorted(self.msp_dirs)}.")
 
+    def backend(self, identity: Identity, signer: Signer, **options: Any) -> FabricGatewayBackend:
+        """A backend on this organisation's gateway peer signing as ``identity``; ``options`` go to
+        :class:`FabricGatewayBackend` (timeouts, retries, ``clock``...)."""
+        return FabricGatewayBackend(
+            identity,
+            signer,
+            endpoint=self.endpoint,
+            tls_root_cert=self.tls_root_cert,
+            server_name_override=self.server_name_override,
+            **options,
+        )
+
 
 @dataclass(frozen=True)
 class NetworkProfile:
@@ -106,14 +118,7 @@ class NetworkProfile:
         """
         connection = self.org(org)
         identity, signer = load_msp_identity(msp_dir or connection.msp_dir(user), connection.mspid)
-        return FabricGatewayBackend(
-            identity,
-            signer,
-            endpoint=connection.endpoint,
-            tls_root_cert=connection.tls_root_cert,
-            server_name_override=connection.server_name_override,
-            **options,
-        )
+        return connection.backend(identity, signer, **options)
 
 
 def _read_optional(path: Path | None) -> bytes | None:

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
-from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.errors import (
     AlreadyExists,
     ContractError,
@@ -24,11 +23,9 @@ from fedledger.chaincode.errors import (
     PermissionDenied,
 )
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.embedded import shared_ledger
 from fedledger.sdk.errors import EndorseError
 
-from .. import support
-from ..support import SCHEMA, Consortium, UpdateFactory, participant_id, ready_round, world
+from ..support import SCHEMA, Consortium, EmbeddedLedgerConsortium, UpdateFactory, participant_id, ready_round, world
 
 DETECTING = {"detector_min_updates": 4}
 WINDOW = 86400.0  # the default dispute_window_seconds
@@ -88,14 +85,13 @@ def judged(consortium: Consortium, updates: UpdateFactory) -> Judged:
 
 
 def state(consortium: Consortium) -> dict[str, Any]:
-    """What the contract exposes (world + every dispute's votes) and the ledger underneath it."""
+    """What the contract exposes (world + every dispute's votes) and the ledger underneath it (the embedded
+    ledger's height and raw state; on Fabric, every transaction of the test's namespace in the blocks)."""
     observer = consortium.admin()
     snapshot = world(observer)
     for dispute in observer.disputes():
         snapshot[f"votes/{dispute.id}"] = [asdict(v) for v in observer.votes(dispute.round, dispute.participant)]
-    ledger = shared_ledger(consortium.embedded.ledger_dir)
-    snapshot["ledger/height"] = ledger.height()
-    snapshot["ledger/state"] = ledger.state_snapshot()
+    snapshot["ledger"] = consortium.ledger_state()
     return snapshot
 
 
@@ -501,11 +497,13 @@ def test_dispute_before_the_verdict_is_refused(consortium: Consortium, updates: 
 
 
 @pytest.fixture
-def three_orgs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[Consortium]:
-    """Org3MSP is on the channel (its certificates are valid) but not in the consortium's member_msps."""
+def three_orgs(tmp_path) -> Iterator[Consortium]:
+    """Org3MSP is on the channel (its certificates are valid) but not in the consortium's member_msps.
+
+    Embedded only: on Fabric, Org3 exists only after ``make add-org`` (tests/fabric_network/test_add_org.py).
+    """
     orgs = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com", "Org3MSP": "org3.example.com"}
-    monkeypatch.setattr(support, "create_consortium", lambda base: create_consortium(base, orgs))
-    network = Consortium(tmp_path / "three")
+    network = EmbeddedLedgerConsortium(tmp_path / "three", orgs)
     yield network
     network.close()
 

@@ -7,9 +7,9 @@ from fedledger.chaincode.embedded.msp import add_user, create_organization
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import EndorseError
-from fedledger.sdk.gateway import connect
-from fedledger.sdk.identity import load_msp_identity
+from fedledger.sdk.identity import Identity, load_msp_identity
 
+from ..sdk_fabric.certs import issue_client_identity
 from ..support import SCHEMA, participant_id, world
 
 
@@ -66,15 +66,49 @@ def test_organisation_outside_the_consortium_cannot_register(consortium, tmp_pat
 
 def test_identity_from_an_unknown_ca_is_refused_by_the_ledger(consortium, admin, tmp_path):
     rogue = create_organization(tmp_path / "rogue", "Org1MSP", "org1.example.com")  # same MSP ID, other CA
-    identity, signer = load_msp_identity(add_user(rogue, "mallory"), "Org1MSP")
-    gateway = connect(identity, signer=signer, ledger_dir=consortium.embedded.ledger_dir)
-    network = gateway.get_network("mychannel")
-    client = FedLedgerClient(network.get_contract("fedledger"), network)
+    client = consortium.connect(*load_msp_identity(add_user(rogue, "mallory"), "Org1MSP"))
+    codes, message = consortium.REFUSED_CREATOR
     before = world(admin)
-    with pytest.raises(EndorseError, match="not issued by the CA of Org1MSP") as info:
+    with pytest.raises(EndorseError, match=message) as info:
         client.register("trainer", dataset_size=100, schema_hash=SCHEMA)
-    assert info.value.code == "CREATOR_NOT_TRUSTED"
+    assert info.value.code in codes
     assert world(admin) == before
+
+
+def certified_by(consortium, mspid: str, common_name: str, folder) -> FedLedgerClient:
+    """A client whose certificate ``mspid``'s own CA issued for any common name, with a new key."""
+    msp = issue_client_identity(consortium.issuer(mspid).path / "ca", folder, common_name)
+    return consortium.connect(*load_msp_identity(msp, mspid))
+
+
+def test_a_member_of_one_org_cannot_act_as_a_participant_of_another(consortium, admin, tmp_path):
+    org1 = consortium.client("Org1MSP", "trainer0")
+    org1.register("trainer", dataset_size=100, schema_hash=SCHEMA)
+    victim = participant_id("Org1MSP", "trainer0")
+    record = admin.participant(victim)
+    before, ledger_before = world(admin), consortium.ledger_state()
+
+    # Org2's certificate presented under Org1MSP: the ledger's MSP check refuses it before any contract runs
+    org2_identity, org2_signer = consortium.identity("Org2MSP", "trainer0")
+    claims_org1 = consortium.connect(Identity("Org1MSP", org2_identity.cert_pem), org2_signer)
+    codes, message = consortium.REFUSED_CREATOR
+    for act in (lambda: claims_org1.register("trainer", dataset_size=100, schema_hash=SCHEMA), claims_org1.whoami):
+        with pytest.raises(EndorseError, match=message) as info:
+            act()
+        assert info.value.code in codes
+
+    # A certificate of Org1's CA with the victim's name but another key: the contract keys by certificate
+    twin = certified_by(consortium, "Org1MSP", "trainer0@org1.example.com", tmp_path / "twin")
+    with pytest.raises(PermissionDenied, match="does not match the one it registered with"):
+        twin.register("trainer", dataset_size=100, schema_hash=SCHEMA)
+    assert world(admin) == before and consortium.ledger_state() == ledger_before
+
+    # Org2's CA certifying Org1's name makes an Org2 participant, never Org1's
+    impostor = certified_by(consortium, "Org2MSP", "trainer0@org1.example.com", tmp_path / "impostor")
+    assert impostor.register("auditor", dataset_size=0, schema_hash=SCHEMA).id == "Org2MSP:trainer0@org1.example.com"
+    with pytest.raises(PermissionDenied, match="not a consortium admin"):
+        impostor.suspend(victim, "taking over")
+    assert admin.participant(victim) == record
 
 
 def test_suspend_and_reinstate_by_admin(consortium, admin):

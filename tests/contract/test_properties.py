@@ -14,6 +14,10 @@ ContractError and leave the ledger's world state and height exactly as they were
   aggregated round's model lists exactly the updates accepted when it was committed;
 - no participant spent more than epsilon_total, and trust and verdict counts agree with the updates;
 - at the end, ``verify_ledger`` re-checks every block and signature and rebuilds the state.
+
+Embedded only, on purpose: it checks the embedded ledger's own blocks and raw state, and its many generated
+sequences would cost minutes of ordering on Fabric. The same contract rules run on Fabric in the example
+tests of this folder (the ``consortium`` fixture's ``fabric`` param).
 """
 
 from __future__ import annotations
@@ -30,12 +34,11 @@ from fedledger.chaincode.errors import ContractError
 from fedledger.chaincode.records import Dispute, Participant, Round, Update
 from fedledger.chaincode.trust import trust_score
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.embedded import shared_ledger
 from hypothesis import HealthCheck, Phase, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from ..support import SCHEMA, Consortium, UpdateFactory, participant_id, ready_round
+from ..support import SCHEMA, EmbeddedLedgerConsortium, UpdateFactory, participant_id, ready_round
 
 RULES: dict[str, Any] = {
     "detector_min_updates": 4,
@@ -62,14 +65,14 @@ class LedgerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.tmp = tempfile.TemporaryDirectory()
-        self.consortium: Consortium | None = None
+        self.consortium: EmbeddedLedgerConsortium | None = None
         self.finalize_rejected: dict[int, set[str]] = {}  # round -> participants FinalizeRound rejected
         self.commit_accepted: dict[int, set[str]] = {}  # round -> hashes accepted when its aggregate was committed
 
     # -- setup and plumbing ------------------------------------------------------------------------------
     @initialize(quorum=st.sampled_from([1, 2]), seed=st.integers(0, 2**16))
     def setup(self, quorum: int, seed: int) -> None:
-        self.consortium = Consortium(Path(self.tmp.name) / "consortium")
+        self.consortium = EmbeddedLedgerConsortium(Path(self.tmp.name) / "consortium")
         self.factory = UpdateFactory(seed)
         self.aggregator, _trainers, self.genesis = ready_round(
             self.consortium, trainers=4, rules={**RULES, "dispute_quorum": quorum}, deadline_in=ROUND_SECONDS
@@ -96,8 +99,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def ledger_state(self) -> tuple[int, dict[bytes, bytes]]:
         """The ledger's height and raw world state: every record any query could read."""
         assert self.consortium is not None
-        ledger = shared_ledger(self.consortium.embedded.ledger_dir)
-        return ledger.height(), ledger.state_snapshot()
+        return self.consortium.ledger_state()
 
     def attempt(self, label: str, expect_ok: bool, action: Callable[[], Any]) -> Any:
         """Runs ``action``; the contract must accept it iff ``expect_ok``, and a refusal must change nothing."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import numpy as np
 import pytest
@@ -16,10 +17,9 @@ from fedledger.chaincode.errors import (
     PermissionDenied,
     RuleViolation,
 )
-from fedledger.sdk.embedded import shared_ledger
 from fedledger.sdk.errors import EndorseError
 
-from ..support import SCHEMA, SHAPES, participant_id, ready_round, tensors_bytes, world
+from ..support import SCHEMA, SHAPES, only_on, participant_id, ready_round, tensors_bytes, world
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_happy_path_records_commitment_and_features_not_bytes(consortium, round1
     assert len(record.features["sketch"]) == 64
     assert aggregator.update(1, record.participant) == record
     # the bytes never reach a block, in any encoding: only their hash does
-    blocks = b"".join(block for _n, _h, block, _s in shared_ledger(consortium.embedded.ledger_dir).blocks(0))
+    blocks = b"".join(consortium.blocks())
     assert record.hash.encode() in blocks
     tail = data[-48:]
     assert tail not in blocks and base64.b64encode(tail)[4:-4] not in blocks
@@ -84,25 +84,51 @@ def test_suspended_trainer_is_refused(consortium, round1, updates):
     assert world(aggregator) == before
 
 
-def test_duplicate_submission_and_replayed_proposal_are_refused(consortium, round1, updates):
+def test_duplicate_submission_is_refused(consortium, round1, updates):
     aggregator, (trainer, _) = round1
     submit(trainer, updates)
-    before = world(aggregator)
+    before = world(aggregator), consortium.ledger_state()
     with pytest.raises(AlreadyExists, match="already submitted"):
         submit(trainer, updates)
-    assert world(aggregator) == before
+    assert (world(aggregator), consortium.ledger_state()) == before
 
-    # replay: the very same signed proposal sent twice is refused by transaction id
-    ledger = shared_ledger(consortium.embedded.ledger_dir)
-    backend = trainer.contract._backend
-    proposal = trainer.contract._proposal("WhoAmI", (), None)
-    signed: SignedProposal = backend._sign(proposal)
+
+@only_on("embedded")
+def test_replayed_proposal_is_refused_by_the_embedded_ledger(consortium, round1):
+    """The very same signed proposal sent twice is refused by transaction id."""
+    _, (trainer, _) = round1
+    ledger = consortium.ledger
+    signed: SignedProposal = trainer.contract._backend._sign(trainer.contract._proposal("WhoAmI", (), None))
     ledger.submit(signed)
     height = ledger.height()
     with pytest.raises(Exception, match="duplicate transaction id") as info:
         ledger.submit(signed)
     assert info.value.code == "DUPLICATE_TXID"
     assert ledger.height() == height
+
+
+@only_on("fabric")
+def test_replayed_transaction_is_invalidated_as_duplicate_txid_on_fabric(consortium, round1, updates):
+    """An endorsed SubmitUpdate ordered twice: the peers commit the first and mark the replay
+    DUPLICATE_TXID, so its writes are never applied again."""
+    aggregator, (trainer, _) = round1
+    backend = trainer.contract._backend
+    proposal = trainer.contract._proposal("SubmitUpdate", (1, 100, "1.0", "0.5"), {"update": updates.bytes()})
+    transaction = backend.endorse(proposal)
+    tx_id = transaction.transaction_id
+    backend.submit_endorsed(transaction)
+    assert backend.commit_status(transaction.channel, transaction.transaction_id)[0] == "VALID"
+    before = world(aggregator)
+
+    def copies() -> list[str]:
+        return [tx.validation_code for tx in consortium.ledger_state() if tx.transaction_id == tx_id]
+
+    backend.submit_endorsed(transaction)  # the same transaction (id, proposal, endorsements) again
+    deadline = time.monotonic() + 30
+    while len(copies()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert copies() == ["VALID", "DUPLICATE_TXID"]
+    assert world(aggregator) == before
 
 
 def test_closed_unknown_and_late_rounds_are_refused(consortium, round1, updates):

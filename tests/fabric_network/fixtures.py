@@ -49,17 +49,30 @@ def fabric_network() -> Iterator[FabricCli]:
     if started and os.environ.get("FEDLEDGER_KEEP_NETWORK") != "1":
         pids = [int(p.read_text()) for p in (network_dir() / "pids").glob("*.pid")]
         subprocess.run(["make", "-s", "network-down"], cwd=REPO, check=False)
-        survivors = [pid for pid in pids if _alive(pid)]
+        survivors = [pid for pid in pids if alive(pid)]
         assert not survivors, f"make network-down left processes running: {survivors}"
         assert not network_dir().exists()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.fixture(scope="session")
+def fabric_testbed(fabric_network: FabricCli, tmp_path_factory: pytest.TempPathFactory):
+    """What the contract suites need to run a Consortium on the network: identities, a fresh chaincode
+    namespace per test, the block index (tests/fabric_network/consortium.py)."""
+    try:
+        from .consortium import FabricTestbed
+    except ImportError as exc:
+        pytest.skip(f"the Fabric backend needs the 'fabric' extra: {exc}")
+    testbed = FabricTestbed(fabric_network.run, tmp_path_factory.mktemp("fabric-identities"))
+    yield testbed
+    testbed.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,11 @@ from fedledger.chaincode.errors import ContractError
 from fedledger.sdk.embedded import shared_ledger
 from fedledger.sdk.identity import ecdsa_signer, to_low_s
 
-from ..support import ready_round, world
+from ..support import only_on, ready_round, world
+
+# The embedded ledger itself (its blocks, signatures and sqlite state): the Fabric counterparts are the
+# peer's own checks, tested in tests/fabric_network and tests/sdk_fabric.
+pytestmark = only_on("embedded")
 
 ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 

@@ -1,0 +1,265 @@
+"""The contract suites' :class:`~tests.support.Consortium` on the native Fabric network.
+
+Each test gets a fresh ledger namespace: a new chaincode definition (``fl_<run>_<n>``) approved by
+every org and committed, reusing the package the network already installed for ``fedledger``. Its
+package ID is the same, so the peers dial the same chaincode-as-a-service servers: no new process,
+and the contract code is the one the servers run. Definitions are deployed in batches (all approvals
+in one block, all commits in the next): 8 in ~0.2 s with the 50 ms batch timeout (one alone ~0.15 s;
+~0.45 s at 200 ms).
+
+Identities (``fedledger.sdk.fabric.local.LocalFabricNetwork``, as in the Fabric demo): ``Admin`` is cryptogen's
+Admin@orgN (OU=admin); any other user is issued on first use (OU=client) by a copy of the org's cryptogen CA,
+so the same ``trainer0@org1.example.com`` serves every test of the session. Each client talks to its own org's
+peer, stamps its proposals with the consortium's fake clock, and its submit returns once every org's peer has
+the block (``EveryPeerCommits``).
+
+"Nothing was committed" is checked through qscc: the transactions of the test's namespace in the
+channel's blocks (valid or not), which a refused endorsement never reaches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fabric_protos.common import common_pb2, ledger_pb2
+from fabric_protos.peer import proposal_pb2, transaction_pb2
+from fabric_protos.peer.lifecycle import lifecycle_pb2
+from fedledger.chaincode.embedded.msp import Organization
+from fedledger.chaincode.errors import ContractError
+from fedledger.sdk.backend import Proposal, SubmitResult
+from fedledger.sdk.errors import EndorseError
+from fedledger.sdk.fabric import FabricGatewayBackend, NetworkProfile
+from fedledger.sdk.fabric.local import LocalFabricNetwork
+from fedledger.sdk.gateway import Gateway, connect
+from fedledger.sdk.identity import Identity, Signer
+
+from ..support import Consortium
+
+CHANNEL = "mychannel"
+PACKAGE_OF = "fedledger"
+"""The installed chaincode whose package every test namespace reuses."""
+
+
+def _evaluate(backend: FabricGatewayBackend, chaincode: str, function: str, *args: bytes, org: str) -> bytes:
+    return backend.evaluate(Proposal(CHANNEL, chaincode, function, args, {}, (org,)))
+
+
+class Namespaces:
+    """Fresh chaincode definitions of the installed ``fedledger`` package, deployed ``batch`` at a time."""
+
+    def __init__(
+        self,
+        admins: dict[str, FabricGatewayBackend],
+        package_ids: dict[str, str],
+        wait_for_block: Callable[[int], None],
+        batch: int = 8,
+    ) -> None:
+        self._admins = admins
+        self._wait_for_block = wait_for_block
+        self._package_ids = package_ids
+        self._batch = batch
+        self._prefix = f"fl_{uuid.uuid4().hex[:6]}_"
+        self._counter = 0
+        self._ready: list[str] = []
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2 * batch, thread_name_prefix="lifecycle")
+
+    def take(self) -> str:
+        with self._lock:
+            if not self._ready:
+                self._ready = self.deploy(self._batch)
+            return self._ready.pop(0)
+
+    def deploy(self, count: int) -> list[str]:
+        """Approves ``count`` new definitions by every org (one block) and commits them (the next), then
+        waits until every org's gateway can have each of them endorsed."""
+        names = [f"{self._prefix}{self._counter + i}" for i in range(count)]
+        self._counter += count
+        approvals = [(mspid, name) for name in names for mspid in self._admins]
+        list(self._pool.map(lambda job: self._approve(*job), approvals))
+        self._wait_for_block(max(self._pool.map(self._commit, names)))
+        list(self._pool.map(lambda job: self.until_endorsable(*job), approvals))
+        return names
+
+    def until_endorsable(self, mspid: str, name: str, timeout: float = 30.0) -> None:
+        """An unknown function must come back as the contract's own error, endorsed through ``mspid``'s gateway:
+        its endorsement plan needs the other orgs' peers (which gossip announces some seconds after the
+        network starts) and to know that they have the definition ``name``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._admins[mspid].endorse(Proposal(CHANNEL, name, "__fedledger_ping__", ()))
+            except ContractError:
+                return
+            except EndorseError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _approve(self, mspid: str, name: str) -> None:
+        source = lifecycle_pb2.ChaincodeSource(
+            local_package=lifecycle_pb2.ChaincodeSource.Local(package_id=self._package_ids[mspid])
+        )
+        args = lifecycle_pb2.ApproveChaincodeDefinitionForMyOrgArgs(sequence=1, name=name, version="1.0", source=source)
+        self._lifecycle(mspid, "ApproveChaincodeDefinitionForMyOrg", args.SerializeToString(), (mspid,))
+
+    def _commit(self, name: str) -> int:
+        args = lifecycle_pb2.CommitChaincodeDefinitionArgs(sequence=1, name=name, version="1.0")
+        mspid = next(iter(self._admins))
+        return self._lifecycle(mspid, "CommitChaincodeDefinition", args.SerializeToString(), tuple(self._admins))
+
+    def _lifecycle(self, mspid: str, function: str, args: bytes, endorsers: tuple[str, ...]) -> int:
+        proposal = Proposal(CHANNEL, "_lifecycle", function, (args,), {}, endorsers)
+        return self._admins[mspid].submit(proposal).block_number
+
+    def close(self) -> None:
+        self._pool.shutdown()
+
+
+@dataclass(frozen=True)
+class LedgerTx:
+    block: int
+    transaction_id: str
+    validation_code: str
+
+
+class BlockIndex:
+    """The channel's transactions by chaincode, read block by block through qscc (incrementally)."""
+
+    def __init__(self, backend: FabricGatewayBackend, org: str) -> None:
+        self._backend = backend
+        self._org = org
+        self._scanned = 0
+        self._by_chaincode: dict[str, list[LedgerTx]] = {}
+        self._lock = threading.Lock()
+
+    def block(self, number: int) -> bytes:
+        return _evaluate(self._backend, "qscc", "GetBlockByNumber", CHANNEL.encode(), b"%d" % number, org=self._org)
+
+    def transactions(self, chaincode: str) -> list[LedgerTx]:
+        """Every transaction of ``chaincode`` committed so far, in ledger order, whatever its validity."""
+        with self._lock:
+            info = ledger_pb2.BlockchainInfo.FromString(
+                _evaluate(self._backend, "qscc", "GetChainInfo", CHANNEL.encode(), org=self._org)
+            )
+            for number in range(self._scanned, info.height):
+                self._index(number, common_pb2.Block.FromString(self.block(number)))
+            self._scanned = max(self._scanned, info.height)
+            return list(self._by_chaincode.get(chaincode, ()))
+
+    def _index(self, number: int, block: common_pb2.Block) -> None:
+        codes = block.metadata.metadata[common_pb2.BlockMetadataIndex.TRANSACTIONS_FILTER]
+        for position, data in enumerate(block.data.data):
+            payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(data).payload)
+            header = common_pb2.ChannelHeader.FromString(payload.header.channel_header)
+            if header.type != common_pb2.HeaderType.ENDORSER_TRANSACTION:
+                continue
+            chaincode = proposal_pb2.ChaincodeHeaderExtension.FromString(header.extension).chaincode_id.name
+            code = transaction_pb2.TxValidationCode.Name(codes[position])
+            self._by_chaincode.setdefault(chaincode, []).append(LedgerTx(number, header.tx_id, code))
+
+
+class EveryPeerCommits:
+    """A Fabric backend whose ``submit`` returns once every org's peer committed the block, not only the
+    gateway's own peer: the next transaction, endorsed by both orgs, and any query then see the write
+    (the embedded ledger's read-your-writes). Everything else is the wrapped backend's."""
+
+    def __init__(self, backend: FabricGatewayBackend, wait_for_block: Callable[[int], None]) -> None:
+        self.backend = backend
+        self._wait_for_block = wait_for_block
+
+    def submit(self, proposal: Proposal) -> SubmitResult:
+        result = self.backend.submit(proposal)
+        self._wait_for_block(result.block_number)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend, name)
+
+
+class FabricTestbed:
+    """Session-wide: the network's profile, issued identities, the namespace deployer, the block index."""
+
+    def __init__(self, run_dir: Path, workdir: Path) -> None:
+        self.run_dir = run_dir
+        self.members = LocalFabricNetwork(run_dir, workdir)
+        """Issues the identities (from copies of the orgs' cryptogen CAs) as for the Fabric demo."""
+        self.profile: NetworkProfile = self.members.profile
+        self._heights: dict[str, int] = {}
+        package_ids = {}
+        self.endorsing_orgs: dict[str, str] = {}
+        """MSP ID -> short name (``org1``) of the orgs that approve and endorse the test namespaces."""
+        for org in self.profile.orgs.values():
+            short = org.msp_dir("Admin").parents[2].name.split(".")[0]  # org1.example.com -> org1
+            package_id = run_dir / "chaincode" / PACKAGE_OF / short / "package_id"
+            if package_id.is_file():  # an org that joined without the chaincode cannot endorse it
+                package_ids[org.mspid] = package_id.read_text().strip()
+                self.endorsing_orgs[org.mspid] = short
+        self._admins = {mspid: self.profile.connect(mspid, user="Admin") for mspid in package_ids}
+        self.namespaces = Namespaces(self._admins, package_ids, self.wait_for_block)
+        started = time.monotonic()
+        for mspid in self._admins:  # a network just brought up may not know its other orgs' peers yet
+            self.namespaces.until_endorsable(mspid, PACKAGE_OF, timeout=120)
+        self.startup_wait = time.monotonic() - started
+        first = next(iter(self._admins))
+        self.index = BlockIndex(self._admins[first], first)
+
+    def gateway(self, identity: Identity, signer: Signer, clock: Callable[[], float]) -> Gateway:
+        """A connection to the peer of the org the identity claims, stamping proposals with ``clock``."""
+        backend = self.profile.org(identity.mspid).backend(identity, signer, clock=clock)
+        return connect(identity, signer=signer, backend=EveryPeerCommits(backend, self.wait_for_block))
+
+    def wait_for_block(self, number: int, timeout: float = 30.0) -> None:
+        """Returns once every org's peer has committed block ``number``."""
+        deadline = time.monotonic() + timeout
+        for mspid, admin in self._admins.items():
+            while self._heights.get(mspid, 0) <= number:
+                info = _evaluate(admin, "qscc", "GetChainInfo", CHANNEL.encode(), org=mspid)
+                self._heights[mspid] = ledger_pb2.BlockchainInfo.FromString(info).height
+                if self._heights[mspid] <= number:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"peer of {mspid} has not committed block {number} in {timeout} s")
+                    time.sleep(0.005)
+
+    def consortium(self) -> FabricConsortium:
+        return FabricConsortium(self)
+
+    def close(self) -> None:
+        self.namespaces.close()
+        for admin in self._admins.values():
+            admin.close()
+
+
+class FabricConsortium(Consortium):
+    """Named clients on a fresh chaincode namespace of the native network."""
+
+    # the peer's proposal check; the gateway answers ABORTED to Endorse and FAILED_PRECONDITION to Evaluate
+    REFUSED_CREATOR = (("ABORTED", "FAILED_PRECONDITION"), "creator org unknown")
+
+    def __init__(self, testbed: FabricTestbed) -> None:
+        super().__init__()
+        self.testbed = testbed
+        self.chaincode = testbed.namespaces.take()
+
+    def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
+        return self.testbed.members.identity(mspid, name, admin=admin)
+
+    def issuer(self, mspid: str) -> Organization:
+        return self.testbed.members.issuer(mspid)
+
+    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
+        return self.testbed.gateway(identity, signer, self.clock)
+
+    def ledger_state(self) -> list[LedgerTx]:
+        return self.testbed.index.transactions(self.chaincode)
+
+    def blocks(self) -> list[bytes]:
+        numbers = sorted({tx.block for tx in self.ledger_state()})
+        return [self.testbed.index.block(n) for n in numbers]
