@@ -23,11 +23,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
 from fedledger.sdk.backend import ChaincodeEvent, Proposal, SubmitResult
 from fedledger.sdk.errors import (
@@ -108,6 +108,7 @@ class FabricGatewayBackend:
         retry_backoff: float = 0.05,
         channel: grpc.Channel | None = None,
         clock: Callable[[], float] | None = None,
+        committed_on: Sequence[str] = (),
     ) -> None:
         for name, value in (
             ("evaluate_timeout", evaluate_timeout),
@@ -130,6 +131,7 @@ class FabricGatewayBackend:
         self.mvcc_retries = mvcc_retries
         self.retry_backoff = retry_backoff
         self._clock = clock
+        self.committed_on = tuple(committed_on)
         self._channel = channel or _open_channel(
             endpoint,
             tls_root_cert=tls_root_cert,
@@ -163,8 +165,28 @@ class FabricGatewayBackend:
             raise to_gateway_error(error, step=EndorseError, transaction_id=prepared.transaction_id) from None
         return response.result.payload
 
+    def wait_for_block(self, channel: str, number: int, orgs: Sequence[str], timeout: float = 30.0) -> None:
+        """Returns once a peer of each of ``orgs`` has committed block ``number`` (qscc through the gateway).
+
+        Commit status only speaks for the gateway's own peer; another organisation's peer may still be a
+        block behind, so a transaction endorsed by several organisations right after this one could read
+        different states and fail. ``committed_on=`` makes every submit wait for that.
+        """
+        deadline = time.monotonic() + timeout
+        for org in orgs:
+            while True:
+                info = self.evaluate(Proposal(channel, "qscc", "GetChainInfo", (channel.encode(),), {}, (org,)))
+                if ledger_pb2.BlockchainInfo.FromString(info).height > number:
+                    break
+                if time.monotonic() > deadline:
+                    raise CommitStatusError(
+                        f"the peer of {org} has not committed block {number} within {timeout} s", code="TIMEOUT"
+                    )
+                time.sleep(0.005)
+
     def submit(self, proposal: Proposal) -> SubmitResult:
-        """Endorse → sign → submit → commit status; retries read conflicts with new proposals."""
+        """Endorse → sign → submit → commit status (and, with ``committed_on``, every listed org's peer);
+        retries read conflicts with new proposals."""
         self._check_open()
         attempts = self.mvcc_retries + 1
         for attempt in range(1, attempts + 1):
@@ -173,6 +195,7 @@ class FabricGatewayBackend:
             self.submit_endorsed(transaction)
             name, block_number = self.commit_status(proposal.channel, transaction_id)
             if name == "VALID":
+                self.wait_for_block(proposal.channel, block_number, self.committed_on)
                 return SubmitResult(transaction_id, block_number, transaction.result)
             if name in RETRYABLE_CODES and attempt < attempts:
                 with self._lock:

@@ -29,6 +29,7 @@ class LocalFabricNetwork:
         self.profile: NetworkProfile = load_network_dir(self.network_dir)
         self._issued = Path(issued)
         self._clock = clock
+        self.chaincode: str | None = None  # another chaincode name than the profile's (tests use fresh ones)
 
     def issuer(self, mspid: str) -> Organization:
         """The org's cryptogen CA, copied into ``issued``: it issues there, the network's folder stays untouched."""
@@ -48,14 +49,10 @@ class LocalFabricNetwork:
 
     def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
         identity, signer = self.identity(mspid, name, admin=admin)
-        org = self.profile.org(mspid)
-        gateway = connect(
-            identity,
-            signer=signer,
-            endpoint=org.endpoint,
-            tls_root_cert=org.tls_root_cert,
-            server_name_override=org.server_name_override,
-            clock=self._clock,
+        # Every submit returns only once each organisation's peer has the block, so the next transaction
+        # (endorsed by several organisations) never reads a state one of them has not caught up with.
+        backend = self.profile.org(mspid).backend(
+            identity, signer, clock=self._clock, committed_on=[o.mspid for o in self.profile.orgs.values()]
         )
-        network = gateway.get_network(self.profile.channel)
-        return FedLedgerClient(network.get_contract(self.profile.chaincode), network)
+        network = connect(identity, signer=signer, backend=backend).get_network(self.profile.channel)
+        return FedLedgerClient(network.get_contract(self.chaincode or self.profile.chaincode), network)
