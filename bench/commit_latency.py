@@ -47,23 +47,17 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
-from cryptography.x509.oid import NameOID
 from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.backend import Proposal
 from fedledger.sdk.client import UPDATE_FIELD, FedLedgerClient
 from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.gateway import Gateway, connect
-from fedledger.sdk.identity import Identity, ecdsa_signer
 from safetensors.numpy import save as save_safetensors
 from tqdm import tqdm
 
@@ -286,46 +280,18 @@ def until_discovered(call: Callable[[], Any], limit: float = 120.0) -> Any:
             time.sleep(1)
 
 
-def issue_identity(ca_dir: Path, mspid: str, common_name: str) -> tuple[Identity, Callable[[bytes], bytes]]:
-    """A client identity (OU=client) signed by the org's cryptogen CA, kept in memory."""
-    ca_cert = x509.load_pem_x509_certificate(next(p for p in ca_dir.glob("*cert.pem")).read_bytes())
-    ca_key = load_pem_private_key(next(ca_dir.glob("*_sk")).read_bytes(), password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise TypeError(f"{ca_dir}: the CA key is not an EC key")
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "client"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        # Fabric's MSP verifies the chain at the certificate's notBefore; cryptogen backdates its CA to
-        # the *rounded* minute minus 5, so "now - 5 min" can precede the CA's own validity.
-        .not_valid_before(max(now - timedelta(minutes=5), ca_cert.not_valid_before_utc))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return Identity(mspid, cert.public_bytes(Encoding.PEM)), ecdsa_signer(key)
-
-
 class FabricLedgerUnderTest(_Rounds):
     """The native network in ``network_dir``; trainers get fresh identities from the org CAs."""
 
     def __init__(self, network_dir: Path, trainers: int, workers: int, name: str = "fabric") -> None:
         from fedledger.sdk.fabric import load_network_dir
+        from fedledger.sdk.fabric.local import LocalFabricNetwork
 
         self.name = name
         self.network_dir = network_dir
         self.profile = load_network_dir(network_dir)
+        # New trainer identities are issued from the org CAs into the network folder's bench/ area.
+        self.members = LocalFabricNetwork(network_dir, network_dir / "bench-identities")
         self.orgs = sorted(self.profile.orgs.values(), key=lambda o: o.mspid)[:2]
         tag = f"{int(time.time()):x}"
         self.backends: list[Any] = []
@@ -344,25 +310,14 @@ class FabricLedgerUnderTest(_Rounds):
             self.trainer_backends.append(self.backends[-1])
         _register_all(self.trainers, workers, self.name)
 
-    def _ca_dir(self, org: str) -> Path:
-        # users/Admin@<domain>/msp -> <domain>/ca (cryptogen keeps the CA key there)
-        return self.profile.org(org).msp_dir("Admin").parents[2] / "ca"
-
     def _client(self, org: str, *, user: str = "User1", common_name: str | None = None) -> FedLedgerClient:
-        from fedledger.sdk.fabric import FabricGatewayBackend
 
         connection = self.profile.org(org)
         if common_name is None:
             backend = self.profile.connect(org, user=user)
         else:
-            identity, signer = issue_identity(self._ca_dir(org), connection.mspid, common_name)
-            backend = FabricGatewayBackend(
-                identity,
-                signer,
-                endpoint=connection.endpoint,
-                tls_root_cert=connection.tls_root_cert,
-                server_name_override=connection.server_name_override,
-            )
+            identity, signer = self.members.identity(connection.mspid, common_name)
+            backend = connection.backend(identity, signer)
         self.backends.append(backend)
         network = Gateway(backend, backend.identity).get_network(self.profile.channel)
         return FedLedgerClient(network.get_contract(self.profile.chaincode), network)
