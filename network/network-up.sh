@@ -104,6 +104,8 @@ log "chaincode $CC_NAME (ccaas, one server per org)"
 "$NET_DIR/deploy-chaincode.sh"
 
 "$PY" "$NET_DIR/tools.py" network-json "$RUN" 1 2
+log "waiting until each gateway can plan endorsements by both orgs (gossip discovery)"
+"$PY" "$NET_DIR/tools.py" wait-endorsable "$RUN" 90 2>>"$LOGS/cli.log" || die "endorsement never became possible; see $LOGS/cli.log"
 date -u +%FT%TZ >"$RUN/BUILT"
 rm -f "$RUN/RESTARTING"
 date -u +%FT%TZ >"$RUN/READY"

@@ -6,6 +6,7 @@
     python network/tools.py package-id PACKAGE LABEL
     python network/tools.py add-org-update CONFIG_BLOCK ORG_BLOCK MSPID CHANNEL OUT
     python network/tools.py network-json RUN_DIR ORG_NUMBERS...
+    python network/tools.py wait-endorsable RUN_DIR [TIMEOUT_SECONDS]
 
 Only the standard library, ``cryptography`` and (for add-org-update) ``fabric_protos``.
 """
@@ -336,6 +337,43 @@ def network_json(run: Path, orgs: list[int], *, port_offset: int = 0) -> dict:
     }
 
 
+def wait_endorsable(run: Path, timeout: float = 90.0) -> None:
+    """Returns once every org's gateway can plan an endorsement of the chaincode by all orgs.
+
+    Peers learn about each other through gossip some seconds after they start; until then a gateway
+    answers "failed to find any endorsing peers for org(s)". A proposal for an unknown function that
+    comes back as the contract's own NOT_FOUND error proves the whole path works.
+    """
+    import time
+
+    from fedledger.chaincode.errors import ContractError
+    from fedledger.sdk.backend import Proposal
+    from fedledger.sdk.errors import EndorseError
+    from fedledger.sdk.fabric.profile import load_network_dir
+    from fedledger.sdk.identity import load_msp_identity
+
+    profile = load_network_dir(run)
+    orgs = list(profile.orgs.values())
+    deadline = time.monotonic() + timeout
+    for org in orgs:
+        backend = org.backend(*load_msp_identity(org.msp_dir("Admin"), org.mspid))
+        try:
+            while True:
+                proposal = Proposal(profile.channel, profile.chaincode, "__ping__", (), {}, [o.mspid for o in orgs])
+                try:
+                    backend.endorse(proposal)
+                except ContractError:
+                    break
+                except EndorseError as exc:
+                    if time.monotonic() > deadline:
+                        message = f"{org.mspid}'s gateway still cannot endorse after {timeout} s: {exc}"
+                        raise SystemExit(message) from None
+                    time.sleep(0.2)
+        finally:
+            backend.close()
+        LOG.info("%s: endorsements by %s can be planned", org.mspid, ", ".join(o.mspid for o in orgs))
+
+
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not argv:
@@ -354,6 +392,8 @@ def main(argv: list[str]) -> int:
         add_org_update(Path(args[0]), Path(args[1]), args[2], args[3], Path(args[4]))
     elif cmd == "block-orgs":
         print(" ".join(block_orgs(Path(args[0]))))
+    elif cmd == "wait-endorsable":
+        wait_endorsable(Path(args[0]), float(args[1]) if len(args) > 1 else 90.0)
     elif cmd == "network-json":
         run = Path(args[0]).resolve()
         offset = int(os.environ.get("FEDLEDGER_PORT_OFFSET", "0"))
