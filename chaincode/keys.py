@@ -30,11 +30,6 @@ def composite_key(object_type: str, attributes: list[str]) -> str:
     return _SEP + object_type + _SEP + "".join(a + _SEP for a in attributes)
 
 
-def split_composite_key(key: str) -> tuple[str, list[str]]:
-    parts = key.split(_SEP)
-    return parts[1], parts[2:-1]
-
-
 def round_attr(number: int) -> str:
     """Zero-padded so that lexical key order is numeric order."""
     return f"{number:010d}"

@@ -63,7 +63,8 @@ class FederationResult:
     seconds: float
 
 
-def _schema_hash(dataset: TextDataset) -> str:
+def schema_hash(dataset: TextDataset) -> str:
+    """The data attestation's schema hash: the columns and the label names."""
     return hashlib.sha256(f"text,label:{','.join(dataset.label_names)}".encode()).hexdigest()
 
 
@@ -125,7 +126,7 @@ def run_federation(
         parts = partition_iid(len(train_set), cfg.members, seed=cfg.seed)
     members: list[Member] = []
     names: dict[str, str] = {}
-    schema = _schema_hash(dataset)
+    schema = schema_hash(dataset)
     for i, part in enumerate(parts):
         name = MEMBER_NAMES[i] if i < len(MEMBER_NAMES) else f"member-{i}"
         attack = cfg.attacks.get(i, AttackConfig())

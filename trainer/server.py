@@ -95,32 +95,29 @@ class Aggregator:
         return record
 
     def wait_for_updates(self, number: int, *, expected: int, timeout: float | None = None) -> int:
-        """Blocks until ``expected`` updates of round ``number`` are on the ledger, or the deadline passes."""
+        """Blocks until ``expected`` updates of round ``number`` were submitted, or the deadline passes.
+
+        Counts the round's UpdateSubmitted events from its opening block, so submissions made before
+        this call count too and nothing is polled.
+        """
         deadline = self.client.round(number).deadline if timeout is None else time.time() + timeout
-        count = len(self.client.updates(number))
-        if count >= expected:
-            return count
+        submitted: set[str] = set()
         done = threading.Event()
-        stream = self.client.events(start_block=None)
+        stream = self.client.events(start_block=self._opened_in.get(number, 1))
 
         def watch() -> None:
             for event in stream:
-                if event.name != "UpdateSubmitted":
-                    continue
                 payload = json.loads(event.payload)
-                self._events[payload["hash"]] = (event.transaction_id, event.block_number)
-                if payload["round"] == number and len(self.client.updates(number)) >= expected:
-                    done.set()
-                    return
+                if event.name == "UpdateSubmitted" and payload["round"] == number:
+                    submitted.add(payload["hash"])
+                    if len(submitted) >= expected:
+                        done.set()
+                        return
 
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
-        while not done.is_set() and time.time() < deadline:
-            done.wait(0.2)
-            if len(self.client.updates(number)) >= expected:  # also covers events missed before subscribing
-                break
+        threading.Thread(target=watch, daemon=True).start()
+        done.wait(max(0.0, deadline - time.time()))
         stream.close()
-        return len(self.client.updates(number))
+        return len(submitted)
 
     def finalize(self, number: int) -> Round:
         record = self.client.round(number)

@@ -12,7 +12,6 @@ transactions never conflict).
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import sqlite3
@@ -29,6 +28,7 @@ from fedledger.sdk.identity import Identity, Signer, load_msp_identity, verify_s
 
 from ..context import Creator
 from ..contract import FedLedgerContract
+from ..tensors import sha256_hex
 from .context import EmbeddedContext
 from .proposal import SignedProposal, canonical, decode_args, transaction_id
 
@@ -73,10 +73,6 @@ class BlockEvent:
     payload: bytes
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -108,6 +104,18 @@ class CreatorVerifier:
             ) from None
         if not cert.not_valid_before_utc.timestamp() <= at <= cert.not_valid_after_utc.timestamp():
             raise LedgerError(f"certificate of the creator is not valid at {at}", code="CREATOR_EXPIRED")
+
+    def check_signed(self, header: bytes, signature: bytes) -> tuple[dict, Creator]:
+        """The transaction id derivation, the creator's certificate and its signature over ``header``."""
+        fields = json.loads(header)
+        creator = Creator(fields["creator"]["mspid"], fields["creator"]["cert_pem"].encode())
+        expected_id = transaction_id(bytes.fromhex(fields["nonce"]), creator.mspid, creator.cert_pem)
+        if fields["tx_id"] != expected_id:
+            raise LedgerError("transaction id does not match nonce and creator", code="BAD_TXID")
+        self.check(creator.mspid, creator.cert_pem, fields["timestamp"])
+        if not verify_signature(Identity(creator.mspid, creator.cert_pem), header, signature):
+            raise LedgerError("the proposal signature does not verify with the creator's certificate", code="BAD_SIG")
+        return fields, creator
 
 
 class EmbeddedLedger:
@@ -181,16 +189,9 @@ class EmbeddedLedger:
 
     # -- transactions ----------------------------------------------------------------------
     def _check_proposal(self, proposal: SignedProposal) -> tuple[dict, Creator]:
-        fields = proposal.fields
-        creator = Creator(fields["creator"]["mspid"], fields["creator"]["cert_pem"].encode())
+        fields, creator = self._verifier.check_signed(proposal.header, proposal.signature)
         if fields["channel"] != self.config["channel"]:
             raise LedgerError(f"channel {fields['channel']!r} does not exist on this ledger", code="BAD_CHANNEL")
-        expected_id = transaction_id(bytes.fromhex(fields["nonce"]), creator.mspid, creator.cert_pem)
-        if fields["tx_id"] != expected_id:
-            raise LedgerError("transaction id does not match nonce and creator", code="BAD_TXID")
-        self._verifier.check(creator.mspid, creator.cert_pem, fields["timestamp"])
-        if not verify_signature(Identity(creator.mspid, creator.cert_pem), proposal.header, proposal.signature):
-            raise LedgerError("the proposal signature does not verify with the creator's certificate", code="BAD_SIG")
         hashes = {k: sha256_hex(v) for k, v in sorted(proposal.transient.items())}
         if hashes != fields["transient_sha256"]:
             raise LedgerError("transient data does not match the signed proposal", code="BAD_TRANSIENT")

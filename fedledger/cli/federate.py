@@ -4,7 +4,6 @@ through the ledger and the update store (one ``client`` per member, one ``aggreg
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -117,6 +116,7 @@ def _dataset(spec: str, *, seed: int, test: bool = False) -> Any:
 def _run_client(args: argparse.Namespace) -> int:
     from fedledger.trainer.client import LocalTrainer, TrainConfig
     from fedledger.trainer.data import to_tensor_dataset
+    from fedledger.trainer.federation import schema_hash
     from fedledger.trainer.member import Member
     from fedledger.trainer.privacy import PrivacyConfig
 
@@ -134,7 +134,7 @@ def _run_client(args: argparse.Namespace) -> int:
         to_tensor_dataset(data, tokenizer, max_length=args.max_length),
         journal=journal,
     )
-    member.ensure_registered(dataset_size=len(data), schema_hash=_schema(data))
+    member.ensure_registered(dataset_size=len(data), schema_hash=schema_hash(data))
     member.restore()
     done = 0
     deadline = time.time() + args.wait
@@ -153,10 +153,6 @@ def _run_client(args: argparse.Namespace) -> int:
 
 def _submitted(client: FedLedgerClient, number: int, participant: str) -> bool:
     return any(u.participant == participant for u in client.updates(number))
-
-
-def _schema(data: Any) -> str:
-    return hashlib.sha256(f"text,label:{','.join(data.label_names)}".encode()).hexdigest()
 
 
 def _run_aggregator(args: argparse.Namespace) -> int:

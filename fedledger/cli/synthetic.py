@@ -24,6 +24,7 @@ from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.gateway import connect
+from fedledger.trainer.aggregate import apply_delta, fedavg  # numpy only: no torch needed
 
 from .tables import render
 
@@ -53,11 +54,6 @@ def _client(consortium, mspid: str, name: str, *, admin: bool = False) -> FedLed
     identity, signer = consortium.user(mspid, name, admin=admin)
     network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
     return FedLedgerClient(network.get_contract("fedledger"), network)
-
-
-def _fedavg(base: dict[str, np.ndarray], deltas: list[tuple[dict[str, np.ndarray], int]]) -> dict[str, np.ndarray]:
-    total = sum(n for _, n in deltas)
-    return {k: (base[k] + sum(d[k] * (n / total) for d, n in deltas)).astype(np.float32) for k in base}
 
 
 def _honest(direction: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -121,7 +117,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         for update in accepted:
             data = (store / f"{update.hash}.safetensors").read_bytes()
             deltas.append((load_tensors(data), update.samples))
-        global_model = _fedavg(global_model, deltas)
+        global_model = apply_delta(global_model, fedavg(deltas))
         cosine = _cosine(global_model, direction)
         base = aggregator.commit_aggregate(
             number,
