@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
-from fedledger.anomaly.detector import UpdateAnomalyDetector, round_seed
-from fedledger.anomaly.features import ROUND_FEATURE_NAMES, round_features
+from fedledger.anomaly.detector import round_seed
+from fedledger.anomaly.screening import ScreeningConfig, Verdict, screen_round
 
 from .. import keys, store, tensors
 from ..codec import parse_json
@@ -22,47 +21,16 @@ from .settlement import apply_verdict_to_participant, pay_round
 from .updates import round_updates, rules_of
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    accepted: bool
-    score: float | None
-    threshold: float | None
-    reason: str
-
-
 def detect(number: int, rules: Rules, updates: list[Update]) -> list[Verdict]:
     """The detector's verdict on each update, identical on every endorsing peer."""
-    if len(updates) < rules.detector_min_updates:
-        reason = f"accepted without detection: {len(updates)} updates, detection needs {rules.detector_min_updates}"
-        return [Verdict(True, None, None, reason) for _ in updates]
-    features = round_features([u.features for u in updates])
-    contamination: str | float = (
-        "auto" if rules.detector_contamination == "auto" else float(rules.detector_contamination)
-    )
-    detector = UpdateAnomalyDetector(
-        contamination=contamination,
-        n_estimators=rules.detector_n_estimators,
-        random_state=round_seed(number),
+    config = ScreeningConfig(
+        contamination=rules.detector_contamination,
+        score_threshold=rules.detector_score_threshold,
+        min_updates=rules.detector_min_updates,
         min_deviation=rules.detector_min_deviation,
-    ).fit(features)
-    scores = detector.score_samples(features)
-    deviation = detector.deviation(features)
-    threshold = rules.detector_score_threshold
-    if threshold is None:
-        threshold = detector.offset_
-    standardised = np.abs((features - detector.median_) / detector.scale_)
-    verdicts = []
-    for i, score in enumerate(scores):
-        worst = ROUND_FEATURE_NAMES[int(np.argmax(standardised[i]))]
-        anomalous = score < threshold and deviation[i] > rules.detector_min_deviation
-        reason = (
-            f"isolation score {score:.4f} < {threshold:.4f}; most deviant feature {worst} "
-            f"({deviation[i]:.1f} robust deviations)"
-            if anomalous
-            else f"isolation score {score:.4f}, max deviation {deviation[i]:.1f}"
-        )
-        verdicts.append(Verdict(not anomalous, round(float(score), 6), round(float(threshold), 6), reason))
-    return verdicts
+        n_estimators=rules.detector_n_estimators,
+    )
+    return screen_round([u.features for u in updates], seed=round_seed(number), config=config)
 
 
 @transaction("FinalizeRound")
