@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.fedledger-installed
-EXTRAS ?= test,fabric,train
+EXTRAS ?= test,fabric,train,bench
 
 .PHONY: help venv demo test lint clean
 help:
