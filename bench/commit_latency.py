@@ -31,11 +31,9 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import re
 import shlex
 import statistics
@@ -47,7 +45,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -58,6 +55,7 @@ from fedledger.sdk.backend import Proposal
 from fedledger.sdk.client import UPDATE_FIELD, FedLedgerClient
 from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.gateway import Gateway, connect
+from harness import CORE_PACKAGES, FABRIC_PACKAGES, fmt, machine_facts, markdown_table
 from safetensors.numpy import save as save_safetensors
 from tqdm import tqdm
 
@@ -648,74 +646,7 @@ def configured_batch_timeout(network_dir: Path) -> str:
     return match.group(1) if match else "unknown"
 
 
-# --- machine facts -----------------------------------------------------------------------------
-
-
-def _command_output(*argv: str) -> str:
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"unavailable ({exc})"
-
-
-def _first_value(path: str, prefix: str, sep: str = ":") -> str:
-    file = Path(path)
-    if not file.exists():
-        return ""
-    for line in file.read_text().splitlines():
-        if line.startswith(prefix):
-            return line.split(sep, 1)[1].strip().strip('"')
-    return ""
-
-
-def machine_facts() -> dict[str, str]:
-    mem_kb = _first_value("/proc/meminfo", "MemTotal").split()
-    facts = {
-        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
-        "CPU": _first_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
-        "cores (logical)": str(os.cpu_count()),
-        "RAM": f"{int(mem_kb[0]) / 1024 / 1024:.1f} GiB" if mem_kb else "unknown",
-        "OS": f"{_first_value('/etc/os-release', 'PRETTY_NAME=', '=')} ({platform.system()} {platform.release()})",
-        "Python": platform.python_version(),
-        "load average at start (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
-    for package in (
-        "numpy",
-        "scikit-learn",
-        "safetensors",
-        "cryptography",
-        "grpcio",
-        "protobuf",
-        "hyperledger-fabric-protos",
-        "fabric-chaincode-python",
-    ):
-        try:
-            facts[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            facts[package] = "not installed"
-    peer = _command_output("peer", "version")
-    wanted = ("Version:", "Commit SHA:", "Go version:", "OS/Arch:")
-    facts["peer version"] = (
-        ", ".join(line.strip() for line in peer.splitlines() if line.strip().startswith(wanted)) or peer
-    )
-    return facts
-
-
 # --- reporting ---------------------------------------------------------------------------------
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        if value != value:
-            return "—"
-        return f"{value:,.1f}" if abs(value) >= 10 or value == int(value) else f"{value:.2f}"
-    return str(value)
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 SUMMARY_HEADERS = ("backend", "concurrency", "runs", "n/run", "failed", "p50 ms", "p99 ms", "mean ms", "commits/s")
@@ -890,10 +821,10 @@ def print_summary(report: dict[str, Any]) -> None:
     print(f"  {'update':36s} {report['update_bytes']:,} bytes ({len(SHAPES)} float32 tensors, safetensors)")
     print()
     rows = summary_rows(report["medians"])
-    widths = [max(len(h), *(len(_fmt(r[i])) for r in rows)) for i, h in enumerate(SUMMARY_HEADERS)]
+    widths = [max(len(h), *(len(fmt(r[i])) for r in rows)) for i, h in enumerate(SUMMARY_HEADERS)]
     print("  ".join(h.rjust(w) for h, w in zip(SUMMARY_HEADERS, widths, strict=True)))
     for row in rows:
-        print("  ".join(_fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
+        print("  ".join(fmt(v).rjust(w) for v, w in zip(row, widths, strict=True)))
     print()
     for backend, steps in report["breakdown"].items():
         print(
@@ -997,7 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     report: dict[str, Any] = {
         "command": command,
-        "machine": machine_facts(),
+        "machine": machine_facts((*CORE_PACKAGES, *FABRIC_PACKAGES), fabric_peer=True),
         "update_bytes": len(make_update(rng)),
         "repeats": args.repeats,
         "plan": plan,

@@ -1,0 +1,162 @@
+"""What every study in bench/ shares: machine facts, tables, CSV, plots, and the docs page it writes.
+
+Each study is one script (``python bench/<study>.py``, or its ``make bench-<study>`` target). It prints a
+table with the machine, the package versions and the exact command, writes ``bench/results/<study>.csv``
+(+ ``.json`` with everything) and PNG plots, and renders ``docs/bench-<study>.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs"
+
+CORE_PACKAGES = ("numpy", "scikit-learn", "safetensors", "cryptography")
+FABRIC_PACKAGES = ("grpcio", "protobuf", "hyperledger-fabric-protos", "fabric-chaincode-python")
+ML_PACKAGES = ("torch", "transformers", "peft", "opacus")
+BASELINE_PACKAGES = ("byzfl", "flwr")
+
+
+def command_line() -> str:
+    """The command that produced a result, as a user would type it from the repository root."""
+    script = Path(sys.argv[0])
+    with_root = script.resolve().relative_to(ROOT) if script.resolve().is_relative_to(ROOT) else script
+    return shlex.join(["python", str(with_root), *sys.argv[1:]])
+
+
+def _command_output(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"unavailable ({exc})"
+
+
+def _first_value(path: str, prefix: str, sep: str = ":") -> str:
+    file = Path(path)
+    if not file.exists():
+        return ""
+    for line in file.read_text().splitlines():
+        if line.startswith(prefix):
+            return line.split(sep, 1)[1].strip().strip('"')
+    return ""
+
+
+def machine_facts(packages: Iterable[str] = CORE_PACKAGES, *, fabric_peer: bool = False) -> dict[str, str]:
+    """Machine, OS, Python, load, and the versions of ``packages`` (and of the Fabric peer if asked)."""
+    mem_kb = _first_value("/proc/meminfo", "MemTotal").split()
+    facts = {
+        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
+        "CPU": _first_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+        "cores (logical)": str(os.cpu_count()),
+        "RAM": f"{int(mem_kb[0]) / 1024 / 1024:.1f} GiB" if mem_kb else "unknown",
+        "OS": f"{_first_value('/etc/os-release', 'PRETTY_NAME=', '=')} ({platform.system()} {platform.release()})",
+        "Python": platform.python_version(),
+        "load average at start (1/5/15 min)": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+    for package in packages:
+        try:
+            facts[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            facts[package] = "not installed"
+    if fabric_peer:
+        peer = _command_output("peer", "version")
+        wanted = ("Version:", "Commit SHA:", "Go version:", "OS/Arch:")
+        facts["peer version"] = (
+            ", ".join(line.strip() for line in peer.splitlines() if line.strip().startswith(wanted)) or peer
+        )
+    return facts
+
+
+def fmt(value: Any) -> str:
+    """Numbers as people read them in a table: NaN as a dash, large values with separators."""
+    if isinstance(value, float):
+        if value != value:
+            return "—"
+        return f"{value:,.1f}" if abs(value) >= 10 or value == int(value) else f"{value:.3g}"
+    return str(value)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = None) -> Path:
+    """Rows (dicts) to CSV; the columns are ``fields`` or the union of keys in first-seen order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fields is None:
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_json(path: Path, payload: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def save_figure(figure: Any, path: Path) -> Path:
+    """Save a matplotlib figure as PNG (Agg backend, no display needed) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    return path
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (benchmarks run headless)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def render_page(
+    title: str,
+    *,
+    command: str,
+    machine: Mapping[str, str],
+    sections: Sequence[tuple[str, str]],
+    intro: str = "",
+) -> str:
+    """A docs page: title, how to reproduce, the machine, then (heading, markdown body) sections."""
+    out = [f"# {title}", ""]
+    if intro:
+        out += [intro, ""]
+    out += ["Reproduce with:", "", "```", command, "```", "", "## Machine", ""]
+    out += [markdown_table(("fact", "value"), list(machine.items())), ""]
+    for heading, body in sections:
+        out += [f"## {heading}", "", body.rstrip(), ""]
+    return "\n".join(out)
+
+
+def print_report(title: str, *, command: str, machine: Mapping[str, str], table: str) -> None:
+    """What a study prints at the end: the command, the machine facts and its main table."""
+    print(f"\n{title}\ncommand: {command}")
+    for key, value in machine.items():
+        print(f"  {key}: {value}")
+    print()
+    print(table)
