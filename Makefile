@@ -12,6 +12,8 @@ help:
 	@echo "make demo         run the end-to-end federated demo on the embedded ledger"
 	@echo "make test         run the whole test suite (brings the Fabric network up as needed)"
 	@echo "make lint         ruff"
+	@echo "make bench-<study> one benchmark study (commit robustness privacy-utility latency scalability overhead"
+	@echo "                  trust); QUICK=1 for the short version; results in docs/bench-*.md"
 	@echo "make network-up | network-down | network-status | add-org | fabric-bin"
 
 $(STAMP): pyproject.toml setup.py
@@ -33,8 +35,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 .PHONY: bench
-bench: $(STAMP)
-	$(PY) bench/commit_latency.py
+bench: bench-commit
+
+-include bench/bench.mk
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
