@@ -31,8 +31,9 @@ class Rules:
     detector_score_threshold: float | None = None
     detector_min_updates: int = 4
     detector_min_deviation: float = 4.0
+    detector_max_deviation: float = 6.0
     detector_n_estimators: int = 200
-    sketch_dim: int = 64
+    sketch_dim: int = 512
     reward_per_round: int = 1000
     trust_prior_accepted: float = 4.0
     trust_prior_rejected: float = 1.0
@@ -98,6 +99,7 @@ class Round:
     aggregate: str | None = None
     revised_after_aggregate: bool = False
     detector_seed: int | None = None
+    direction_round: int | None = None  # the round whose accepted updates gave the detector's previous direction
 
 
 @dataclass

@@ -22,6 +22,7 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "detector_min_updates": (int, 2, None),
     "detector_n_estimators": (int, 10, 5000),
     "detector_min_deviation": (float, 0.0, None),
+    "detector_max_deviation": (float, 0.0, None),
     "sketch_dim": (int, 4, 4096),
     "reward_per_round": (int, 0, None),
     "trust_prior_accepted": (float, 0.0, None),

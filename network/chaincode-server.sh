@@ -15,5 +15,9 @@ CHAINCODE_TLS_CERT="$cc/tls/server.crt"
 CHAINCODE_TLS_CLIENT_CA="$(peer_tls_ca "$n")"
 CHAINCODE_MAX_MESSAGE_BYTES=$MAX_MSG_BYTES
 FEDLEDGER_LOG_LEVEL=${FEDLEDGER_LOG_LEVEL:-INFO}
+# One BLAS thread: endorsement math is small and serial, and on a busy host OpenBLAS's pool of
+# spinning threads made update_features 10-100x slower (bench/aggregation_latency_notes.md).
+OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 if [ -f "$cc/contract" ]; then FEDLEDGER_CONTRACT=$(cat "$cc/contract"); fi
 exec "$PY" -m fedledger.chaincode.fabric

@@ -17,26 +17,43 @@ Data attacks change what a client trains on; update attacks change the delta it 
                             deltas, coordinate-wise; ``z`` from ``num_clients``/``num_malicious`` if not given
 ``IPM``             update  Inner Product Manipulation (Xie et al. 2020): ``-epsilon * mean`` of the honest
                             deltas
+``SIGN_FLIP_NM``    update  ``-delta`` rescaled to the honest median L2 norm (norm-matched sign flip)
+``IPM_NM``          update  ``-mean`` of the honest deltas rescaled to the honest median L2 norm (norm-matched IPM)
 ==================  ======  =================================================================================
 
-ALIE and IPM need the honest clients' deltas' mean (and std): pass them, e.g. from
-:func:`fedledger.trainer.aggregate.mean_std`. Update attacks return float32 numpy arrays sorted by name.
+The update attacks themselves live in :mod:`fedledger.anomaly.attacks` (numpy only); this module maps the
+names to them and keeps the data attacks. ALIE, IPM and the norm-matched attacks are colluding attacks: pass
+the honest deltas' statistics (``honest_mean``/``honest_std``/``honest_norm``, e.g. from
+:func:`fedledger.anomaly.attacks.honest_statistics`). Without ``honest_norm`` the norm-matched attacks use the
+norm of the attacker's own delta, the best a lone attacker can estimate. Update attacks return float32 numpy
+arrays sorted by name.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
+from fedledger.anomaly.attacks import (
+    alie,
+    alie_z,
+    gaussian_noise,
+    ipm,
+    ipm_norm_matched,
+    l2_norm,
+    scaling,
+    sign_flip,
+    sign_flip_norm_matched,
+)
 
 from .data import TextDataset
 from .serialization import to_numpy
 
 __all__ = [
+    "COLLUDING_ATTACKS",
     "DATA_ATTACKS",
     "UPDATE_ATTACKS",
     "Attack",
@@ -47,11 +64,13 @@ __all__ = [
     "backdoor_test_set",
     "gaussian_noise",
     "ipm",
+    "ipm_norm_matched",
     "label_flip",
     "poison_dataset",
     "poison_update",
     "scaling",
     "sign_flip",
+    "sign_flip_norm_matched",
 ]
 
 NDState = dict[str, np.ndarray]
@@ -68,10 +87,24 @@ class Attack(StrEnum):
     GAUSSIAN_NOISE = "gaussian_noise"
     ALIE = "alie"
     IPM = "ipm"
+    SIGN_FLIP_NM = "sign_flip_nm"
+    IPM_NM = "ipm_nm"
 
 
 DATA_ATTACKS = frozenset({Attack.LABEL_FLIP, Attack.BACKDOOR})
-UPDATE_ATTACKS = frozenset({Attack.SIGN_FLIP, Attack.SCALING, Attack.GAUSSIAN_NOISE, Attack.ALIE, Attack.IPM})
+UPDATE_ATTACKS = frozenset(
+    {
+        Attack.SIGN_FLIP,
+        Attack.SCALING,
+        Attack.GAUSSIAN_NOISE,
+        Attack.ALIE,
+        Attack.IPM,
+        Attack.SIGN_FLIP_NM,
+        Attack.IPM_NM,
+    }
+)
+#: Attacks that need the honest deltas' statistics (colluding attackers).
+COLLUDING_ATTACKS = frozenset({Attack.ALIE, Attack.IPM, Attack.IPM_NM})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,43 +180,6 @@ def backdoor_test_set(test: TextDataset, *, trigger: str = "cf zq", target_label
     return TextDataset(texts, np.full(len(keep), target_label), test.label_names)
 
 
-def sign_flip(delta: Mapping[str, Any]) -> NDState:
-    """``-delta``."""
-    return {k: -v for k, v in to_numpy(delta).items()}
-
-
-def scaling(delta: Mapping[str, Any], *, scale: float = 10.0) -> NDState:
-    """``scale * delta`` (model replacement / boosting)."""
-    return {k: (v * np.float32(scale)).astype(np.float32) for k, v in to_numpy(delta).items()}
-
-
-def gaussian_noise(delta: Mapping[str, Any], *, std: float = 0.1, seed: int = 0) -> NDState:
-    """Noise N(0, std^2) with the delta's names and shapes, in place of the real delta."""
-    rng = np.random.default_rng(seed)
-    return {k: rng.normal(0.0, std, size=v.shape).astype(np.float32) for k, v in to_numpy(delta).items()}
-
-
-def alie_z(num_clients: int, num_malicious: int) -> float:
-    """ALIE's z_max: the largest z such that ``s = floor(n/2 + 1) - m`` honest clients stay farther away."""
-    from scipy.stats import norm
-
-    if not 0 < num_malicious < num_clients:
-        raise ValueError(f"Need 0 < num_malicious < num_clients; got {num_malicious} of {num_clients}.")
-    s = math.floor(num_clients / 2 + 1) - num_malicious
-    return float(norm.ppf((num_clients - s) / num_clients))
-
-
-def alie(honest_mean: Mapping[str, Any], honest_std: Mapping[str, Any], *, z: float = 1.0) -> NDState:
-    """``mean - z * std`` of the honest deltas, coordinate-wise."""
-    mean, std = to_numpy(honest_mean), to_numpy(honest_std)
-    return {k: (mean[k].astype(np.float64) - z * std[k].astype(np.float64)).astype(np.float32) for k in mean}
-
-
-def ipm(honest_mean: Mapping[str, Any], *, epsilon: float = 0.5) -> NDState:
-    """``-epsilon * mean`` of the honest deltas."""
-    return {k: (-epsilon * v.astype(np.float64)).astype(np.float32) for k, v in to_numpy(honest_mean).items()}
-
-
 def poison_dataset(dataset: TextDataset, config: AttackConfig) -> TextDataset:
     """Apply a data attack (``LABEL_FLIP``, ``BACKDOOR``); any other mode returns ``dataset`` unchanged."""
     if config.kind == Attack.LABEL_FLIP:
@@ -205,8 +201,13 @@ def poison_update(
     *,
     honest_mean: Mapping[str, Any] | None = None,
     honest_std: Mapping[str, Any] | None = None,
+    honest_norm: float | None = None,
 ) -> NDState:
-    """Apply an update attack; data attacks and ``NONE`` return the delta unchanged (as numpy)."""
+    """Apply an update attack; data attacks and ``NONE`` return the delta unchanged (as numpy).
+
+    ``honest_mean``/``honest_std``/``honest_norm`` are the round's honest statistics that colluding attackers
+    know (see the module docstring).
+    """
     kind = config.kind
     if kind == Attack.SIGN_FLIP:
         return sign_flip(delta)
@@ -214,15 +215,19 @@ def poison_update(
         return scaling(delta, scale=config.scale)
     if kind == Attack.GAUSSIAN_NOISE:
         return gaussian_noise(delta, std=config.noise_std, seed=config.seed)
-    if kind in (Attack.ALIE, Attack.IPM):
+    if kind == Attack.SIGN_FLIP_NM:
+        return sign_flip_norm_matched(delta, target_norm=l2_norm(delta) if honest_norm is None else honest_norm)
+    if kind in COLLUDING_ATTACKS:
         if honest_mean is None or (kind == Attack.ALIE and honest_std is None):
             raise ValueError(
                 f"The {kind.value} attack needs the honest deltas' mean"
                 + (" and std" if kind == Attack.ALIE else "")
-                + ": pass honest_mean=/honest_std= (see fedledger.trainer.aggregate.mean_std)."
+                + ": pass honest_mean=/honest_std= (see fedledger.anomaly.attacks.honest_statistics)."
             )
         if kind == Attack.IPM:
             return ipm(honest_mean, epsilon=config.epsilon)
+        if kind == Attack.IPM_NM:
+            return ipm_norm_matched(honest_mean, target_norm=l2_norm(delta) if honest_norm is None else honest_norm)
         assert honest_std is not None
         z = config.z
         if z is None:

@@ -27,7 +27,7 @@ from .evaluate import evaluate
 from .member import Member
 from .models import get_adapter_state, save_adapter, set_adapter_state
 from .privacy import PrivacyConfig
-from .provenance import provenance, write_card
+from .provenance import provenance, round_timings, write_card, write_timings
 from .serialization import to_numpy, to_safetensors
 from .server import Aggregator, RoundOutcome
 from .strategy import Strategy, make_strategy
@@ -61,6 +61,7 @@ class FederationResult:
     card_dir: Path
     members: dict[str, str]  # participant id -> member name
     seconds: float
+    timings: dict[str, Any] = field(default_factory=dict)  # what timings.json holds: per-round step latencies
 
 
 def schema_hash(dataset: TextDataset) -> str:
@@ -147,14 +148,18 @@ def run_federation(
         names[member.id] = name
 
     outcomes: list[RoundOutcome] = []
+    per_round: list[dict[str, Any]] = []
+    setup_seconds = time.perf_counter() - started
     for _ in range(cfg.rounds):
+        round_started = time.perf_counter()
+        member_seconds: dict[str, dict[str, float]] = {}
         step, number = aggregator.resume()
         if step == "open":
             aggregator.open_round(number)
         if step in ("open", "collect"):
             for member in tqdm(members, desc=f"round {number}: members train", unit="member", disable=not progress):
                 try:
-                    member.participate(number)
+                    member_seconds[member.id] = member.participate(number).seconds
                 except PermissionDenied as exc:  # e.g. a suspended member: the ledger refuses, the round goes on
                     tqdm.write(f"  {names[member.id]} refused by the ledger: {exc}")
             aggregator.wait_for_updates(number, expected=len(members), timeout=5.0)
@@ -162,6 +167,7 @@ def run_federation(
             aggregator.finalize(number)
         outcome = aggregator.aggregate(number)
         outcomes.append(outcome)
+        per_round.append(round_timings(outcome, member_seconds, time.perf_counter() - round_started))
         if on_round is not None:
             on_round(outcome)
 
@@ -183,5 +189,7 @@ def run_federation(
         },
     )
     write_card(card_dir, record, to_safetensors(final_state))
+    seconds = time.perf_counter() - started
+    timings = write_timings(card_dir, per_round, setup=setup_seconds, total=seconds, members=names)
     logger.info("final model v%d %s", final_model.version, final_model.hash)
-    return FederationResult(outcomes, initial, card_dir, names, time.perf_counter() - started)
+    return FederationResult(outcomes, initial, card_dir, names, seconds, timings)

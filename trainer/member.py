@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class BaseModelMismatchError(RuntimeError):
 class Submission:
     update: Update
     resumed: bool  # True when the ledger already held this member's update (nothing re-trained)
+    seconds: dict[str, float] = field(default_factory=dict)  # "train", "submit": this call's wall time per step
 
 
 class Member:
@@ -120,11 +122,13 @@ class Member:
             logger.info("%s: update for round %d already on the ledger (%s)", self.id, round_number, existing.hash)
             return Submission(existing, resumed=True)
         pending = self._journal().get(str(round_number))
+        started = time.perf_counter()
         if pending is not None and pending["hash"] in self.store:
             payload, meta = self.store.get(pending["hash"]), pending
             logger.info("%s: re-submitting the stored update of round %d after a restart", self.id, round_number)
         else:
             payload, meta = self._train(round_number)
+        trained = time.perf_counter()
         update = self.client.submit_update(
             round_number,
             payload,
@@ -132,8 +136,10 @@ class Member:
             epsilon=meta["epsilon"],
             train_loss=meta["train_loss"],
         )
+        submitted = time.perf_counter()
         self._remember(round_number, {**meta, "tx_id": update.tx_id, "committed": True})
-        return Submission(update, resumed=pending is not None)
+        seconds = {"train": trained - started, "submit": submitted - trained}
+        return Submission(update, resumed=pending is not None, seconds=seconds)
 
     def _train(self, round_number: int) -> tuple[bytes, dict[str, Any]]:
         result = self.trainer.train_round(self.global_state(round_number), self.data, round_id=round_number)

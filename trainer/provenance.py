@@ -3,22 +3,26 @@
 ``provenance.json`` is the machine-readable part (checked by ``fedledger audit``); ``README.md``
 is the human-readable card in the Hugging Face layout (YAML front matter, then prose and tables).
 ``global_adapter.safetensors`` holds the exact bytes whose hash the ledger committed; ``adapter/``
-is the same weights in peft format, loadable with ``PeftModel.from_pretrained``.
+is the same weights in peft format, loadable with ``PeftModel.from_pretrained``. ``timings.json``
+holds where each round's wall time went (read by ``fedledger report``); timings are not ledger facts.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .server import RoundOutcome
+from .server import STEPS, RoundOutcome
 
 PROVENANCE = "provenance.json"
 CARD = "README.md"
 ADAPTER_BYTES = "global_adapter.safetensors"
+TIMINGS = "timings.json"
+#: A round's steps in the order they happen: the members' two, then the aggregator's.
+ROUND_STEPS = ("local_training", "submit", *STEPS)
 
 
 def provenance(
@@ -104,3 +108,39 @@ def _markdown(record: dict[str, Any]) -> str:
                 )
         lines.append("")
     return "\n".join(lines)
+
+
+def round_timings(outcome: RoundOutcome, members: Mapping[str, Mapping[str, float]], wall: float) -> dict[str, Any]:
+    """One round's latency breakdown: members' training and SubmitUpdate summed (they ran one after
+    another in this process), the aggregator's steps as it timed them, and the round's wall time."""
+    steps = {
+        "local_training": sum(m.get("train", 0.0) for m in members.values()),
+        "submit": sum(m.get("submit", 0.0) for m in members.values()),
+        **outcome.seconds,
+    }
+    return {
+        "round": outcome.number,
+        "wall": round(wall, 6),
+        "steps": {k: round(steps.get(k, 0.0), 6) for k in ROUND_STEPS},
+        "members": {pid: {k: round(v, 6) for k, v in s.items()} for pid, s in members.items()},
+    }
+
+
+def write_timings(
+    directory: Path | str,
+    rounds: Sequence[Mapping[str, Any]],
+    *,
+    setup: float,
+    total: float,
+    members: Mapping[str, str],
+) -> dict[str, Any]:
+    record = {
+        "format": "fedledger-timings/1",
+        "steps": list(ROUND_STEPS),
+        "setup_seconds": round(setup, 6),
+        "total_seconds": round(total, 6),
+        "member_names": dict(members),
+        "rounds": list(rounds),
+    }
+    (Path(directory) / TIMINGS).write_text(json.dumps(record, indent=2, sort_keys=True))
+    return record

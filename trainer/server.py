@@ -42,7 +42,19 @@ class RoundOutcome:
     rejected: list[dict[str, Any]]
     metrics: dict[str, float]
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> tx id, block
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # aggregator step (STEPS) -> wall seconds
+
+
+#: The aggregator's steps of a round, in order, as timed into ``RoundOutcome.seconds``.
+STEPS = (
+    "open_round",
+    "wait_for_deadline",
+    "finalize_round",
+    "fetch_verify",
+    "aggregation",
+    "evaluation",
+    "commit_aggregate",
+)
 
 
 class Aggregator:
@@ -62,6 +74,11 @@ class Aggregator:
         self.round_seconds = round_seconds
         self._events: dict[str, tuple[str, int]] = {}  # update hash -> (tx id, block)
         self._opened_in: dict[int, int] = {}  # round -> block of its OpenRound
+        self._seconds: dict[int, dict[str, float]] = {}  # round -> step -> seconds, until aggregate() reports them
+
+    def _timed(self, number: int, step: str, started: float) -> None:
+        steps = self._seconds.setdefault(number, {})
+        steps[step] = steps.get(step, 0.0) + time.perf_counter() - started
 
     # -- setup --------------------------------------------------------------------------------
     def ensure_registered(self) -> None:
@@ -88,10 +105,12 @@ class Aggregator:
         return rounds[-1].number + 1 if rounds else 1
 
     def open_round(self, number: int) -> Round:
+        started = time.perf_counter()
         model = self.client.latest_model()
         record = self.client.open_round(number, base_model=model.hash, deadline=time.time() + self.round_seconds)
         if self.client.last_result is not None:
             self._opened_in[number] = self.client.last_result.block_number
+        self._timed(number, "open_round", started)
         return record
 
     def wait_for_updates(self, number: int, *, expected: int, timeout: float | None = None) -> int:
@@ -100,6 +119,7 @@ class Aggregator:
         Counts the round's UpdateSubmitted events from its opening block, so submissions made before
         this call count too and nothing is polled.
         """
+        started = time.perf_counter()
         deadline = self.client.round(number).deadline if timeout is None else time.time() + timeout
         submitted: set[str] = set()
         done = threading.Event()
@@ -117,13 +137,16 @@ class Aggregator:
         threading.Thread(target=watch, daemon=True).start()
         done.wait(max(0.0, deadline - time.time()))
         stream.close()
+        self._timed(number, "wait_for_deadline", started)
         return len(submitted)
 
     def finalize(self, number: int) -> Round:
+        started = time.perf_counter()
         record = self.client.round(number)
         if record.status == "open":
             self.client.close_round(number)
         finalized = self.client.finalize_round(number)
+        self._timed(number, "finalize_round", started)  # CloseRound + FinalizeRound (the detector runs here)
         self._index_submissions(number)
         return finalized
 
@@ -168,10 +191,11 @@ class Aggregator:
                 "CommitAggregate": {"tx_id": commit.transaction_id, "block": commit.block_number} if commit else {}
             },
             seconds={
+                **self._seconds.pop(number, {}),
                 "fetch_verify": fetched - started,
-                "aggregate": aggregated - fetched,
-                "evaluate": evaluated - aggregated,
-                "commit": committed - evaluated,
+                "aggregation": aggregated - fetched,
+                "evaluation": evaluated - aggregated,
+                "commit_aggregate": committed - evaluated,
             },
         )
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+from fedledger.anomaly.attacks import honest_statistics
 
-from .aggregate import mean_std
 from .attacks import Attack, AttackConfig, poison_dataset, poison_update
 from .client import LocalTrainer, TrainConfig
 from .data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
@@ -151,10 +151,17 @@ def run_simulation(
             deltas.append(to_numpy(res.delta))
             metas.append(res.metadata())
         honest = [d for d, (_, _, a) in zip(deltas, clients, strict=True) if not a.is_update_attack]
-        mean, std = mean_std(honest) if honest else (None, None)
+        # Colluding attackers know the round's honest statistics (the threat model of ALIE/IPM).
+        stats = honest_statistics(honest) if honest else None
         for i, (_, _, attack) in enumerate(clients):
             if attack.is_update_attack:
-                deltas[i] = poison_update(deltas[i], attack, honest_mean=mean, honest_std=std)
+                deltas[i] = poison_update(
+                    deltas[i],
+                    attack,
+                    honest_mean=stats.mean if stats else None,
+                    honest_std=stats.std if stats else None,
+                    honest_norm=stats.median_norm if stats else None,
+                )
         # Through the wire format, checked against the round manifest, as on the ledger.
         blobs = [to_safetensors(d) for d in deltas]
         parsed = [from_safetensors(b, expected=expected) for b in blobs]

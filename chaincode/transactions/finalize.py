@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from fedledger.anomaly.detector import round_seed
+from fedledger.anomaly.features import direction_of
 from fedledger.anomaly.screening import ScreeningConfig, Verdict, screen_round
 
 from .. import keys, store, tensors
@@ -21,16 +23,39 @@ from .settlement import apply_verdict_to_participant, pay_round
 from .updates import round_updates, rules_of
 
 
-def detect(number: int, rules: Rules, updates: list[Update]) -> list[Verdict]:
+def _screened(update: Update) -> dict[str, Any]:
+    """The stored features plus the declared training metadata the contract checked at SubmitUpdate."""
+    return {**update.features, "samples": update.samples, "epsilon": update.epsilon}
+
+
+def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
+    """Sketch of the previous round's global update: its accepted updates weighted by samples, as FedAvg.
+
+    Derived from the sketches already on the ledger (count sketches are linear), so nothing extra is
+    stored and no aggregator can bias it. ``[]`` when there is no judged previous round.
+    """
+    if number <= 1:
+        return []
+    previous = store.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
+    if previous is None or previous.status not in ("finalized", "aggregated"):
+        return []
+    accepted = [u for u in round_updates(ctx, previous.number) if u.status == "accepted"]
+    return direction_of([u.features for u in accepted], [u.samples for u in accepted])
+
+
+def detect(number: int, rules: Rules, updates: list[Update], direction: list[float] | None = None) -> list[Verdict]:
     """The detector's verdict on each update, identical on every endorsing peer."""
     config = ScreeningConfig(
         contamination=rules.detector_contamination,
         score_threshold=rules.detector_score_threshold,
         min_updates=rules.detector_min_updates,
         min_deviation=rules.detector_min_deviation,
+        max_deviation=rules.detector_max_deviation,
         n_estimators=rules.detector_n_estimators,
     )
-    return screen_round([u.features for u in updates], seed=round_seed(number), config=config)
+    return screen_round(
+        [_screened(u) for u in updates], seed=round_seed(number), config=config, previous_direction=direction
+    )
 
 
 @transaction("FinalizeRound")
@@ -52,7 +77,9 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
             f"{rules.min_participants_per_round}. Abandon it with AbandonRound"
         )
     judged = []
-    for update, verdict in zip(updates, detect(record.number, rules, updates), strict=True):
+    direction = previous_direction(ctx, record.number)
+    verdicts = detect(record.number, rules, updates, direction)
+    for update, verdict in zip(updates, verdicts, strict=True):
         status = "accepted" if verdict.accepted else "rejected"
         update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)
         store.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], update)
@@ -65,7 +92,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
                 score=verdict.score if verdict.score is not None else 0.0,
                 threshold=verdict.threshold if verdict.threshold is not None else 0.0,
                 reason=verdict.reason,
-                features={k: v for k, v in update.features.items() if k != "sketch"},
+                features={k: v for k, v in _screened(update).items() if k != "sketch"},
                 detected_at=now,
                 tx_id=ctx.get_tx_id(),
             )
@@ -80,6 +107,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
         accepted=[u.participant for u in judged if u.status == "accepted"],
         rejected=[u.participant for u in judged if u.status == "rejected"],
         detector_seed=round_seed(record.number),
+        direction_round=record.number - 1 if direction else None,
     )
     store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], finalized)
     emit(

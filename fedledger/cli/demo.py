@@ -96,7 +96,7 @@ def _round_table(setup, outcome) -> str:
     model = outcome.model
     scores = " ".join(f"{k} {metrics.get(k, 0):.3f}" for k in ("accuracy", "precision", "recall", "f1"))
     ms = {k: 1000 * v for k, v in outcome.seconds.items()}
-    timing = f"aggregate {ms.get('aggregate', 0):.0f} ms, commit {ms.get('commit', 0):.0f} ms"
+    timing = f"aggregate {ms.get('aggregation', 0):.0f} ms, commit {ms.get('commit_aggregate', 0):.0f} ms"
     title = f"\nRound {outcome.number}: model v{model.version} {model.hash[:12]}… — {scores} ({timing})"
     return render(
         ["member", "verdict", "score", "samples", "ε", "balance", "trust", "status", "block"], rows, title=title
@@ -112,6 +112,7 @@ def _summary(setup, result, seconds: float) -> str:
         f"adapter (peft format): {result.card_dir / 'adapter'}",
         f"model card: {result.card_dir / 'README.md'}   provenance: {result.card_dir / 'provenance.json'}",
         f"verify it: fedledger audit {setup.out}",
+        f"report (HTML): fedledger report {setup.out}",
         f"done in {seconds:.0f} s",
     ]
     return "\n".join(lines)

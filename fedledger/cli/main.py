@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from fedledger import __version__
 
-from . import demo, federate, ledger, tx
+from . import demo, federate, ledger, report, tx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_parser(commands)
     tx.add_parsers(commands)
     federate.add_parsers(commands)
+    report.add_parser(commands)
     return parser
 
 

@@ -10,7 +10,13 @@ import sys
 import numpy as np
 import pytest
 from fedledger.anomaly.detector import UpdateAnomalyDetector, round_seed
-from fedledger.anomaly.features import ROUND_FEATURE_NAMES, count_sketch, round_features, update_features
+from fedledger.anomaly.features import (
+    ROUND_FEATURE_NAMES,
+    count_sketch,
+    decode_sketch,
+    round_features,
+    update_features,
+)
 from sklearn.exceptions import NotFittedError
 
 from ..support import UpdateFactory
@@ -36,7 +42,7 @@ def test_update_features_match_numpy():
     assert features["max_abs"] == pytest.approx(np.abs(flat).max())
     assert features["std"] == pytest.approx(flat.std())
     assert features["num_params"] == flat.size
-    assert len(features["sketch"]) == 32
+    assert np.array_equal(decode_sketch(features["sketch"]), count_sketch(tensors, 32).astype(np.float32))
     json.dumps(features)  # stored on chain as JSON
 
 
@@ -53,7 +59,7 @@ def test_count_sketch_preserves_geometry():
 def test_detector_follows_estimator_conventions():
     detector = UpdateAnomalyDetector(random_state=3)
     with pytest.raises(NotFittedError, match="call fit"):
-        detector.predict(np.zeros((3, 6)))
+        detector.predict(np.zeros((3, len(ROUND_FEATURE_NAMES))))
     features = _round(3)
     assert detector.fit(features) is detector
     assert detector.offset_ == -0.5
@@ -61,7 +67,7 @@ def test_detector_follows_estimator_conventions():
     assert np.allclose(detector.decision_function(features), scores - detector.offset_)
     assert set(detector.predict(features)) <= {-1, 1}
     with pytest.raises(ValueError, match="at least 2 updates"):
-        UpdateAnomalyDetector().fit(np.zeros((1, 6)))
+        UpdateAnomalyDetector().fit(np.zeros((1, len(ROUND_FEATURE_NAMES))))
 
 
 @pytest.mark.parametrize(
@@ -88,19 +94,19 @@ def test_features_have_documented_names():
 
 
 _SCRIPT = """
-import json, sys
+import dataclasses, json, sys
 sys.path.insert(0, {root!r})
 from tests.support import UpdateFactory
-from fedledger.anomaly.detector import UpdateAnomalyDetector, round_seed
-from fedledger.anomaly.features import round_features, update_features
+from fedledger.anomaly.detector import round_seed
+from fedledger.anomaly.features import direction_of, update_features
+from fedledger.anomaly.screening import screen_round
 factory = UpdateFactory(11)
+previous = [update_features(factory.honest(), samples=50) for _ in range(6)]
 updates = [factory.honest() for _ in range(6)]
 updates[-1] = {{k: -5 * v for k, v in updates[-1].items()}}
-rows = [update_features(u) for u in updates]
-features = round_features(rows)
-detector = UpdateAnomalyDetector(random_state=round_seed(42)).fit(features)
-print(json.dumps({{"features": rows, "scores": detector.score_samples(features).tolist(),
-                   "predict": detector.predict(features).tolist()}}, sort_keys=True))
+rows = [update_features(u, samples=40 + 5 * i) for i, u in enumerate(updates)]
+verdicts = screen_round(rows, seed=round_seed(42), previous_direction=direction_of(previous, [50] * 6))
+print(json.dumps({{"features": rows, "verdicts": [dataclasses.asdict(v) for v in verdicts]}}, sort_keys=True))
 """
 
 
@@ -118,4 +124,4 @@ def test_same_round_gives_identical_verdicts_across_processes():
     ]
     assert outputs[0] == outputs[1]
     result = json.loads(outputs[0])
-    assert result["predict"][-1] == -1
+    assert [v["accepted"] for v in result["verdicts"]] == [True] * 5 + [False]

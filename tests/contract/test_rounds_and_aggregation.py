@@ -208,3 +208,31 @@ def test_events_reach_subscribers_and_resume_from_a_block(consortium, updates):
         first = next(iter(stream))
     assert first.block_number == opened and first.name == "RoundOpened"
     assert b'"round":1' in first.payload
+
+
+def test_second_round_screens_against_the_previous_global_direction(consortium, updates):
+    """FinalizeRound derives the previous direction from round 1's accepted sketches; a norm-matched sign flip
+    (same norm as the honest updates, opposite direction) is rejected in round 2 with an informative reason."""
+    aggregator, trainers, _ = ready_round(consortium, rules={"detector_min_updates": 4})
+    for trainer in trainers:
+        trainer.submit_update(1, updates.bytes(), samples=100, epsilon=1.0, train_loss=0.5)
+    aggregator.close_round(1)
+    first = aggregator.finalize_round(1)
+    assert first.direction_round is None and len(first.accepted) == 5
+    hashes = [u.hash for u in aggregator.updates(1)]
+    base = aggregator.commit_aggregate(1, tensors_bytes(updates.honest()), update_hashes=hashes).hash
+
+    aggregator.open_round(2, base_model=base, deadline=consortium.now() + 600)
+    for i, trainer in enumerate(trainers):
+        tensors = updates.honest()
+        if i == 4:
+            tensors = {k: -v for k, v in tensors.items()}
+        trainer.submit_update(2, tensors_bytes(tensors), samples=100, epsilon=1.0, train_loss=0.5)
+    aggregator.close_round(2)
+    second = aggregator.finalize_round(2)
+    attacker = participant_id("Org1MSP", "trainer4")
+    assert second.direction_round == 1
+    assert second.rejected == [attacker] and len(second.accepted) == 4
+    (anomaly,) = aggregator.anomalies(2)
+    assert "distance" in anomaly.reason and "robust deviations" in anomaly.reason
+    assert anomaly.features["samples"] == 100

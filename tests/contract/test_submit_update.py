@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from fedledger.anomaly.features import decode_sketch
 from fedledger.chaincode.embedded.proposal import SignedProposal
 from fedledger.chaincode.errors import (
     AlreadyExists,
@@ -17,6 +18,7 @@ from fedledger.chaincode.errors import (
     PermissionDenied,
     RuleViolation,
 )
+from fedledger.chaincode.records import Rules
 from fedledger.sdk.errors import EndorseError
 
 from ..support import SCHEMA, SHAPES, only_on, participant_id, ready_round, tensors_bytes, world
@@ -47,7 +49,7 @@ def test_happy_path_records_commitment_and_features_not_bytes(consortium, round1
     assert (record.samples, record.epsilon, record.train_loss, record.status) == (120, 1.5, 0.42, "submitted")
     flat = np.concatenate([v.ravel().astype(np.float64) for _, v in sorted(tensors.items())])
     assert record.features["l2_norm"] == pytest.approx(np.linalg.norm(flat))
-    assert len(record.features["sketch"]) == 64
+    assert len(decode_sketch(record.features["sketch"])) == Rules().sketch_dim
     assert aggregator.update(1, record.participant) == record
     # the bytes never reach a block, in any encoding: only their hash does
     blocks = b"".join(consortium.blocks())

@@ -88,3 +88,18 @@ def test_attack_config_rejects_bad_values():
         AttackConfig(kind="not-an-attack")
     with pytest.raises(ValueError, match="fraction"):
         AttackConfig(fraction=1.5)
+
+
+def test_norm_matched_attacks_use_the_honest_median_norm():
+    delta = _delta()
+    mean = {"a": np.array([2.0, 0.0, 0.0], np.float32), "b": np.zeros((2, 2), np.float32)}
+    flipped = poison_update(delta, AttackConfig(kind=Attack.SIGN_FLIP_NM), honest_norm=3.0)
+    scale = 3.0 / np.sqrt(sum(float((v**2).sum()) for v in delta.values()))
+    np.testing.assert_allclose(flipped["a"], -scale * delta["a"], rtol=1e-6)
+    ipm = poison_update(delta, AttackConfig(kind="ipm_nm"), honest_mean=mean, honest_norm=0.5)
+    np.testing.assert_allclose(ipm["a"], [-0.5, 0.0, 0.0], atol=1e-7)
+    # A lone attacker without the round's statistics matches its own norm.
+    alone = poison_update(delta, AttackConfig(kind=Attack.SIGN_FLIP_NM))
+    np.testing.assert_allclose(alone["b"], -delta["b"], rtol=1e-6)
+    with pytest.raises(ValueError, match="honest deltas' mean"):
+        poison_update(delta, AttackConfig(kind=Attack.IPM_NM))

@@ -1,0 +1,92 @@
+"""Screen one round of updates: the verdict the contract writes at FinalizeRound.
+
+Pure numpy/scikit-learn over the features stored at SubmitUpdate, so that the chaincode, the
+benchmarks and the simulations run exactly the same detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .detector import UpdateAnomalyDetector
+from .features import ROUND_FEATURE_NAMES, SCALE_FLOORS, UPPER_ONLY, round_features
+
+__all__ = ["ScreeningConfig", "Verdict", "screen_round"]
+
+
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """The detector settings a consortium fixes in its rules (see ``chaincode.records.Rules``).
+
+    ``max_deviation``: an update this many robust deviations away is rejected even when the forest
+    does not isolate it (two colluding attackers sending the same update shield each other from an
+    isolation forest); ``None`` leaves the forest the last word.
+    """
+
+    contamination: str | float = "auto"
+    score_threshold: float | None = None
+    min_updates: int = 4
+    min_deviation: float = 4.0
+    n_estimators: int = 200
+    max_deviation: float | None = 6.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    score: float | None
+    threshold: float | None
+    reason: str
+
+
+def screen_round(
+    features: Sequence[Mapping[str, Any]],
+    *,
+    seed: int,
+    config: ScreeningConfig = ScreeningConfig(),
+    previous_direction: Sequence[float] | None = None,
+) -> list[Verdict]:
+    """One verdict per update, in order; identical on every machine for the same inputs and seed.
+
+    ``previous_direction``: the sketch of the previous round's global update (``features.direction_of``
+    over its accepted updates); ``None`` or ``[]`` in a first round.
+    """
+    if len(features) < config.min_updates:
+        reason = f"accepted without detection: {len(features)} updates, detection needs {config.min_updates}"
+        return [Verdict(True, None, None, reason) for _ in features]
+    rows = round_features(features, previous_direction=previous_direction or None)
+    contamination: str | float = "auto" if config.contamination == "auto" else float(config.contamination)
+    detector = UpdateAnomalyDetector(
+        contamination=contamination,
+        n_estimators=config.n_estimators,
+        random_state=seed,
+        min_deviation=config.min_deviation,
+        scale_floor=SCALE_FLOORS,
+        upper_only=UPPER_ONLY,
+    ).fit(rows)
+    scores = detector.score_samples(rows)
+    standardised = np.abs(detector.standardise(rows))
+    deviation = standardised.max(axis=1)
+    threshold = detector.offset_ if config.score_threshold is None else config.score_threshold
+    verdicts = []
+    for i, score in enumerate(scores):
+        worst = int(np.argmax(standardised[i]))
+        isolated = bool(score < threshold)
+        anomalous = (isolated and deviation[i] > config.min_deviation) or (
+            config.max_deviation is not None and deviation[i] > config.max_deviation
+        )
+        evidence = (
+            f"most deviant feature {ROUND_FEATURE_NAMES[worst]} = {rows[i, worst]:.3f} "
+            f"(round median {detector.median_[worst]:.3f}, {deviation[i]:.1f} robust deviations)"
+        )
+        reason = (
+            f"rejected: {evidence}; isolation score {score:.4f} {'<' if isolated else '>='} {threshold:.4f}"
+            if anomalous
+            else f"isolation score {score:.4f}, {evidence}"
+        )
+        verdicts.append(Verdict(not anomalous, round(float(score), 6), round(float(threshold), 6), reason))
+    return verdicts

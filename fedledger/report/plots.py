@@ -1,0 +1,179 @@
+"""The report's figures: matplotlib on the Agg backend, returned as base64 PNG to inline in the page."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .facts import LedgerFacts
+
+METRICS = ("accuracy", "precision", "recall", "f1")
+COLOURS = {"accepted": "#2ca02c", "rejected": "#d62728"}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless; never opens a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def short_name(participant_id: str) -> str:
+    """'Org1MSP:hospital-a@org1.example.com' -> 'hospital-a'."""
+    return participant_id.split(":", 1)[-1].split("@", 1)[0]
+
+
+def to_png(figure: Any) -> str:
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=96, metadata={"Software": None})
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _rounds(facts: LedgerFacts) -> list[int]:
+    return [f.round.number for f in facts.rounds]
+
+
+def metrics_figure(facts: LedgerFacts) -> str | None:
+    points = [(f.round.number, f.model.metrics) for f in facts.rounds if f.model is not None and f.model.metrics]
+    names = [m for m in METRICS if any(m in metrics for _, metrics in points)]
+    if not names:
+        names = sorted({k for _, metrics in points for k, v in metrics.items() if isinstance(v, int | float)})
+    if not points or not names:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 3.6))
+    for name in names:
+        xs = [n for n, metrics in points if name in metrics]
+        axes.plot(xs, [float(metrics[name]) for _, metrics in points if name in metrics], marker="o", label=name)
+    axes.set_xlabel("round")
+    axes.set_ylabel("held-out score (on the ledger)")
+    axes.set_xticks([n for n, _ in points])
+    axes.set_title("Global model after each round (CommitAggregate metrics)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return to_png(figure)
+
+
+def scores_figure(facts: LedgerFacts) -> str | None:
+    rounds = [f for f in facts.rounds if any(u.score is not None for u in f.updates)]
+    if not rounds:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 3.8))
+    seen: set[str] = set()
+    for f in rounds:
+        ordered = sorted(f.updates, key=lambda u: u.participant)
+        for i, update in enumerate(ordered):
+            if update.score is None:
+                continue
+            x = f.round.number + (i - (len(ordered) - 1) / 2) * 0.06
+            label = update.status if update.status not in seen else None
+            seen.add(update.status)
+            axes.scatter(
+                x,
+                update.score,
+                color=COLOURS.get(update.status, "#7f7f7f"),
+                marker="x" if update.status == "rejected" else "o",
+                s=40,
+                label=label,
+                zorder=3,
+            )
+            if update.status == "rejected":
+                axes.annotate(
+                    short_name(update.participant),
+                    (x, update.score),
+                    fontsize=7,
+                    xytext=(4, -8),
+                    textcoords="offset points",
+                )
+        if f.threshold is not None:
+            axes.hlines(
+                f.threshold,
+                f.round.number - 0.3,
+                f.round.number + 0.3,
+                colors="black",
+                linestyles="--",
+                label="threshold" if "threshold" not in seen else None,
+            )
+            seen.add("threshold")
+    axes.set_xlabel("round")
+    axes.set_ylabel("isolation score (lower = more anomalous)")
+    axes.set_xticks([f.round.number for f in rounds])
+    axes.set_title("Anomaly score of every update, with the detector's threshold")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    return to_png(figure)
+
+
+def trust_figure(facts: LedgerFacts) -> str | None:
+    series = {pid: points for pid, points in facts.trust.items() if points}
+    if not series:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(7, 3.6))
+    for pid, points in sorted(series.items()):
+        xs = sorted(points)
+        axes.plot(xs, [points[x] for x in xs], marker="o", label=short_name(pid))
+    axes.axhline(facts.rules.trust_suspend_below, color="#d62728", linestyle=":", label="suspension threshold")
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("round")
+    axes.set_ylabel("trust after FinalizeRound")
+    axes.set_xticks(_rounds(facts))
+    axes.set_title("Trust score per participant (participant history on the ledger)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_png(figure)
+
+
+def rewards_figure(facts: LedgerFacts) -> str | None:
+    payouts = {pid: items for pid, items in facts.payouts.items() if items}
+    if not payouts:
+        return None
+    plt = _pyplot()
+    figure, (per_round, totals) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [3, 2]})
+    rounds = _rounds(facts)
+    bottom = [0.0] * len(rounds)
+    for pid, items in sorted(payouts.items()):
+        amounts = {p.round: p.amount for p in items}
+        values = [float(amounts.get(n, 0)) for n in rounds]
+        per_round.bar(rounds, values, bottom=bottom, label=short_name(pid))
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    per_round.set_xlabel("round")
+    per_round.set_ylabel("reward (ledger payouts)")
+    per_round.set_xticks(rounds)
+    per_round.set_title("Rewards per round")
+    per_round.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.08), ncol=3)
+    names = sorted(payouts)
+    totals.barh(range(len(names)), [sum(x.amount for x in payouts[p]) for p in names], color="#1f77b4")
+    totals.set_yticks(range(len(names)), [short_name(p) for p in names])
+    totals.set_xlabel("total reward")
+    totals.set_title("Totals")
+    return to_png(figure)
+
+
+def latency_figure(rows: Sequence[Mapping[str, Any]], steps: Sequence[str], *, title: str) -> str | None:
+    """Stacked bars: one per round, one segment per step (seconds)."""
+    if not rows:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(9, 1.6 + 0.45 * len(rows)))
+    positions = list(range(len(rows)))
+    left = [0.0] * len(rows)
+    for step in steps:
+        values = [float(r["steps"].get(step, 0.0)) for r in rows]
+        axes.barh(positions, values, left=left, label=step.replace("_", " "))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    axes.set_yticks(positions, [str(r["round"]) for r in rows])
+    axes.invert_yaxis()
+    axes.set_ylabel("round")
+    axes.set_xlabel("seconds")
+    axes.set_title(title)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return to_png(figure)

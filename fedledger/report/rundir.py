@@ -1,0 +1,114 @@
+"""Find what a run folder holds and how to reach its ledger.
+
+A run folder is what ``fedledger demo`` (with or without ``--synthetic``) or ``run_federation`` writes:
+``model/provenance.json`` (the model card, naming the ledger), ``model/timings.json`` (where each round's
+time went) and, on the embedded ledger, ``consortium/`` (MSP folders and the ledger itself). Nothing here
+writes to the run folder: the ledger is read with an identity that already exists in it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedledger.sdk.client import FedLedgerClient
+
+PROVENANCE = Path("model") / "provenance.json"
+TIMINGS = Path("model") / "timings.json"
+CONSORTIUM = "consortium"
+
+
+class RunDirError(ValueError):
+    """The folder is not a run folder (a usage error: the user pointed at the wrong place)."""
+
+
+class LedgerUnreachableError(RuntimeError):
+    """The run folder names a ledger that cannot be reached from here (the check failed)."""
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+    provenance: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    ledger: dict[str, Any]  # kind: embedded | fabric, channel, path / chaincode, ...
+
+    @property
+    def kind(self) -> str:
+        return str(self.ledger.get("kind", "?"))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}); restore it from the run, or re-run it") from exc
+
+
+def locate(path: Path | str) -> RunDir:
+    """What the run folder holds; a clear RunDirError when it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(
+            f"run folder {path} does not exist; pass the --out folder of `fedledger demo` (e.g. demo-out)"
+        )
+    if not path.is_dir():
+        raise RunDirError(f"{path} is a file, not a run folder; pass the folder that holds model/ or consortium/")
+    provenance = _read_json(path / PROVENANCE)
+    timings = _read_json(path / TIMINGS)
+    if provenance is not None:
+        ledger = dict(provenance.get("ledger") or {})
+    elif (path / CONSORTIUM / "organizations" / "index.txt").is_file():
+        ledger = {"kind": "embedded", "channel": "mychannel", "path": str(path / CONSORTIUM)}
+    else:
+        raise RunDirError(
+            f"{path} is not a fedledger run folder: it has neither {PROVENANCE} (written at the end of a federated "
+            f"run) nor {CONSORTIUM}/ (an embedded ledger). Run `fedledger demo --out {path}` to make one"
+        )
+    if ledger.get("kind") == "embedded":
+        # The consortium moves with the folder: prefer the copy inside it over the path recorded at run time.
+        inside = path / CONSORTIUM
+        if (inside / "organizations" / "index.txt").is_file():
+            ledger["path"] = str(inside)
+    return RunDir(path, provenance, timings, ledger)
+
+
+def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedgerClient:
+    """A read-only client of the run's ledger, as an organisation admin that already exists there."""
+    if run.kind == "embedded":
+        from fedledger.chaincode.embedded.bootstrap import open_consortium
+        from fedledger.sdk.gateway import connect
+
+        base = Path(run.ledger.get("path", ""))
+        if not (base / "organizations" / "index.txt").is_file():
+            raise LedgerUnreachableError(
+                f"the run's embedded ledger is not at {base}: copy the run's consortium/ folder back into {run.path}"
+            )
+        consortium = open_consortium(base)
+        mspid = sorted(consortium.organizations)[-1]
+        identity, signer = consortium.admin(mspid)  # cryptogen-style Admin@, created with the consortium
+        network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network(
+            run.ledger.get("channel", "mychannel")
+        )
+        return FedLedgerClient(network.get_contract(run.ledger.get("chaincode", "fedledger")), network)
+    if run.kind == "fabric":
+        where = network_dir or (Path(run.ledger["network_dir"]) if run.ledger.get("network_dir") else None)
+        if where is None or not (where / "network.json").is_file():
+            raise LedgerUnreachableError(
+                f"this run was on Fabric (channel {run.ledger.get('channel', '?')}, chaincode "
+                f"{run.ledger.get('chaincode', '?')}) but its provenance does not record the network folder and "
+                f"{where or 'no --network-dir'} has no network.json; bring the network up (`make network-up`) and "
+                "pass its folder with --network-dir"
+            )
+        from fedledger.sdk.fabric.local import LocalFabricNetwork
+
+        network = LocalFabricNetwork(where, where / "demo" / "identities")
+        network.chaincode = run.ledger.get("chaincode")  # None: the network profile's chaincode
+        return network.client(sorted(network.profile.orgs)[-1], "Admin", admin=True)  # cryptogen's Admin@
+    raise LedgerUnreachableError(
+        f"{run.path / PROVENANCE} names a ledger of kind {run.kind!r}; this fedledger reads 'embedded' and 'fabric'"
+    )

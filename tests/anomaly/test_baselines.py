@@ -1,0 +1,92 @@
+"""The baselines are byzfl's/Flower's aggregators over dicts of arrays, with honest selections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fedledger.anomaly.baselines import (
+    flatten,
+    krum,
+    median,
+    multi_krum,
+    robust_aggregate,
+    trimmed_mean,
+    unflatten,
+)
+
+
+def _updates(rng: np.random.Generator, honest: int = 7, attackers: int = 3) -> list[dict[str, np.ndarray]]:
+    centre = rng.normal(size=6)
+    rows = [centre + 0.05 * rng.normal(size=6) for _ in range(honest)]
+    rows += [-5.0 * centre + 0.05 * rng.normal(size=6) for _ in range(attackers)]
+    return [{"a": r[:4].reshape(2, 2).astype(np.float32), "b": r[4:].astype(np.float32)} for r in rows]
+
+
+def test_flatten_roundtrip():
+    updates = _updates(np.random.default_rng(0))
+    matrix, template = flatten(updates)
+    assert matrix.shape == (10, 6)
+    back = unflatten(matrix[3], template)
+    np.testing.assert_array_equal(back["a"], updates[3]["a"])
+    with pytest.raises(ValueError, match="names and shapes"):
+        flatten([updates[0], {"a": np.zeros((2, 2))}])
+
+
+def test_krum_and_multikrum_pick_the_honest_cluster():
+    updates = _updates(np.random.default_rng(1))
+    chosen = krum(updates, f=3)
+    assert chosen.selected is not None and chosen.selected[0] < 7
+    np.testing.assert_array_equal(chosen.update["b"], updates[chosen.selected[0]]["b"])
+    multi = multi_krum(updates, f=3)
+    assert multi.selected == tuple(range(7))
+    np.testing.assert_allclose(multi.update["a"], np.mean([u["a"] for u in updates[:7]], axis=0), rtol=1e-5)
+
+
+def test_krum_names_the_first_of_identical_colluders():
+    # Widely spread honest updates and three identical colluders: Krum's known weakness, it picks a colluder.
+    rng = np.random.default_rng(2)
+    honest = [{"a": rng.normal(0, 10, (2, 2)).astype(np.float32), "b": rng.normal(0, 10, 2)} for _ in range(4)]
+    same = {"a": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
+    assert krum([*honest, same, dict(same), dict(same)], f=3).selected == (4,)
+
+
+def test_median_and_trimmed_mean_are_coordinatewise():
+    updates = _updates(np.random.default_rng(3))
+    stack = np.stack([u["a"] for u in updates]).astype(np.float64)
+    result = median(updates)
+    assert result.selected is None
+    np.testing.assert_allclose(result.update["a"], np.median(stack, axis=0), rtol=1e-6)
+    trimmed = trimmed_mean(updates, f=3)
+    expected = np.sort(stack, axis=0)[3:-3].mean(axis=0)
+    np.testing.assert_allclose(trimmed.update["a"], expected, rtol=1e-5)
+
+
+def test_fedavg_is_sample_weighted_and_f_is_checked():
+    updates = [{"a": np.zeros(2, np.float32)}, {"a": np.ones(2, np.float32)}]
+    np.testing.assert_allclose(robust_aggregate("fedavg", updates, num_samples=[1, 3]).update["a"], [0.75, 0.75])
+    np.testing.assert_allclose(robust_aggregate("average", updates).update["a"], [0.5, 0.5])
+    with pytest.raises(ValueError, match="2f < n"):
+        robust_aggregate("krum", updates, f=1)
+    with pytest.raises(ValueError, match="Unknown baseline"):
+        robust_aggregate("bulyan", updates)
+
+
+@pytest.mark.slow
+def test_robustness_cell_smoke():
+    """One tiny cell of bench/robustness.py: the detector's verdict and the baselines' selections line up."""
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("peft")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import robustness
+
+    run = robustness.SeedRun(robustness.Setup(clients=5, rounds=1, epochs=1), seed=0)
+    scaled = run.cell("scaling", 0.2, "fedledger")
+    assert len(scaled.malicious) == 1 and len(scaled.rounds) == 1
+    row = scaled.rounds[0]
+    assert 0.0 <= row["accuracy"] <= 1.0 and row["tpr"] in (0.0, 1.0) and 0.0 <= row["fpr"] <= 1.0
+    krum_cell = run.cell("scaling", 0.2, "krum")
+    assert len(krum_cell.rounds[0]["rejected"]) == 4  # Krum keeps one update of five
+    assert run.cell("none", 0.0, "median").rounds[0].get("tpr") is None  # no per-update verdict
+    assert run.cache_hits > 0  # round 1 is trained once and shared by every cell

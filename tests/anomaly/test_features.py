@@ -1,0 +1,150 @@
+"""Each round feature measures what anomaly/README.md says, and the screening catches norm-matched attacks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fedledger.anomaly.detector import round_seed
+from fedledger.anomaly.features import (
+    ROUND_FEATURE_NAMES,
+    count_sketch,
+    decode_sketch,
+    direction_of,
+    round_features,
+    update_features,
+)
+from fedledger.anomaly.screening import ScreeningConfig, screen_round
+
+from ..support import UpdateFactory
+
+COLUMN = {name: i for i, name in enumerate(ROUND_FEATURE_NAMES)}
+
+
+def _norm(tensors: dict[str, np.ndarray]) -> float:
+    return float(np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2)) for v in tensors.values())))
+
+
+def _scaled(tensors: dict[str, np.ndarray], factor: float) -> dict[str, np.ndarray]:
+    return {k: (v.astype(np.float64) * factor).astype(np.float32) for k, v in tensors.items()}
+
+
+def _mean(updates: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.mean([u[k].astype(np.float64) for u in updates], axis=0).astype(np.float32) for k in updates[0]}
+
+
+def test_sketch_is_stored_compactly_and_decodes_to_float32():
+    tensors = UpdateFactory(0).honest()
+    features = update_features(tensors, sketch_dim=512, samples=30, epsilon=2.0)
+    assert isinstance(features["sketch"], str) and len(features["sketch"]) == 2732  # base64 of 512 float32
+    assert np.array_equal(decode_sketch(features["sketch"]), count_sketch(tensors, 512).astype(np.float32))
+    assert decode_sketch([1.0, 2.0]).tolist() == [1.0, 2.0]  # records written before the compact encoding
+    assert (features["samples"], features["epsilon"]) == (30, 2.0)
+    assert sum(features["layer_profile"]) == pytest.approx(1.0, abs=1e-5)
+    json.dumps(features)
+
+
+def test_direction_of_is_the_sketch_of_the_weighted_mean():
+    factory = UpdateFactory(1)
+    a, b = factory.honest(), factory.honest()
+    mean = {k: (a[k].astype(np.float64) + 3 * b[k].astype(np.float64)) / 4 for k in a}
+    direction = direction_of([update_features(a), update_features(b)], [1, 3])
+    assert np.allclose(direction, count_sketch(mean, 512), rtol=1e-5, atol=1e-6)
+    assert direction_of([], []) == [] and direction_of([update_features(a)], [0]) == []
+    with pytest.raises(ValueError, match="one weight per update"):
+        direction_of([update_features(a)], [1, 2])
+
+
+def test_sign_flip_is_opposite_to_the_centre_and_the_previous_direction():
+    factory = UpdateFactory(2)
+    updates = [factory.honest() for _ in range(8)]
+    updates[-1] = _scaled(updates[-1], -1.0)
+    previous = direction_of([update_features(factory.honest()) for _ in range(5)], [1] * 5)
+    features = [update_features(u) for u in updates]
+    rows = round_features(features, previous_direction=previous)
+    # honest: cosine ~0.6-0.8 to the centre; the flipped update: the same cosine with the sign reversed
+    assert rows[-1, COLUMN["centre_distance"]] > 1.5 and rows[:-1, COLUMN["centre_distance"]].max() < 0.5
+    assert rows[-1, COLUMN["previous_distance"]] > 1.5 and rows[:-1, COLUMN["previous_distance"]].max() < 0.5
+    assert rows[-1, COLUMN["neighbour_distance"]] > 1.5
+    without = round_features(features)
+    assert not without[:, COLUMN["previous_distance"]].any()  # round 1: no previous direction
+
+
+def test_norm_residual_measures_scaling_and_discounts_declared_samples():
+    factory = UpdateFactory(3)
+    samples = [10, 20, 40, 80, 160, 320, 640, 100]
+    # honest norms grow with the square root of the samples (more local steps)
+    updates = [_scaled(factory.honest(), np.sqrt(s / 10)) for s in samples]
+    updates[-1] = _scaled(updates[-1], 5.0)
+    rows = round_features([update_features(u, samples=s) for u, s in zip(updates, samples, strict=True)])
+    residual = rows[:, COLUMN["norm_residual"]]
+    assert np.abs(residual[:-1]).max() < 0.2  # the honest spread of 8x in norm is explained by the samples
+    assert residual[-1] == pytest.approx(np.log(5.0), abs=0.2)
+    plain = round_features([update_features(u) for u in updates])[:, COLUMN["norm_residual"]]
+    assert np.ptp(plain[:-1]) > 1.5  # without declared samples the honest spread stays
+
+
+def _realistic_round(seed: int, attack: str) -> tuple[list[dict], list[float]]:
+    """Ten clients with non-identical data (each its own drift around the shared direction), two attackers."""
+    rng = np.random.default_rng(seed)
+    factory = UpdateFactory(seed)
+    samples = rng.integers(20, 200, size=10)
+    honest = [_scaled(factory.honest(), np.sqrt(s / 100)) for s in samples]
+    median = float(np.median([_norm(u) for u in honest]))
+    if attack == "sign_flip_nm":
+        bad = [_scaled(u, -median / _norm(u)) for u in honest[8:]]
+    elif attack == "ipm_nm":
+        mean = _mean(honest[:8])
+        bad = [_scaled(mean, -median / _norm(mean))] * 2
+    else:
+        bad = honest[8:]
+    updates = honest[:8] + bad
+    previous = direction_of([update_features(factory.honest()) for _ in range(8)], [1.0] * 8)
+    return [update_features(u, samples=int(s)) for u, s in zip(updates, samples, strict=True)], previous
+
+
+@pytest.mark.parametrize("attack", ["sign_flip_nm", "ipm_nm"])
+def test_norm_matched_attacks_are_rejected_and_honest_updates_kept(attack):
+    caught = false_alarms = 0
+    for seed in range(8):
+        features, previous = _realistic_round(seed, attack)
+        verdicts = screen_round(features, seed=round_seed(seed), previous_direction=previous)
+        caught += sum(not v.accepted for v in verdicts[8:])
+        false_alarms += sum(not v.accepted for v in verdicts[:8])
+        for v in verdicts[8:]:
+            assert "distance" in v.reason and "robust deviations" in v.reason, v.reason
+    assert caught == 16
+    assert false_alarms <= 2  # of 64 honest updates
+
+
+def test_honest_rounds_are_accepted():
+    rejected = 0
+    for seed in range(8):
+        features, previous = _realistic_round(seed, "none")
+        rejected += sum(not v.accepted for v in screen_round(features, seed=seed, previous_direction=previous))
+    assert rejected <= 2  # of 80
+
+
+def test_a_round_of_1000_updates_is_screened():
+    rng = np.random.default_rng(5)
+    direction = rng.normal(size=4096)
+    vectors = 0.3 * direction + rng.normal(size=(1000, 4096))
+    vectors[:50] *= -1.0  # 5 % sign-flipped, same norm
+    features = [update_features({"w": v.astype(np.float32)}, samples=100) for v in vectors]
+    verdicts = screen_round(features, seed=round_seed(7), previous_direction=direction_of(features[50:], [1] * 950))
+    assert len(verdicts) == 1000
+    assert sum(not v.accepted for v in verdicts[:50]) >= 48
+    assert sum(not v.accepted for v in verdicts[50:]) <= 50
+
+
+def test_max_deviation_rejects_what_the_forest_does_not_isolate():
+    features, previous = _realistic_round(0, "none")
+    factory = UpdateFactory(0)
+    twin = update_features(_scaled(factory.honest(), 30.0), samples=100)
+    features[8:] = [twin, twin]  # colluding identical updates shield each other in an isolation forest
+    verdicts = screen_round(features, seed=1, previous_direction=previous)
+    assert [v.accepted for v in verdicts[8:]] == [False, False]
+    lenient = screen_round(features, seed=1, previous_direction=previous, config=ScreeningConfig(max_deviation=1e9))
+    assert all("norm_residual" in v.reason for v in verdicts[8:])
+    assert sum(v.accepted for v in lenient[8:]) >= sum(v.accepted for v in verdicts[8:])
