@@ -574,6 +574,7 @@ def contract_compute_profile(repeats: int = 200) -> dict[str, float]:
     """The contract's per-update work for one 100 KB update, in this process (median ms)."""
     from fedledger.anomaly.features import update_features
     from fedledger.chaincode import tensors
+    from fedledger.chaincode.records import Rules
 
     data = make_update(np.random.default_rng(1))
     steps: dict[str, list[float]] = {
@@ -588,7 +589,7 @@ def contract_compute_profile(repeats: int = 200) -> dict[str, float]:
         t1 = time.perf_counter()
         tensors.check_finite(parsed, "update")
         t2 = time.perf_counter()
-        update_features(parsed, sketch_dim=64)
+        update_features(parsed, sketch_dim=Rules().sketch_dim)
         t3 = time.perf_counter()
         tensors.sha256_hex(data)
         t4 = time.perf_counter()

@@ -71,7 +71,12 @@ def _ledger(args: argparse.Namespace) -> tuple[Callable[[str, str, bool], FedLed
     # a second run continues the same federation.
     state = args.network_dir / "demo"
     network = LocalFabricNetwork(args.network_dir, state / "identities")
-    info = {"kind": "fabric", "channel": network.profile.channel, "chaincode": network.profile.chaincode}
+    info = {
+        "kind": "fabric",
+        "channel": network.profile.channel,
+        "chaincode": network.profile.chaincode,
+        "network_dir": str(args.network_dir.resolve()),  # lets `fedledger report` reach the ledger again
+    }
     return network.client, state, info
 
 
