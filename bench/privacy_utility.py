@@ -39,7 +39,8 @@ logger = logging.getLogger("bench.privacy_utility")
 STUDY = "privacy_utility"
 METRICS = ("accuracy", "precision", "recall", "f1")
 TARGET_POINTS = 3.0  # the issue: ε = 8 within 3 accuracy points of non-private
-#: The demo's recipes before this study (kept to measure the change side by side): DP, and without DP.
+#: The all-layer adapter (LoRA r=8 on every layer's query/value + head), measured side by side: the demo's DP
+#: recipe before the "pooler" adapter, and the demo's non-private recipe (its best model, the reference).
 OLD_RECIPE = {"optimizer": "sgd", "learning_rate": 0.15, "batch_size": 64, "epochs": 2, "lora": "all"}
 OLD_RECIPE_NO_DP = {"optimizer": "adamw", "learning_rate": 3e-3, "batch_size": 16, "epochs": 2, "lora": "all"}
 
@@ -61,6 +62,14 @@ SEARCH = [
     ("sgd", 0.05, 32, 3, "last (value only)", 1, 2, "8", "0.628 / 0.628 / 0.628"),
     ("sgd", 0.02, 32, 3, "last", 4, 128, "8", "0.628 / 0.628 / 0.628"),
     ("sgd", 0.05, 32, 3, "last", 4, 128, "8", "0.628 / 0.628 / 0.876"),
+    # 2026-12-02, LoRA r=1 alpha=1 on the pooler's dense layer + head (1,538 values); load average 2-4.
+    ("sgd", 0.5, 64, 2, "pooler", 1, 1, "∞", "0.628 / 0.628 / 0.628"),
+    ("sgd", 0.5, 64, 2, "pooler", 1, 1, "8", "0.628 / 0.885 / 0.628"),
+    ("sgd", 3.0, 16, 3, "pooler", 1, 1, "8", "0.628 / 0.628 / 0.628 (loss 15-54)"),
+    ("sgd", 1.0, 32, 4, "pooler", 1, 1, "8", "0.628 / 0.620 / 0.628"),
+    ("adamw", 0.02, 16, 3, "pooler", 1, 1, "8", "0.628 / 0.628 / 0.664"),
+    ("adamw", 0.03, 16, 3, "pooler", 1, 1, "8", "0.628 / 0.628 / 0.841"),
+    ("adamw", 0.05, 16, 3, "pooler", 1, 1, "8", "0.628 / 0.628 / 0.885 (seed 1: 0.628; seed 2: 0.903)"),
 ]
 
 
@@ -73,7 +82,11 @@ CONCLUSION = (
     "therefore keeps its previous recipes (trainer/demo_setup.py). What would move it, from the diagnosis: "
     "more rows per DP unit (one member holding all 455 rows reached 0.867 at ε = 8 in an earlier "
     "investigation), or a head that reads features which vary between inputs (mean pooling instead of the "
-    "[CLS] pooler), so the clipped gradient carries the class signal rather than the prior."
+    "[CLS] pooler), so the clipped gradient carries the class signal rather than the prior.\n\n"
+    "Follow-up (2026-12-02): the demo's DP recipe now trains a far smaller adapter, rank 1 on the pooler's dense "
+    "layer plus the head (1,538 values instead of 74,498), with Adam at lr 0.05, batch 16, 3 local epochs "
+    "(the last rows of the search). DP noise lands on 48x fewer coordinates. The table above re-measures it; the "
+    "`previous` rows are the all-layer adapter in the same run."
 )
 
 
@@ -91,13 +104,19 @@ def run_one(job: Mapping[str, Any]) -> dict[str, Any]:
     from dataclasses import replace
 
     from fedledger.trainer.data import load_breast_cancer_text
-    from fedledger.trainer.demo_setup import demo_privacy_config, demo_train_config, load_demo_model
+    from fedledger.trainer.demo_setup import (
+        demo_adapter,
+        demo_privacy_config,
+        demo_train_config,
+        load_demo_model,
+    )
     from fedledger.trainer.simulation import SimulationConfig, run_simulation
 
     epsilon, seed, recipe = float(job["epsilon"]), int(job["seed"]), job["recipe"]
     dp = not math.isinf(epsilon)
+    # ε = ∞ runs the DP recipe's adapter and hyperparameters without DP: the gap is what DP costs.
     train = demo_train_config(epsilon=epsilon if dp else 8.0, seed=seed)
-    lora = "all"
+    lora = demo_adapter(8.0)
     if recipe == "previous":
         old = OLD_RECIPE if dp else OLD_RECIPE_NO_DP
         train = replace(
@@ -247,32 +266,30 @@ def plot(runs: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]]) -> l
 
 
 def verdict(summary: Sequence[dict[str, Any]]) -> tuple[bool | None, str]:
+    """Met when the median ε = 8 accuracy is within the target of *both* non-private references: the same recipe
+    without DP (what DP costs) and the demo's non-private recipe (the best model the federation reaches)."""
     by = {(s["recipe"], s["epsilon"]): s for s in summary}
     eight, inf = by.get(("demo", "8")), by.get(("demo", "∞"))
     if eight is None or inf is None:
         return None, "not measured (needs ε = 8 and ε = ∞)"
-    gap = 100 * (inf["accuracy"] - eight["accuracy"])
-    met = gap <= TARGET_POINTS and inf["recall"] > 0
-    text = (
-        f"**{'met' if met else 'missed'}**: median accuracy at ε = 8 is {eight['accuracy']:.3f} vs "
-        f"{inf['accuracy']:.3f} non-private with the same hyperparameters, a gap of {gap:.1f} points "
-        f"(target ≤ {TARGET_POINTS:g})."
+    references = [("the same recipe without DP", inf)]
+    best = by.get(("previous", "∞"))
+    if best is not None:
+        references.append(("the demo's non-private recipe (Adam on all layers)", best))
+    learned = inf["recall"] > 0 and eight["recall"] > 0
+    gaps = [(name, ref, 100 * (ref["accuracy"] - eight["accuracy"])) for name, ref in references]
+    met = learned and all(gap <= TARGET_POINTS for _, _, gap in gaps)
+    text = f"**{'met' if met else 'missed'}**: median accuracy at ε = 8 is {eight['accuracy']:.3f} " + "; ".join(
+        f"vs {ref['accuracy']:.3f} for {name} (gap {gap:.1f} points)" for name, ref, gap in gaps
     )
-    if inf["recall"] == 0:
-        text = (
-            f"**missed**: with this recipe neither run learned: ε = 8 gives {eight['accuracy']:.3f} and the "
-            f"non-private run with the same hyperparameters {inf['accuracy']:.3f}, both the majority class "
-            "(recall 0); a zero gap between two models that predict one class is no evidence."
-        )
+    text += (
+        f"; target ≤ {TARGET_POINTS:g}. Seeds at ε = 8 range {eight['accuracy_min']:.3f}-{eight['accuracy_max']:.3f}."
+    )
+    if not learned:
+        text += " A run at recall 0 predicts one class only; a zero gap between such models is no evidence."
     before = by.get(("previous", "8"))
-    tuned = by.get(("previous", "∞"))
-    if tuned is not None:
-        text += (
-            f" Against the demo's previous non-private recipe ({tuned['accuracy']:.3f}, Adam on all layers) the "
-            f"gap is {100 * (tuned['accuracy'] - eight['accuracy']):.1f} points."
-        )
     if before is not None:
-        text += f" The previous DP recipe reached {before['accuracy']:.3f} at ε = 8 in the same run."
+        text += f" The all-layer adapter's DP recipe reached {before['accuracy']:.3f} at ε = 8 in the same run."
     return met, text
 
 
@@ -332,8 +349,9 @@ def write_docs(payload: Mapping[str, Any], machine: Mapping[str, str], command: 
                     f"{setup['rounds']} rounds, seeds {setup['seeds']}, held-out 20 % of 569 rows.",
                     f"- Recipe `demo` (demo_setup.py when this ran): train {payload['demo_train']}; LoRA "
                     f"{payload['demo_lora']}; DP {payload['demo_privacy']}.",
-                    f"- Recipe `previous`: the demo's recipes before this study, DP {OLD_RECIPE} and "
-                    f"non-private {OLD_RECIPE_NO_DP} (LoRA r=8 on query/value of all 6 layers + head).",
+                    f"- Recipe `previous`: the all-layer adapter (LoRA r=8 on query/value of all 6 layers + head): "
+                    f"at ε = 8 the demo's DP recipe before this study {OLD_RECIPE}; at ε = ∞ the demo's "
+                    f"non-private recipe {OLD_RECIPE_NO_DP}, its best model and the reference for the target.",
                     "- ε is each member's budget over all 3 rounds (RDP accountant, δ = 1e-5, Poisson sampling, "
                     "per-sample clipping); `max ε spent` is the largest cumulative ε any member reported.",
                 ]
@@ -436,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "epsilons": [_label(e) for e in epsilons],
         },
         "demo_train": {k: v for k, v in vars(demo_train_config(epsilon=8.0)).items() if k != "progress"},
-        "demo_lora": "library default: r=8, alpha=16 on query/value of every layer, plus the head",
+        "demo_lora": "r=1, alpha=1 on the pooler's dense layer, plus the head (trainer.demo_setup.DEMO_LORA_DP)",
         "demo_privacy": {
             k: v for k, v in vars(demo_privacy_config(8.0, rounds=args.rounds)).items() if k != "target_epsilon"
         },

@@ -38,7 +38,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--members", type=int, default=5)
     parser.add_argument("--attack", choices=ATTACKS, default="scaling", help="what the last member does")
     parser.add_argument("--epsilon", type=float, default=8.0, help="DP-SGD target ε per member (0 = no DP)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="local epochs per round (default: 2 without DP, 3 with DP-SGD)"
+    )
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true", help="synthetic updates, no training (fast, no torch)")

@@ -30,6 +30,13 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="minilm", help="'minilm', 'tiny-bert' or a local Hugging Face model path")
+    parser.add_argument(
+        "--adapter",
+        choices=["all", "last", "pooler"],
+        default="all",
+        help="LoRA layout, the same for every member and the aggregator: every layer's query/value + head (all), "
+        "the last layer + head (last), or rank 1 on the pooler + head (pooler: the small adapter for DP-SGD)",
+    )
     parser.add_argument("--max-length", type=int, default=96)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -96,7 +103,7 @@ def _model(args: argparse.Namespace) -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from fedledger.trainer.demo_setup import load_demo_model
 
-    model, tokenizer, _label = load_demo_model(args.model, args.seed)
+    model, tokenizer, _label = load_demo_model(args.model, args.seed, lora=args.adapter)
     return model, tokenizer
 
 

@@ -10,6 +10,9 @@ from fedledger.trainer.client import LocalTrainer
 from fedledger.trainer.data import synthetic_keyword_dataset
 from fedledger.trainer.demo_setup import (
     DEMO_DELTA,
+    DEMO_TRAIN,
+    DEMO_TRAIN_DP,
+    demo_adapter,
     demo_privacy_config,
     demo_train_config,
     last_layer_targets,
@@ -58,16 +61,37 @@ def test_privacy_config_spends_epsilon_over_all_rounds_with_poisson_sampling():
     assert config.poisson_sampling
 
 
-def test_dp_runs_use_sgd_and_non_private_runs_adam():
-    assert demo_train_config(epsilon=8.0).optimizer == "sgd"
-    assert demo_train_config(epsilon=0.0).optimizer == "adamw"
-    assert demo_train_config(epsilon=math.inf).optimizer == "adamw"
+def test_dp_runs_take_the_dp_recipe_and_adapter_and_non_private_runs_the_default():
+    dp, plain = demo_train_config(epsilon=8.0), demo_train_config(epsilon=0.0)
+    assert (dp.learning_rate, dp.batch_size, dp.epochs) == (
+        DEMO_TRAIN_DP["learning_rate"],
+        DEMO_TRAIN_DP["batch_size"],
+        DEMO_TRAIN_DP["epochs"],
+    )
+    assert (plain.learning_rate, plain.epochs) == (DEMO_TRAIN["learning_rate"], DEMO_TRAIN["epochs"])
+    assert demo_train_config(epsilon=math.inf).learning_rate == DEMO_TRAIN["learning_rate"]
     assert demo_train_config(epsilon=8.0, epochs=1, learning_rate=0.5).learning_rate == 0.5
+    assert (demo_adapter(8.0), demo_adapter(0.0), demo_adapter(math.inf)) == ("pooler", "all", "all")
+
+
+def test_pooler_lora_trains_only_the_pooler_and_the_head():
+    model, _, _ = load_demo_model("tiny-bert", 0, lora="pooler")
+    names = list(get_adapter_state(model))
+    lora = [n for n in names if "lora_" in n]
+    assert lora and all("pooler.dense" in n for n in lora)
+    assert {n for n in names if "lora_" not in n} and all("classifier" in n for n in names if "lora_" not in n)
+    # rank 1: lora_A is 1 x hidden, so the whole adapter stays small
+    assert all(t.shape[0] == 1 for n, t in get_adapter_state(model).items() if "lora_A" in n)
+
+
+def test_unknown_adapter_layout_is_refused():
+    with pytest.raises(ValueError, match="'all', 'last' or 'pooler'"):
+        load_demo_model("tiny-bert", 0, lora="everything")
 
 
 def test_demo_recipe_under_dp_changes_the_adapter_and_stays_within_budget():
     # Prepare: the demo's DP recipe on a tiny model, over all the rounds the budget covers
-    model, tokenizer, _ = load_demo_model("tiny-bert", 0)
+    model, tokenizer, _ = load_demo_model("tiny-bert", 0, lora=demo_adapter(4.0))
     rounds = 2
     privacy = demo_privacy_config(4.0, rounds=rounds)
     trainer = LocalTrainer(model, train=demo_train_config(epsilon=4.0, epochs=1), privacy=privacy, tokenizer=tokenizer)
