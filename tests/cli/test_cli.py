@@ -78,3 +78,21 @@ def test_training_demo_then_audit(tmp_path):
     (out / "model" / "global_adapter.safetensors").write_bytes(b"tampered")
     tampered = fedledger("audit", str(out))
     assert tampered.returncode == 1 and "MISMATCH" in tampered.stdout
+
+
+@pytest.mark.parametrize("adapter", ["all", "pooler"])
+def test_client_and_aggregator_build_the_adapter_layout_they_are_given(adapter):
+    pytest.importorskip("torch")
+    import argparse
+
+    from fedledger.trainer.models import get_adapter_state
+
+    from fedledger.cli.federate import _model, add_parsers
+
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    common = ["--ledger-dir", "x", "--msp-dir", "m", "--mspid", "Org1MSP", "--store", "s", "--store-key", "k"]
+    args = parser.parse_args(["client", *common, "--data", "d.csv", "--model", "tiny-bert", "--adapter", adapter])
+    lora = [n for n in get_adapter_state(_model(args)[0]) if "lora_" in n]
+    assert lora
+    assert all("pooler" in n for n in lora) == (adapter == "pooler")
