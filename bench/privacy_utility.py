@@ -266,27 +266,35 @@ def plot(runs: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]]) -> l
 
 
 def verdict(summary: Sequence[dict[str, Any]]) -> tuple[bool | None, str]:
-    """Met when the median ε = 8 accuracy is within the target of *both* non-private references: the same recipe
-    without DP (what DP costs) and the demo's non-private recipe (the best model the federation reaches)."""
+    """Met when the median ε = 8 accuracy is within the target of the *best* non-private reference: the same
+    recipe without DP (what DP costs) or the demo's non-private recipe (the best model the federation reaches),
+    whichever is higher, and the ε = 8 model predicts both classes."""
     by = {(s["recipe"], s["epsilon"]): s for s in summary}
-    eight, inf = by.get(("demo", "8")), by.get(("demo", "∞"))
-    if eight is None or inf is None:
+    eight = by.get(("demo", "8"))
+    references = [
+        (name, by[key])
+        for name, key in (
+            ("the same recipe without DP", ("demo", "∞")),
+            ("the demo's non-private recipe (Adam on all layers)", ("previous", "∞")),
+        )
+        if key in by
+    ]
+    if eight is None or not references:
         return None, "not measured (needs ε = 8 and ε = ∞)"
-    references = [("the same recipe without DP", inf)]
-    best = by.get(("previous", "∞"))
-    if best is not None:
-        references.append(("the demo's non-private recipe (Adam on all layers)", best))
-    learned = inf["recall"] > 0 and eight["recall"] > 0
-    gaps = [(name, ref, 100 * (ref["accuracy"] - eight["accuracy"])) for name, ref in references]
-    met = learned and all(gap <= TARGET_POINTS for _, _, gap in gaps)
-    text = f"**{'met' if met else 'missed'}**: median accuracy at ε = 8 is {eight['accuracy']:.3f} " + "; ".join(
-        f"vs {ref['accuracy']:.3f} for {name} (gap {gap:.1f} points)" for name, ref, gap in gaps
+    best = max(ref["accuracy"] for _, ref in references)
+    met = eight["recall"] > 0 and 100 * (best - eight["accuracy"]) <= TARGET_POINTS
+    text = f"**{'met' if met else 'missed'}**: median accuracy at ε = 8 is {eight['accuracy']:.3f}; non-private " + (
+        "; ".join(
+            f"{ref['accuracy']:.3f} for {name} (gap {100 * (ref['accuracy'] - eight['accuracy']):.1f} points)"
+            for name, ref in references
+        )
     )
     text += (
-        f"; target ≤ {TARGET_POINTS:g}. Seeds at ε = 8 range {eight['accuracy_min']:.3f}-{eight['accuracy_max']:.3f}."
+        f". Target: ≤ {TARGET_POINTS:g} points below the better of them. Seeds at ε = 8 range "
+        f"{eight['accuracy_min']:.3f}-{eight['accuracy_max']:.3f}."
     )
-    if not learned:
-        text += " A run at recall 0 predicts one class only; a zero gap between such models is no evidence."
+    if eight["recall"] == 0:
+        text += " At recall 0 the ε = 8 model predicts one class only."
     before = by.get(("previous", "8"))
     if before is not None:
         text += f" The all-layer adapter's DP recipe reached {before['accuracy']:.3f} at ε = 8 in the same run."
