@@ -255,7 +255,7 @@ def plot(runs: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]]) -> l
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for recipe, style in (("demo", "-"), ("previous", ":")):
         for label, curve in _curves(runs, recipe).items():
-            name = f"ε={label}" + (" (previous demo recipe)" if recipe == "previous" else "")
+            name = f"ε={label}" + (" (all-layer adapter)" if recipe == "previous" else " (demo DP recipe)")
             ax.plot(range(len(curve)), curve, style, marker="o", label=name)
     ax.set_xlabel("round")
     ax.set_ylabel("test accuracy (median over seeds)")
