@@ -1,6 +1,8 @@
 # One target per study of issue 5; each prints its table, writes bench/results/<study>.csv/.json/.png and
-# renders docs/bench-<study>.md. QUICK=1 runs the short version of a study.
+# renders docs/bench-<study>.md. QUICK=1 runs the short version of a study into bench/quick/.
 BENCH_FLAGS := $(if $(QUICK),--quick,)
+# Short runs write to bench/quick/ (results and page), never over the documented full run.
+BENCH_ENV := $(if $(QUICK),FEDLEDGER_BENCH_OUT=bench/quick,)
 BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust
 
 .PHONY: bench-commit $(addprefix bench-,$(BENCH_STUDIES)) bench-all
@@ -8,21 +10,21 @@ bench-commit: $(STAMP)
 	$(PY) bench/commit_latency.py
 
 bench-robustness: $(STAMP)
-	$(PY) bench/robustness.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/robustness.py $(BENCH_FLAGS)
 
 bench-privacy-utility: $(STAMP)
-	$(PY) bench/privacy_utility.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/privacy_utility.py $(BENCH_FLAGS)
 
 bench-latency: $(STAMP)
-	$(PY) bench/aggregation_latency.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/aggregation_latency.py $(BENCH_FLAGS)
 
 bench-scalability: $(STAMP) fabric-bin
-	$(PY) bench/scalability.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/scalability.py $(BENCH_FLAGS)
 
 bench-overhead: $(STAMP) fabric-bin
-	$(PY) bench/overhead.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/overhead.py $(BENCH_FLAGS)
 
 bench-trust: $(STAMP)
-	$(PY) bench/trust.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) bench/trust.py $(BENCH_FLAGS)
 
 bench-all: bench-commit $(addprefix bench-,$(BENCH_STUDIES))

@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-DOCS = ROOT / "docs"
+#: A folder that takes a study's results and page instead of bench/results/ and docs/: ``make bench-<study>
+#: QUICK=1`` sets it, so that a short run never overwrites the documented full run.
+OUT = Path(os.environ["FEDLEDGER_BENCH_OUT"]).resolve() if os.environ.get("FEDLEDGER_BENCH_OUT") else None
+RESULTS = OUT / "results" if OUT else ROOT / "bench" / "results"
+DOCS = OUT if OUT else ROOT / "docs"
 
 CORE_PACKAGES = ("numpy", "scikit-learn", "safetensors", "cryptography")
 FABRIC_PACKAGES = ("grpcio", "protobuf", "hyperledger-fabric-protos", "fabric-chaincode-python")
@@ -150,7 +153,9 @@ def render_page(
     out += [markdown_table(("fact", "value"), list(machine.items())), ""]
     for heading, body in sections:
         out += [f"## {heading}", "", body.rstrip(), ""]
-    return "\n".join(out)
+    page = "\n".join(out)
+    # Pages link their plots as docs/ sees bench/results/; a page written beside its results links them there.
+    return page.replace("](../bench/results/", "](results/") if OUT else page
 
 
 def print_report(title: str, *, command: str, machine: Mapping[str, str], table: str) -> None:
