@@ -46,6 +46,7 @@ from harness import (
     FABRIC_PACKAGES,
     RESULTS,
     command_line,
+    figure_link,
     machine_facts,
     markdown_table,
     print_report,
@@ -423,8 +424,9 @@ def render(report: dict[str, Any]) -> str:
         ),
         (
             "Plots",
-            "![time vs n](../bench/results/aggregation_latency.png)\n\n"
-            "![breakdown](../bench/results/aggregation_latency_breakdown.png)",
+            figure_link(RESULTS / "aggregation_latency.png", "time vs n")
+            + "\n\n"
+            + figure_link(RESULTS / "aggregation_latency_breakdown.png", "breakdown"),
         ),
     ]
     if report.get("notes"):

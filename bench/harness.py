@@ -153,9 +153,12 @@ def render_page(
     out += [markdown_table(("fact", "value"), list(machine.items())), ""]
     for heading, body in sections:
         out += [f"## {heading}", "", body.rstrip(), ""]
-    page = "\n".join(out)
-    # Pages link their plots as docs/ sees bench/results/; a page written beside its results links them there.
-    return page.replace("](../bench/results/", "](results/") if OUT else page
+    return "\n".join(out)
+
+
+def figure_link(path: Path, alt: str | None = None) -> str:
+    """Markdown image of a plot saved under RESULTS, linked relative to the page written in DOCS."""
+    return f"![{alt or path.stem}]({os.path.relpath(path, DOCS)})"
 
 
 def print_report(title: str, *, command: str, machine: Mapping[str, str], table: str) -> None:

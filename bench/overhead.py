@@ -648,7 +648,7 @@ def write(
     notes = Path(__file__).with_name("overhead_notes.md")
     sections = [
         ("Targets", verdict(rows)),
-        ("Results", f"{setup_text}.\n\n{table}\n\n![overhead](../bench/results/{figure.name})"),
+        ("Results", f"{setup_text}.\n\n{table}\n\n{harness.figure_link(figure, 'overhead')}"),
         ("Where the time goes", breakdown_table(rows) + "\n\n" + explain(rows)),
         ("Per run", _runs_table(runs)),
     ]

@@ -381,7 +381,7 @@ def write_docs(payload: Mapping[str, Any], machine: Mapping[str, str], command: 
                 SEARCH,
             ),
         ),
-        ("Plots", "\n\n".join(f"![{p.stem}](../bench/results/{p.name})" for p in plots)),
+        ("Plots", "\n\n".join(harness.figure_link(p) for p in plots)),
         (
             "Files",
             "`bench/results/privacy_utility.csv` (one row per run and round), `bench/results/privacy_utility.json` "

@@ -58,6 +58,7 @@ from harness import (
     ML_PACKAGES,
     RESULTS,
     command_line,
+    figure_link,
     machine_facts,
     markdown_table,
     print_report,
@@ -834,7 +835,7 @@ def _sections(
         ]
         for r in by_fraction
     ]
-    figures = "\n\n".join(f"![{p.stem}](../bench/results/{p.name})" for p in plots)
+    figures = "\n\n".join(figure_link(p) for p in plots)
     return [
         ("Targets at 20 % malicious", markdown_table(("target", "status", "measured"), target_rows)),
         (

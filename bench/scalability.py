@@ -63,6 +63,7 @@ from harness import (
     FABRIC_PACKAGES,
     RESULTS,
     command_line,
+    figure_link,
     machine_facts,
     markdown_table,
     print_report,
@@ -910,8 +911,9 @@ def render(report: dict[str, Any]) -> str:
         ),
         (
             "Plots",
-            "![throughput](../bench/results/scalability_throughput.png)\n\n"
-            "![FinalizeRound](../bench/results/scalability_finalize.png)",
+            figure_link(RESULTS / "scalability_throughput.png", "throughput")
+            + "\n\n"
+            + figure_link(RESULTS / "scalability_finalize.png", "FinalizeRound"),
         ),
     ]
     if report.get("notes"):

@@ -367,7 +367,7 @@ def write_docs(result: dict[str, Any], machine: Mapping[str, str], command: str,
                 ],
             ),
         ),
-        ("Plots", "\n\n".join(f"![{p.stem}](../bench/results/{p.name})" for p in plots)),
+        ("Plots", "\n\n".join(harness.figure_link(p) for p in plots)),
         (
             "Files",
             "`bench/results/trust.csv` (one row per participant and round), `bench/results/trust.json` (everything, "

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore, create_key, load_key
@@ -101,6 +101,7 @@ DEMO_MAX_GRAD_NORM = 1.0
 DEMO_DELTA = 1e-5
 
 AdapterLayout = Literal["all", "last", "pooler"]
+ADAPTER_LAYOUTS: tuple[str, ...] = get_args(AdapterLayout)
 
 
 def last_layer_targets(model: Any) -> list[str] | None:
@@ -120,7 +121,7 @@ def pooler_targets(model: Any) -> list[str] | None:
 
 def demo_adapter(epsilon: float) -> AdapterLayout:
     """The demo's adapter layout: ``"pooler"`` when ``epsilon`` turns DP on, else ``"all"``."""
-    return "pooler" if demo_privacy_config(epsilon, rounds=1) is not None else "all"
+    return "pooler" if _private(epsilon) else "all"
 
 
 def load_demo_model(name: str, seed: int, *, lora: AdapterLayout = "all") -> tuple[Any, Any, str]:
@@ -130,7 +131,7 @@ def load_demo_model(name: str, seed: int, *, lora: AdapterLayout = "all") -> tup
     ``"last"`` applies :data:`DEMO_LORA` on the last layer only; ``"pooler"`` applies :data:`DEMO_LORA_DP` on the
     pooler (models without a pooler fall back to ``"last"``). Every member of a federation must use the same.
     """
-    if lora not in ("all", "last", "pooler"):
+    if lora not in ADAPTER_LAYOUTS:
         raise ValueError(f"The 'lora' parameter must be 'all', 'last' or 'pooler'. Got {lora!r} instead.")
     if name == "tiny-bert":
         model, tokenizer = tiny_model("bert", seed=seed)
@@ -140,8 +141,9 @@ def load_demo_model(name: str, seed: int, *, lora: AdapterLayout = "all") -> tup
         model, tokenizer = load_model(path, task="classification", num_labels=2, seed=seed)
         label = "sentence-transformers/all-MiniLM-L6-v2" if name == "minilm" else str(name)
     settings = LoraSettings()
-    if lora == "pooler" and pooler_targets(model) is not None:
-        settings = dataclasses.replace(DEMO_LORA_DP, target_modules=pooler_targets(model))
+    pooler = pooler_targets(model) if lora == "pooler" else None
+    if pooler is not None:
+        settings = dataclasses.replace(DEMO_LORA_DP, target_modules=pooler)
     elif lora in ("last", "pooler"):
         settings = dataclasses.replace(DEMO_LORA, target_modules=last_layer_targets(model))
     return apply_lora(model, task="classification", settings=settings, seed=seed), tokenizer, label
@@ -151,7 +153,7 @@ def demo_train_config(
     *, epsilon: float, epochs: int | None = None, learning_rate: float | None = None, seed: int = 0
 ) -> TrainConfig:
     """The members' local training: :data:`DEMO_TRAIN_DP` when ``epsilon`` turns DP on, else :data:`DEMO_TRAIN`."""
-    recipe = DEMO_TRAIN_DP if demo_privacy_config(epsilon, rounds=1) is not None else DEMO_TRAIN
+    recipe = DEMO_TRAIN_DP if _private(epsilon) else DEMO_TRAIN
     return TrainConfig(
         epochs=epochs or int(recipe["epochs"]),
         batch_size=int(recipe["batch_size"]),
@@ -160,6 +162,11 @@ def demo_train_config(
         max_length=64,
         seed=seed,
     )
+
+
+def _private(epsilon: float) -> bool:
+    """Whether ``epsilon`` turns DP-SGD on (finite and positive), the switch for every DP-specific choice."""
+    return demo_privacy_config(epsilon, rounds=1) is not None
 
 
 def demo_privacy_config(epsilon: float, *, rounds: int) -> PrivacyConfig | None:
