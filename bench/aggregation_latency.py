@@ -36,10 +36,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-from fedledger.anomaly.features import direction_of, update_features
-from fedledger.chaincode.records import Rules
-from fedledger.chaincode.transactions.finalize import detect
-from fedledger.trainer.strategy import FedAvg
 from harness import (
     CORE_PACKAGES,
     DOCS,
@@ -58,6 +54,11 @@ from harness import (
 )
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
+
+from fedledger.anomaly.features import direction_of, update_features
+from fedledger.chaincode.records import Rules
+from fedledger.chaincode.transactions.finalize import detect
+from fedledger.trainer.strategy import FedAvg
 
 logger = logging.getLogger("bench.aggregation_latency")
 

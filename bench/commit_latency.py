@@ -49,15 +49,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from harness import CORE_PACKAGES, FABRIC_PACKAGES, fmt, machine_facts, markdown_table
+from safetensors.numpy import save as save_safetensors
+from tqdm import tqdm
+
 from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.backend import Proposal
 from fedledger.sdk.client import UPDATE_FIELD, FedLedgerClient
 from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.gateway import Gateway, connect
-from harness import CORE_PACKAGES, FABRIC_PACKAGES, fmt, machine_facts, markdown_table
-from safetensors.numpy import save as save_safetensors
-from tqdm import tqdm
 
 logger = logging.getLogger("bench.commit_latency")
 

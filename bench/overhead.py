@@ -123,7 +123,7 @@ def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 
 def _train_config(setup: Setup) -> Any:
-    from fedledger.trainer.client import TrainConfig
+    from fedledger.trainer.local_trainer import TrainConfig
 
     return TrainConfig(
         epochs=setup.epochs,
@@ -141,14 +141,14 @@ def _dataset() -> Any:
 
 
 def _model(setup: Setup) -> tuple[Any, Any]:
-    from fedledger.trainer.demo_setup import load_demo_model
+    from fedledger.experiments.demo_setup import load_demo_model
 
     model, tokenizer, _label = load_demo_model(setup.model, setup.seed)
     return model, tokenizer
 
 
 def run_off(setup: Setup, repeat: int) -> Run:
-    from fedledger.trainer.simulation import SimulationConfig, run_simulation
+    from fedledger.experiments.simulation import SimulationConfig, run_simulation
 
     model, tokenizer = _model(setup)
     config = SimulationConfig(
@@ -178,9 +178,9 @@ def run_off(setup: Setup, repeat: int) -> Run:
 
 
 def _run_ledger(setup: Setup, repeat: int, mode: str, connect: Any, work: Path, pid_dir: Path | None = None) -> Run:
+    from fedledger.experiments.demo_setup import DEMO_RULES
+    from fedledger.experiments.federation import FederationConfig, run_federation
     from fedledger.sdk.store import UpdateStore, create_key
-    from fedledger.trainer.demo_setup import DEMO_RULES
-    from fedledger.trainer.federation import FederationConfig, run_federation
 
     model, tokenizer = _model(setup)
     store = UpdateStore(work / "store", create_key(work / "store.key"))
@@ -246,6 +246,7 @@ def run_embedded(setup: Setup, repeat: int) -> Run:
 
 def run_fabric(setup: Setup, repeat: int, *, network_dir: Path, port_offset: int, batch_timeout: str) -> Run:
     from commit_latency import bench_network
+
     from fedledger.sdk.fabric.local import LocalFabricNetwork
 
     with (
@@ -280,11 +281,11 @@ class InProcessProxy(ClientProxy):
 
 
 def run_flower(setup: Setup, repeat: int) -> Run:
-    from fedledger.trainer.client import LocalTrainer
+    from fedledger.tensors import to_numpy
     from fedledger.trainer.data import partition_dirichlet, to_tensor_dataset, train_test_split
     from fedledger.trainer.evaluate import evaluate
+    from fedledger.trainer.local_trainer import LocalTrainer
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
-    from fedledger.trainer.serialization import to_numpy
 
     model, tokenizer = _model(setup)
     train = _train_config(setup)

@@ -107,14 +107,14 @@ def run_one(job: Mapping[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     from dataclasses import replace
 
-    from fedledger.trainer.data import load_breast_cancer_text
-    from fedledger.trainer.demo_setup import (
+    from fedledger.experiments.demo_setup import (
         demo_adapter,
         demo_privacy_config,
         demo_train_config,
         load_demo_model,
     )
-    from fedledger.trainer.simulation import SimulationConfig, run_simulation
+    from fedledger.experiments.simulation import SimulationConfig, run_simulation
+    from fedledger.trainer.data import load_breast_cancer_text
 
     epsilon, seed, recipe = float(job["epsilon"]), int(job["seed"]), job["recipe"]
     dp = not math.isinf(epsilon)
@@ -174,8 +174,9 @@ def gradient_anatomy(samples: int = 29) -> dict[str, float]:
     to all inputs, the rest is learned from noise alone.
     """
     import torch
+
+    from fedledger.experiments.demo_setup import load_demo_model
     from fedledger.trainer.data import load_breast_cancer_text, to_tensor_dataset
-    from fedledger.trainer.demo_setup import load_demo_model
 
     model, tokenizer, _ = load_demo_model("minilm", 0)
     data = load_breast_cancer_text(style="levels")
@@ -454,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs.append(run)
     machine["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     summary = summarise(runs)
-    from fedledger.trainer.demo_setup import demo_privacy_config, demo_train_config
+    from fedledger.experiments.demo_setup import demo_privacy_config, demo_train_config
 
     anatomy = gradient_anatomy()
     payload = {

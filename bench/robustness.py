@@ -13,14 +13,14 @@ What one run does (bounded, in one process per seed, no ledger)::
   classification head (4,226 trainable values). MiniLM learns nothing in the first rounds and costs ~28 s
   per round of 10 clients on this machine; the grid needs ~8,000 local trainings, so it runs on the tiny
   model, which reaches ~0.9 accuracy in 4-5 rounds (measured before choosing; see docs/bench-robustness.md).
-- Attacks (:mod:`fedledger.anomaly.attacks`, :mod:`fedledger.trainer.attacks`): sign flip, scaling x10
+- Attacks (:mod:`fedledger.experiments.update_attacks`, :mod:`fedledger.experiments.attacks`): sign flip, scaling x10
   (model replacement), Gaussian noise, ALIE (z_max of Baruch et al.), IPM (epsilon 0.5), the norm-matched
   sign flip and IPM, label flip (all rows) and a text backdoor (trigger "cf zq" on half the rows, label
   benign). Colluding attacks (ALIE, IPM, IPM-NM) see the round's honest deltas (standard threat model).
 - Defences: ``fedledger`` is the contract's verdict exactly: ``update_features`` of each delta (with the
   contract's sketch size and the declared samples), ``screen_round`` with the round's seed and the previous
   round's accepted direction (``direction_of``), then sample-weighted FedAvg of the accepted updates
-  (``trainer.strategy.FedAvg``). Baselines (:mod:`fedledger.anomaly.baselines`): Krum, Multi-Krum, median,
+  (``trainer.strategy.FedAvg``). Baselines (:mod:`fedledger.experiments.baselines`): Krum, Multi-Krum, median,
   trimmed mean (byzfl, ``f`` = the number of attackers, 2 without attack) and FedAvg (Flower's weighted
   ``aggregate``) over every update.
 - Per round: TPR/FPR of the defences that judge single updates (fedledger, Krum, Multi-Krum; a rejected
@@ -170,8 +170,10 @@ class SeedRun:
     def __init__(self, setup: Setup, seed: int) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import torch
+
         from fedledger.chaincode.records import Rules
-        from fedledger.trainer.attacks import backdoor_test_set
+        from fedledger.experiments.attacks import backdoor_test_set
+        from fedledger.tensors import to_numpy
         from fedledger.trainer.data import (
             load_breast_cancer_text,
             partition_dirichlet,
@@ -179,7 +181,6 @@ class SeedRun:
             train_test_split,
         )
         from fedledger.trainer.models import LoraSettings, apply_lora, get_adapter_state, tiny_model
-        from fedledger.trainer.serialization import to_numpy
 
         torch.set_num_threads(1)  # one process per seed; many small matrices gain nothing from threads
         self.setup, self.seed = setup, seed
@@ -208,7 +209,7 @@ class SeedRun:
         self.cache_hits = 0
 
     def attack_config(self, attack: str, malicious: int, client: int) -> Any:
-        from fedledger.trainer.attacks import AttackConfig
+        from fedledger.experiments.attacks import AttackConfig
 
         s = self.setup
         return AttackConfig(
@@ -225,7 +226,7 @@ class SeedRun:
         )
 
     def _client_tensors(self, client: int, data_attack: str) -> Any:
-        from fedledger.trainer.attacks import poison_dataset
+        from fedledger.experiments.attacks import poison_dataset
         from fedledger.trainer.data import to_tensor_dataset
 
         key = (client, data_attack)
@@ -238,8 +239,8 @@ class SeedRun:
 
     def train(self, client: int, data_attack: str, rnd: int, state: NDState, digest: str) -> NDState:
         """The client's delta from ``state``; cached, since it depends on nothing else."""
-        from fedledger.trainer.client import LocalTrainer, TrainConfig
-        from fedledger.trainer.serialization import to_numpy
+        from fedledger.tensors import to_numpy
+        from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 
         key = (client, data_attack, rnd, digest)
         if key in self._deltas:
@@ -273,13 +274,13 @@ class SeedRun:
 
     def cell(self, attack: str, fraction: float, defence: str) -> CellResult:
         """Run one (attack, fraction, defence) federation for ``setup.rounds`` rounds."""
-        from fedledger.anomaly.attacks import honest_statistics
-        from fedledger.anomaly.baselines import robust_aggregate
         from fedledger.anomaly.detector import round_seed
         from fedledger.anomaly.features import direction_of, update_features
         from fedledger.anomaly.screening import screen_round
+        from fedledger.experiments.attacks import DATA_ATTACKS, poison_update
+        from fedledger.experiments.baselines import robust_aggregate
+        from fedledger.experiments.update_attacks import honest_statistics
         from fedledger.trainer.aggregate import apply_delta
-        from fedledger.trainer.attacks import DATA_ATTACKS, poison_update
         from fedledger.trainer.strategy import FedAvg
 
         start = time.perf_counter()

@@ -47,16 +47,6 @@ from typing import Any
 import numpy as np
 from aggregation_latency import detector_version
 from commit_latency import EPSILON, SAMPLES, SCHEMA, SHAPES, bench_network, until_discovered, zero_model
-from fedledger.anomaly.features import direction_of
-from fedledger.chaincode import errors as contract_errors
-from fedledger.chaincode.codec import dumps
-from fedledger.chaincode.embedded.bootstrap import create_consortium
-from fedledger.chaincode.transactions.finalize import detect
-from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.embedded import forget_ledger
-from fedledger.sdk.gateway import Gateway, connect
-from fedledger.trainer.serialization import from_safetensors, to_safetensors
-from fedledger.trainer.strategy import FedAvg
 from harness import (
     CORE_PACKAGES,
     DOCS,
@@ -74,6 +64,17 @@ from harness import (
     write_json,
 )
 from tqdm import tqdm
+
+from fedledger.anomaly.features import direction_of
+from fedledger.chaincode import errors as contract_errors
+from fedledger.chaincode.embedded.bootstrap import create_consortium
+from fedledger.chaincode.encoding import dumps
+from fedledger.chaincode.transactions.finalize import detect
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.embedded import forget_ledger
+from fedledger.sdk.gateway import Gateway, connect
+from fedledger.tensors import decode, encode
+from fedledger.trainer.strategy import FedAvg
 
 logger = logging.getLogger("bench.scalability")
 
@@ -154,6 +155,7 @@ class FabricScale:
 
     def __init__(self, network_dir: Path, step_limit: float) -> None:
         from commit_latency import FabricProbe
+
         from fedledger.sdk.fabric import load_network_dir
         from fedledger.sdk.fabric.local import LocalFabricNetwork
 
@@ -260,7 +262,7 @@ def make_updates(count: int, malicious: float, rng: np.random.Generator) -> tupl
         tensors = {
             k: (0.01 * scale * (d + rng.standard_normal(d.shape))).astype(np.float32) for k, d in direction.items()
         }
-        out.append(to_safetensors(tensors))
+        out.append(encode(tensors))
     return out, bad
 
 
@@ -460,9 +462,9 @@ def one_round(ledger: Any, n: int, args: argparse.Namespace, rng: np.random.Gene
 
         t0 = time.perf_counter()
         accepted = [by_participant[p] for p in sorted(finalized.accepted)]
-        results = [(from_safetensors(data), SAMPLES) for _u, data, _bad in accepted]
+        results = [(decode(data), SAMPLES) for _u, data, _bad in accepted]
         new_state = FedAvg().aggregate_fit(number, model["state"], results)
-        payload = to_safetensors(new_state)
+        payload = encode(new_state)
         row["fedavg_s"] = round(time.perf_counter() - t0, 3)
         committed, row["commit_aggregate_s"] = timed_call(
             "CommitAggregate",
@@ -500,9 +502,10 @@ def detector_at_scale(sizes: Sequence[int], seed: int, limit: float) -> list[dic
     import tracemalloc
     from types import SimpleNamespace
 
+    from threadpoolctl import threadpool_limits
+
     from fedledger.anomaly.features import update_features
     from fedledger.chaincode.records import Rules
-    from threadpoolctl import threadpool_limits
 
     rules = Rules()
     rng = np.random.default_rng(seed)
@@ -512,7 +515,7 @@ def detector_at_scale(sizes: Sequence[int], seed: int, limit: float) -> list[dic
         while len(records) < n:  # reuse the smaller sizes' records; add new updates only
             updates, _bad = make_updates(min(1000, n - len(records)), 0.1, rng)
             for data in updates:
-                features = update_features(from_safetensors(data), sketch_dim=rules.sketch_dim, samples=SAMPLES)
+                features = update_features(decode(data), sketch_dim=rules.sketch_dim, samples=SAMPLES)
                 records.append(SimpleNamespace(features=features, samples=SAMPLES, epsilon=EPSILON))
         direction = direction_of([r.features for r in records[:n]], [SAMPLES] * n)
         if not out:

@@ -66,7 +66,7 @@ def plan(name: str, round_number: int, *, turn: int) -> Plan:
 
 
 def _attack(action: str, *, noise_std: float, seed: int) -> Any:
-    from fedledger.trainer.attacks import Attack, AttackConfig
+    from fedledger.experiments.attacks import Attack, AttackConfig
 
     if action == "noisy":
         return AttackConfig(kind=Attack.GAUSSIAN_NOISE, noise_std=noise_std, seed=seed)
@@ -88,21 +88,22 @@ def _coordinate_std(states: Sequence[Mapping[str, np.ndarray]]) -> float:
 def run_study(args: argparse.Namespace) -> dict[str, Any]:
     """Runs the federation and returns every per-round record and the final balances."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tqdm.auto import tqdm
+
     from fedledger.chaincode.embedded.bootstrap import create_consortium
     from fedledger.chaincode.errors import PermissionDenied
+    from fedledger.experiments.demo_setup import DEMO_RULES, demo_train_config, load_demo_model
+    from fedledger.experiments.federation import schema_hash
     from fedledger.sdk.client import FedLedgerClient
     from fedledger.sdk.gateway import connect
     from fedledger.sdk.store import UpdateStore, create_key
-    from fedledger.trainer.client import LocalTrainer
+    from fedledger.tensors import decode, to_numpy
+    from fedledger.trainer.aggregator import Aggregator
     from fedledger.trainer.data import load_breast_cancer_text, partition_dirichlet, to_tensor_dataset, train_test_split
-    from fedledger.trainer.demo_setup import DEMO_RULES, demo_train_config, load_demo_model
     from fedledger.trainer.evaluate import evaluate
-    from fedledger.trainer.federation import schema_hash
+    from fedledger.trainer.local_trainer import LocalTrainer
     from fedledger.trainer.member import Member
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
-    from fedledger.trainer.serialization import from_safetensors, to_numpy
-    from fedledger.trainer.server import Aggregator
-    from tqdm.auto import tqdm
 
     out = args.out
     if out.exists():
@@ -176,7 +177,7 @@ def run_study(args: argparse.Namespace) -> dict[str, Any]:
         updates = {u.participant: u for u in observer.updates(number)}
         participants = {p.id: p for p in observer.participants()}
         accepted_states = [
-            from_safetensors(store.get(u.hash), expected=None) for u in updates.values() if u.status == "accepted"
+            decode(store.get(u.hash), expected=None) for u in updates.values() if u.status == "accepted"
         ]
         noise_std = _coordinate_std([to_numpy(s) for s in accepted_states]) if accepted_states else noise_std
         for name in names:

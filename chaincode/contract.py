@@ -2,13 +2,13 @@
 
 It knows nothing about Fabric: an adapter builds a LedgerContext for the transaction and calls
 ``invoke``. The transactions themselves live in one module per domain (consortium, participants,
-models, rounds, updates, finalize, disputes, queries); importing them registers them.
+lineage, rounds, updates, finalize, disputes, queries); importing them registers them.
 """
 
 from __future__ import annotations
 
-from .codec import dumps
 from .context import LedgerContext
+from .encoding import dumps
 from .errors import ContractError, NotFound
 from .registry import TRANSACTIONS, TransactionInfo, bind_arguments
 
@@ -17,7 +17,7 @@ from .transactions import (  # noqa: F401
     consortium,
     disputes,
     finalize,
-    models,
+    lineage,
     participants,
     queries,
     rounds,

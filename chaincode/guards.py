@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from . import keys, store
+from . import keys, state
+from .caller import Caller, caller_of
 from .context import LedgerContext
 from .errors import FailedPrecondition, PermissionDenied
-from .identity import Caller, caller_of
 from .records import Participant, Rules
 
 
 def current_rules(ctx: LedgerContext) -> Rules:
-    rules = store.read(ctx, Rules, keys.RULES, ["current"])
+    rules = state.read(ctx, Rules, keys.RULES, ["current"])
     if rules is None:
         raise FailedPrecondition("the consortium is not initialised; an admin must call InitConsortium first")
     return rules
@@ -26,7 +26,7 @@ def require_admin(ctx: LedgerContext, rules: Rules) -> Caller:
 
 
 def registered(ctx: LedgerContext, caller: Caller) -> Participant | None:
-    participant = store.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
+    participant = state.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
     if participant is not None and participant.cert_fingerprint != caller.fingerprint:
         raise PermissionDenied(f"the certificate of {caller.id} does not match the one it registered with")
     return participant

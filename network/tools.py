@@ -347,10 +347,10 @@ def wait_endorsable(run: Path, timeout: float = 90.0) -> None:
     import time
 
     from fedledger.chaincode.errors import ContractError
+    from fedledger.identity import load_msp_identity
     from fedledger.sdk.backend import Proposal
     from fedledger.sdk.errors import EndorseError
     from fedledger.sdk.fabric.profile import load_network_dir
-    from fedledger.sdk.identity import load_msp_identity
 
     profile = load_network_dir(run)
     orgs = list(profile.orgs.values())

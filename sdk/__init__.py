@@ -6,6 +6,8 @@
         client = FedLedgerClient(network.get_contract("fedledger"), network)
 """
 
+from fedledger.identity import Identity, Signer, ecdsa_signer, load_msp_identity
+
 from .backend import Backend, ChaincodeEvent, Proposal, SubmitResult
 from .client import Balance, FedLedgerClient
 from .errors import (
@@ -17,7 +19,6 @@ from .errors import (
     SubmitError,
 )
 from .gateway import Contract, EventStream, Gateway, Network, connect
-from .identity import Identity, Signer, ecdsa_signer, load_msp_identity
 
 __all__ = [
     "Backend",

@@ -11,10 +11,10 @@ from pathlib import Path
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger, LedgerError
 from fedledger.chaincode.embedded.proposal import SignedProposal, build_header
 from fedledger.chaincode.errors import ContractError
+from fedledger.identity import Identity, Signer
 
 from .backend import ChaincodeEvent, Proposal, SubmitResult
 from .errors import EndorseError, contract_rejection
-from .identity import Identity, Signer
 
 _LEDGERS: dict[Path, EmbeddedLedger] = {}
 _LEDGERS_LOCK = threading.Lock()

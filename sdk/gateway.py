@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from fedledger.identity import Identity, Signer
+
 from .backend import Backend, ChaincodeEvent, Proposal, SubmitResult
-from .identity import Identity, Signer
 
 logger = logging.getLogger(__name__)
 

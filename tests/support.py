@@ -17,14 +17,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from safetensors.numpy import save
+
 from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_consortium
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger
 from fedledger.chaincode.embedded.msp import Organization, add_user
+from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.embedded import forget_ledger, shared_ledger
 from fedledger.sdk.gateway import Gateway, connect
-from fedledger.sdk.identity import Identity, Signer, load_msp_identity
-from safetensors.numpy import save
 
 SCHEMA = hashlib.sha256(b"text,label").hexdigest()
 SHAPES = {"layer.0.lora_A": (8, 32), "layer.0.lora_B": (32, 8), "layer.1.lora_A": (8, 32), "layer.1.lora_B": (32, 8)}

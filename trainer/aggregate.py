@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .serialization import to_numpy
+from fedledger.tensors import to_numpy
 
 __all__ = [
     "AggregationError",

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import StoreError, UpdateStore
+from fedledger.tensors import decode, encode
 
 from .provenance import ADAPTER_BYTES, PROVENANCE
-from .serialization import from_safetensors, to_safetensors
 from .strategy import Strategy
 
 
@@ -73,7 +73,7 @@ def _check_updates(client: FedLedgerClient, store: UpdateStore, report: AuditRep
 def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strategy, report: AuditReport) -> None:
     lineage = list(reversed(client.lineage(client.latest_model().hash)))
     genesis = lineage[0]
-    state = from_safetensors(_open(store, genesis.hash, "genesis adapter"), expected=genesis.manifest)
+    state = decode(_open(store, genesis.hash, "genesis adapter"), expected=genesis.manifest)
     for model in lineage[1:]:
         accepted = sorted(u["hash"] for u in model.updates)
         on_ledger = sorted(u.hash for u in client.updates(model.round) if u.status == "accepted")
@@ -81,10 +81,10 @@ def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strateg
             raise _Mismatch(f"model v{model.version} lists updates that are not round {model.round}'s accepted set")
         samples = {u["hash"]: u["samples"] for u in model.updates}
         results = [
-            (from_safetensors(_open(store, h, f"update {h}"), expected=genesis.manifest), samples[h]) for h in accepted
+            (decode(_open(store, h, f"update {h}"), expected=genesis.manifest), samples[h]) for h in accepted
         ]
         state = strategy.aggregate_fit(model.round, state, results)
-        recomputed = hashlib.sha256(to_safetensors(state)).hexdigest()
+        recomputed = hashlib.sha256(encode(state)).hexdigest()
         if recomputed != model.hash:
             raise _Mismatch(
                 f"model v{model.version} (round {model.round}) recomputed from its accepted updates hashes to "

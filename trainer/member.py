@@ -21,10 +21,9 @@ from fedledger.chaincode.errors import NotFound
 from fedledger.chaincode.records import Update
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
+from fedledger.tensors import NDState, decode, encode, to_numpy
 
-from .attacks import AttackConfig, poison_update
-from .client import LocalTrainer
-from .serialization import from_safetensors, to_numpy, to_safetensors
+from .local_trainer import LocalTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +42,8 @@ class Submission:
 class Member:
     """A consortium member: ``participate(round)`` trains on the member's data and submits the delta.
 
-    ``attack`` turns the member malicious for experiments (update attacks are applied to its own
-    delta; data attacks belong in the member's dataset). Off by default.
+    Subclasses may change what is submitted by overriding :meth:`outgoing_delta` (the experiments'
+    malicious members do).
     """
 
     def __init__(
@@ -55,14 +54,12 @@ class Member:
         data: Any,
         *,
         journal: Path | str | None = None,
-        attack: AttackConfig | None = None,
     ) -> None:
         self.client = client
         self.store = store
         self.trainer = trainer
         self.data = data
         self.journal = Path(journal) if journal is not None else None
-        self.attack = attack or AttackConfig()
         self._id: str | None = None
 
     @property
@@ -86,7 +83,7 @@ class Member:
                 f"the global adapter v{base.version} ({base.hash}) of round {round_number} cannot be read from the "
                 f"store ({exc}); ask the aggregator to re-publish it, do not train on anything else"
             ) from exc
-        return from_safetensors(data, expected=base.manifest)
+        return decode(data, expected=base.manifest)
 
     def _already_submitted(self, round_number: int) -> Update | None:
         try:
@@ -141,15 +138,13 @@ class Member:
         seconds = {"train": trained - started, "submit": submitted - trained}
         return Submission(update, resumed=pending is not None, seconds=seconds)
 
+    def outgoing_delta(self, delta: NDState) -> NDState:
+        """The delta this member submits: its trained delta, unchanged."""
+        return delta
+
     def _train(self, round_number: int) -> tuple[bytes, dict[str, Any]]:
         result = self.trainer.train_round(self.global_state(round_number), self.data, round_id=round_number)
-        delta = to_numpy(result.delta)
-        if self.attack.is_update_attack:
-            # A lone attacker sees no other member's update: it estimates the honest mean by its own honest
-            # delta and the per-coordinate spread by that delta's magnitude (what ALIE/IPM need).
-            spread = {k: abs(v) for k, v in delta.items()}
-            delta = poison_update(delta, self.attack, honest_mean=delta, honest_std=spread)
-        payload = to_safetensors(delta)
+        payload = encode(self.outgoing_delta(to_numpy(result.delta)))
         digest = self.store.put(payload)
         # ε of this round alone; the contract sums rounds, an upper bound on the composed ε (basic composition).
         epsilon = result.round_epsilon if result.round_epsilon is not None else 0.0

@@ -372,7 +372,7 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str], state: Map
     With ``state`` the model's adapter is first set to it. The safetensors file holds exactly the names of
     :func:`get_adapter_state`, so its tensors can be compared with an update or aggregate directly; note that
     its bytes carry peft's metadata, so hash the state with
-    :func:`fedledger.trainer.serialization.to_safetensors` rather than hashing the file.
+    :func:`fedledger.trainer.serialization.encode` rather than hashing the file.
     """
     peft_model = _unwrap(model)
     if state is not None:

@@ -8,7 +8,7 @@ check must see. With ``target_epsilon`` the noise multiplier is calibrated so th
 
 Known hazard (opacus issue 820): wrapping a peft model before moving it to its device can leave the LoRA
 weights untouched without any error. :func:`make_private` moves the model to ``device`` first and hooks it
-without wrapping (``wrap_model=False``); :class:`~fedledger.trainer.client.LocalTrainer` additionally checks
+without wrapping (``wrap_model=False``); :class:`~fedledger.trainer.local_trainer.LocalTrainer` additionally checks
 after every round that the adapter weights changed.
 """
 
@@ -215,7 +215,7 @@ class _PerSampleLoss(nn.Module):
 
 
 def per_sample_loss(reduction: str = "mean") -> nn.Module:
-    """The loss :class:`~fedledger.trainer.client.LocalTrainer` uses, with or without DP."""
+    """The loss :class:`~fedledger.trainer.local_trainer.LocalTrainer` uses, with or without DP."""
     return _PerSampleLoss(reduction)
 
 

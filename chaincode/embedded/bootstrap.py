@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedledger.sdk.identity import Identity, Signer, load_msp_identity
+from fedledger.identity import Identity, Signer, load_msp_identity
 
 from .ledger import EmbeddedLedger
 from .msp import Organization, add_user, create_organization

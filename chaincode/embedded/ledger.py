@@ -24,11 +24,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from fedledger.sdk.identity import Identity, Signer, load_msp_identity, verify_signature
+
+from fedledger.identity import Identity, Signer, load_msp_identity, verify_signature
+from fedledger.tensors import sha256_hex
 
 from ..context import Creator
 from ..contract import FedLedgerContract
-from ..tensors import sha256_hex
 from .context import EmbeddedContext
 from .proposal import SignedProposal, canonical, decode_args, transaction_id
 

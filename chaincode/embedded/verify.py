@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from fedledger.sdk.identity import Identity, verify_signature
+from fedledger.identity import Identity, verify_signature
 
 from .ledger import GENESIS_PREV, CreatorVerifier, EmbeddedLedger, LedgerError, sha256_hex
 

@@ -4,27 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, store
-from ..codec import parse_int, parse_json
+from .. import keys, state
+from ..caller import caller_of
 from ..context import LedgerContext
+from ..encoding import parse_int, parse_json
 from ..errors import AlreadyExists, PermissionDenied
 from ..events import emit
 from ..guards import current_rules, require_admin
-from ..identity import caller_of
 from ..records import Rules
 from ..registry import transaction
 from ..rules import apply_patch
 
 
 def _store_rules(ctx: LedgerContext, rules: Rules) -> None:
-    store.write(ctx, keys.RULES, ["current"], rules)
-    store.write(ctx, keys.RULES, [keys.version_attr(rules.version)], rules)
+    state.write(ctx, keys.RULES, ["current"], rules)
+    state.write(ctx, keys.RULES, [keys.version_attr(rules.version)], rules)
 
 
 @transaction("InitConsortium")
 def init_consortium(ctx: LedgerContext, rules_json: str = "{}") -> Rules:
     """Creates rules version 1. The caller's organisation becomes an admin organisation."""
-    if store.read(ctx, Rules, keys.RULES, ["current"]) is not None:
+    if state.read(ctx, Rules, keys.RULES, ["current"]) is not None:
         raise AlreadyExists("the consortium is already initialised; use UpdateRules to change its rules")
     caller = caller_of(ctx.get_creator())
     if not caller.is_admin:
@@ -66,4 +66,4 @@ def get_rules(ctx: LedgerContext, version: str = "") -> Rules:
     if not version:
         return current_rules(ctx)
     number = parse_int("version", version, minimum=1)
-    return store.require(ctx, Rules, keys.RULES, [keys.version_attr(number)], f"rules version {number}")
+    return state.require(ctx, Rules, keys.RULES, [keys.version_attr(number)], f"rules version {number}")

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, store
-from ..codec import parse_choice
+from .. import keys, state
 from ..context import LedgerContext
+from ..encoding import parse_choice
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from ..events import emit
 from ..guards import require_participant
@@ -32,7 +32,7 @@ def _dispute_key(number: int, participant_id: str) -> list[str]:
 
 
 def require_dispute(ctx: LedgerContext, number: int, participant_id: str) -> Dispute:
-    return store.require(
+    return state.require(
         ctx,
         Dispute,
         keys.DISPUTE,
@@ -66,7 +66,7 @@ def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, rea
         raise PermissionDenied("only the owner of a rejected update can contest its rejection")
     if update.status == "accepted" and filer.id == participant_id:
         raise InvalidArgument("an owner cannot contest the acceptance of its own update")
-    if store.read(ctx, Dispute, keys.DISPUTE, _dispute_key(number, participant_id)) is not None:
+    if state.read(ctx, Dispute, keys.DISPUTE, _dispute_key(number, participant_id)) is not None:
         raise AlreadyExists(f"the update of {participant_id} in round {number} is already disputed")
     dispute = Dispute(
         round=number,
@@ -77,7 +77,7 @@ def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, rea
         opened_at=now,
         voting_deadline=now + rules.dispute_voting_seconds,
     )
-    store.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), dispute)
+    state.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), dispute)
     emit(ctx, "DisputeOpened", {"dispute": dispute.id, "kind": dispute.kind, "by": filer.id})
     return dispute
 
@@ -99,10 +99,10 @@ def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decisi
     if now > dispute.voting_deadline:
         raise FailedPrecondition(f"voting on dispute {dispute.id} closed at {dispute.voting_deadline}")
     vote_key = [keys.round_attr(number), participant_id, auditor.id]
-    if store.read(ctx, Vote, keys.VOTE, vote_key) is not None:
+    if state.read(ctx, Vote, keys.VOTE, vote_key) is not None:
         raise AlreadyExists(f"{auditor.id} already voted on dispute {dispute.id}")
     vote = Vote(number, participant_id, auditor.id, auditor.mspid, choice, reason.strip(), now)
-    store.write(ctx, keys.VOTE, vote_key, vote)
+    state.write(ctx, keys.VOTE, vote_key, vote)
     emit(ctx, "VoteCast", {"dispute": dispute.id, "voter": auditor.id, "decision": choice})
     return vote
 
@@ -115,7 +115,7 @@ def _overturn(ctx: LedgerContext, record: Round, update: Update) -> None:
         status="accepted" if now_accepted else "rejected",
         reason=f"{update.reason}; verdict overturned by dispute",
     )
-    store.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], flipped)
+    state.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], flipped)
     delta = 1 if now_accepted else -1
     apply_verdict_to_participant(ctx, rules, update.participant, delta, -delta)
     updates = round_updates(ctx, record.number)
@@ -127,7 +127,7 @@ def _overturn(ctx: LedgerContext, record: Round, update: Update) -> None:
         rejected=[u.participant for u in updates if u.status == "rejected"],
         revised_after_aggregate=record.revised_after_aggregate or record.aggregate is not None,
     )
-    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], revised)
+    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], revised)
 
 
 @transaction("ResolveDispute")
@@ -139,7 +139,7 @@ def resolve_dispute(ctx: LedgerContext, round_number: str, participant_id: str) 
         raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
     record = require_round(ctx, number)
     rules = rules_of(ctx, record)
-    votes = list(store.scan(ctx, Vote, keys.VOTE, [keys.round_attr(number), participant_id]))
+    votes = list(state.scan(ctx, Vote, keys.VOTE, [keys.round_attr(number), participant_id]))
     uphold = sum(v.decision == "uphold" for v in votes)
     overturn = len(votes) - uphold
     now = ctx.get_tx_timestamp()
@@ -157,6 +157,6 @@ def resolve_dispute(ctx: LedgerContext, round_number: str, participant_id: str) 
     resolved = dataclasses.replace(
         dispute, status=status, votes_uphold=uphold, votes_overturn=overturn, ruled_at=now, ruling_tx=ctx.get_tx_id()
     )
-    store.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), resolved)
+    state.write(ctx, keys.DISPUTE, _dispute_key(number, participant_id), resolved)
     emit(ctx, "DisputeResolved", {"dispute": dispute.id, "status": status})
     return resolved

@@ -8,16 +8,18 @@ from typing import Any
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import direction_of
 from fedledger.anomaly.screening import ScreeningConfig, Verdict, screen_round
+from fedledger.tensors import sha256_hex
 
-from .. import keys, store, tensors
-from ..codec import parse_json
+from .. import keys, state
 from ..context import LedgerContext
+from ..encoding import parse_json
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from ..events import emit
 from ..guards import require_participant
+from ..payloads import decode_payload, transient_bytes
 from ..records import Anomaly, ModelVersion, Round, Rules, Update
 from ..registry import transaction
-from .models import MODEL_FIELD, require_model
+from .lineage import MODEL_FIELD, require_model
 from .rounds import parse_round, require_round
 from .settlement import apply_verdict_to_participant, pay_round
 from .updates import round_updates, rules_of
@@ -36,7 +38,7 @@ def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
     """
     if number <= 1:
         return []
-    previous = store.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
+    previous = state.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
     if previous is None or previous.status not in ("finalized", "aggregated"):
         return []
     accepted = [u for u in round_updates(ctx, previous.number) if u.status == "accepted"]
@@ -82,7 +84,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
     for update, verdict in zip(updates, verdicts, strict=True):
         status = "accepted" if verdict.accepted else "rejected"
         update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)
-        store.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], update)
+        state.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], update)
         apply_verdict_to_participant(ctx, rules, update.participant, int(verdict.accepted), int(not verdict.accepted))
         if not verdict.accepted:
             anomaly = Anomaly(
@@ -96,7 +98,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
                 detected_at=now,
                 tx_id=ctx.get_tx_id(),
             )
-            store.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
+            state.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
         judged.append(update)
     pay_round(ctx, record, judged)
     finalized = dataclasses.replace(
@@ -109,7 +111,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
         detector_seed=round_seed(record.number),
         direction_round=record.number - 1 if direction else None,
     )
-    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], finalized)
+    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], finalized)
     emit(
         ctx,
         "RoundFinalized",
@@ -139,11 +141,9 @@ def commit_aggregate(ctx: LedgerContext, round_number: str, update_hashes: str, 
         )
     base = require_model(ctx, record.base_model)
     rules = rules_of(ctx, record)
-    data = tensors.transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
-    parsed = tensors.parse(data, "aggregate")
-    tensors.check_shapes(parsed, base.manifest, "aggregate")
-    tensors.check_finite(parsed, "aggregate")
-    model_hash = tensors.sha256_hex(data)
+    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
+    decode_payload(data, "aggregate", expected=base.manifest)
+    model_hash = sha256_hex(data)
     if ctx.get_state(keys.composite_key(keys.MODEL, [model_hash])) is not None:
         raise AlreadyExists(f"model {model_hash} is already on the ledger")
     model = ModelVersion(
@@ -162,9 +162,9 @@ def commit_aggregate(ctx: LedgerContext, round_number: str, update_hashes: str, 
         timestamp=ctx.get_tx_timestamp(),
         metrics=scores,
     )
-    store.write(ctx, keys.MODEL, [model.hash], model)
-    store.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": model.version})
-    store.write(
+    state.write(ctx, keys.MODEL, [model.hash], model)
+    state.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": model.version})
+    state.write(
         ctx,
         keys.ROUND,
         [keys.round_attr(record.number)],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, store
-from ..codec import parse_choice, parse_hash, parse_int
+from .. import keys, state
+from ..caller import caller_of
 from ..context import LedgerContext
+from ..encoding import parse_choice, parse_hash, parse_int
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from ..events import emit
 from ..guards import current_rules, registered, require_admin
-from ..identity import caller_of
 from ..records import ROLES, Participant
 from ..registry import transaction
 from ..trust import trust_score
@@ -45,7 +45,7 @@ def register_participant(ctx: LedgerContext, role: str, dataset_size: str, schem
         registered_at=ctx.get_tx_timestamp(),
         trust=trust_score(rules, 0, 0),
     )
-    store.write(ctx, keys.PARTICIPANT, [participant.id], participant)
+    state.write(ctx, keys.PARTICIPANT, [participant.id], participant)
     emit(ctx, "ParticipantRegistered", {"participant": participant.id, "role": role})
     return participant
 
@@ -55,13 +55,13 @@ def _set_status(ctx: LedgerContext, participant_id: str, status: str, reason: st
     admin = require_admin(ctx, rules)
     if not reason.strip():
         raise InvalidArgument("a reason is required")
-    participant = store.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
+    participant = state.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
     if participant.status == status:
         raise FailedPrecondition(f"participant {participant_id} is already {status}")
     updated = dataclasses.replace(
         participant, status=status, status_reason=f"{reason.strip()} (by {admin.id})", auto_suspended=False
     )
-    store.write(ctx, keys.PARTICIPANT, [participant_id], updated)
+    state.write(ctx, keys.PARTICIPANT, [participant_id], updated)
     event = "ParticipantSuspended" if status == "suspended" else "ParticipantReinstated"
     emit(ctx, event, {"participant": participant_id, "by": admin.id})
     return updated

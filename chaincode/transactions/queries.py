@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import keys, store
-from ..codec import loads, parse_hash
+from .. import keys, state
+from ..caller import caller_of
 from ..context import LedgerContext
+from ..encoding import loads, parse_hash
 from ..errors import InvalidArgument
-from ..identity import caller_of
 from ..records import Anomaly, Dispute, Participant, Payout, Vote
 from ..registry import transaction
 from .disputes import require_dispute
@@ -18,18 +18,18 @@ from .updates import epsilon_spent
 
 @transaction("GetParticipant", submit=False)
 def get_participant(ctx: LedgerContext, participant_id: str) -> Participant:
-    return store.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
+    return state.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
 
 
 @transaction("ListParticipants", submit=False)
 def list_participants(ctx: LedgerContext) -> list[Participant]:
-    return list(store.scan(ctx, Participant, keys.PARTICIPANT, []))
+    return list(state.scan(ctx, Participant, keys.PARTICIPANT, []))
 
 
 @transaction("WhoAmI", submit=False)
 def who_am_i(ctx: LedgerContext) -> dict[str, Any]:
     caller = caller_of(ctx.get_creator())
-    participant = store.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
+    participant = state.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
     return {
         "id": caller.id,
         "mspid": caller.mspid,
@@ -41,7 +41,7 @@ def who_am_i(ctx: LedgerContext) -> dict[str, Any]:
 @transaction("ListAnomalies", submit=False)
 def list_anomalies(ctx: LedgerContext, round_number: str = "") -> list[Anomaly]:
     attrs = [keys.round_attr(parse_round(round_number))] if round_number else []
-    return list(store.scan(ctx, Anomaly, keys.ANOMALY, attrs))
+    return list(state.scan(ctx, Anomaly, keys.ANOMALY, attrs))
 
 
 @transaction("GetDispute", submit=False)
@@ -52,18 +52,18 @@ def get_dispute(ctx: LedgerContext, round_number: str, participant_id: str) -> D
 @transaction("ListDisputes", submit=False)
 def list_disputes(ctx: LedgerContext, round_number: str = "") -> list[Dispute]:
     attrs = [keys.round_attr(parse_round(round_number))] if round_number else []
-    return list(store.scan(ctx, Dispute, keys.DISPUTE, attrs))
+    return list(state.scan(ctx, Dispute, keys.DISPUTE, attrs))
 
 
 @transaction("ListVotes", submit=False)
 def list_votes(ctx: LedgerContext, round_number: str, participant_id: str) -> list[Vote]:
-    return list(store.scan(ctx, Vote, keys.VOTE, [keys.round_attr(parse_round(round_number)), participant_id]))
+    return list(state.scan(ctx, Vote, keys.VOTE, [keys.round_attr(parse_round(round_number)), participant_id]))
 
 
 @transaction("GetBalance", submit=False)
 def get_balance(ctx: LedgerContext, participant_id: str) -> dict[str, Any]:
     """Balance = sum of the participant's payouts (derived at read time, never a counter)."""
-    payouts = list(store.scan(ctx, Payout, keys.PAYOUT, [participant_id]))
+    payouts = list(state.scan(ctx, Payout, keys.PAYOUT, [participant_id]))
     return {
         "participant": participant_id,
         "balance": sum(p.amount for p in payouts),
@@ -75,7 +75,7 @@ def get_balance(ctx: LedgerContext, participant_id: str) -> dict[str, Any]:
 @transaction("ListBalances", submit=False)
 def list_balances(ctx: LedgerContext) -> dict[str, int]:
     balances: dict[str, int] = {}
-    for payout in store.scan(ctx, Payout, keys.PAYOUT, []):
+    for payout in state.scan(ctx, Payout, keys.PAYOUT, []):
         balances[payout.participant] = balances.get(payout.participant, 0) + payout.amount
     return balances
 

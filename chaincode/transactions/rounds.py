@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, store
-from ..codec import loads, parse_float, parse_hash, parse_int
+from .. import keys, state
 from ..context import LedgerContext
+from ..encoding import loads, parse_float, parse_hash, parse_int
 from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from ..events import emit
 from ..guards import current_rules, require_participant
@@ -17,7 +17,7 @@ DONE = ("aggregated", "abandoned")
 
 
 def require_round(ctx: LedgerContext, number: int) -> Round:
-    return store.require(ctx, Round, keys.ROUND, [keys.round_attr(number)], f"round {number}")
+    return state.require(ctx, Round, keys.ROUND, [keys.round_attr(number)], f"round {number}")
 
 
 def parse_round(text: str) -> int:
@@ -37,10 +37,10 @@ def open_round(ctx: LedgerContext, round_number: str, base_model_hash: str, dead
         raise FailedPrecondition(f"rules version {version} is not current; the current version is {rules.version}")
     if due <= now:
         raise InvalidArgument(f"deadline {due} is not in the future (transaction time {now})")
-    if store.read(ctx, Round, keys.ROUND, [keys.round_attr(number)]) is not None:
+    if state.read(ctx, Round, keys.ROUND, [keys.round_attr(number)]) is not None:
         raise AlreadyExists(f"round {number} already exists")
     if number > 1:
-        previous = store.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
+        previous = state.read(ctx, Round, keys.ROUND, [keys.round_attr(number - 1)])
         if previous is None or previous.status not in DONE:
             raise FailedPrecondition(f"round {number - 1} must be aggregated or abandoned before round {number} opens")
     head = ctx.get_state(keys.composite_key(keys.MODEL_HEAD, []))
@@ -59,7 +59,7 @@ def open_round(ctx: LedgerContext, round_number: str, base_model_hash: str, dead
         opened_at=now,
         reward_pool=rules.reward_per_round,
     )
-    store.write(ctx, keys.ROUND, [keys.round_attr(number)], record)
+    state.write(ctx, keys.ROUND, [keys.round_attr(number)], record)
     emit(ctx, "RoundOpened", {"round": number, "base_model": base, "deadline": due})
     return record
 
@@ -71,7 +71,7 @@ def close_round(ctx: LedgerContext, round_number: str) -> Round:
     if record.status != "open":
         raise FailedPrecondition(f"round {record.number} is {record.status}, not open")
     closed = dataclasses.replace(record, status="closed", closed_at=ctx.get_tx_timestamp())
-    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
+    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
     emit(ctx, "RoundClosed", {"round": record.number})
     return closed
 
@@ -89,10 +89,10 @@ def abandon_round(ctx: LedgerContext, round_number: str, reason: str) -> Round:
         )
     if not reason.strip():
         raise InvalidArgument("a reason is required")
-    if any(d.status == "open" for d in store.scan(ctx, Dispute, keys.DISPUTE, [keys.round_attr(record.number)])):
+    if any(d.status == "open" for d in state.scan(ctx, Dispute, keys.DISPUTE, [keys.round_attr(record.number)])):
         raise FailedPrecondition(f"round {record.number} has open disputes; resolve them before abandoning it")
     ended = dataclasses.replace(record, status="abandoned", closed_at=record.closed_at or ctx.get_tx_timestamp())
-    store.write(ctx, keys.ROUND, [keys.round_attr(record.number)], ended)
+    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], ended)
     emit(ctx, "RoundAbandoned", {"round": record.number, "reason": reason.strip()})
     return ended
 
@@ -104,4 +104,4 @@ def get_round(ctx: LedgerContext, round_number: str) -> Round:
 
 @transaction("ListRounds", submit=False)
 def list_rounds(ctx: LedgerContext) -> list[Round]:
-    return list(store.scan(ctx, Round, keys.ROUND, []))
+    return list(state.scan(ctx, Round, keys.ROUND, []))

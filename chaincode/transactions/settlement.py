@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, store
+from .. import keys, state
 from ..context import LedgerContext
 from ..records import Participant, Payout, Round, Rules, Update
 from ..trust import split_pool, trust_score
@@ -14,7 +14,7 @@ def apply_verdict_to_participant(
     ctx: LedgerContext, rules: Rules, participant_id: str, accepted_delta: int, rejected_delta: int
 ) -> Participant:
     """Moves the participant's verdict counts, recomputes trust, suspends or reinstates automatically."""
-    participant = store.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
+    participant = state.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
     accepted = participant.accepted_count + accepted_delta
     rejected = participant.rejected_count + rejected_delta
     trust = trust_score(rules, accepted, rejected)
@@ -33,7 +33,7 @@ def apply_verdict_to_participant(
         status_reason=reason,
         auto_suspended=auto,
     )
-    store.write(ctx, keys.PARTICIPANT, [participant_id], updated)
+    state.write(ctx, keys.PARTICIPANT, [participant_id], updated)
     return updated
 
 
@@ -49,5 +49,5 @@ def pay_round(ctx: LedgerContext, record: Round, updates: list[Update]) -> dict[
             contribution=round(contributions.get(update.participant, 0.0), 6),
             tx_id=ctx.get_tx_id(),
         )
-        store.write(ctx, keys.PAYOUT, [update.participant, keys.round_attr(record.number)], payout)
+        state.write(ctx, keys.PAYOUT, [update.participant, keys.round_attr(record.number)], payout)
     return amounts

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from fedledger.anomaly.features import update_features
+from fedledger.tensors import sha256_hex
 
-from .. import keys, store, tensors
-from ..codec import loads, parse_float, parse_int
+from .. import keys, state
 from ..context import LedgerContext
+from ..encoding import loads, parse_float, parse_int
 from ..errors import AlreadyExists, FailedPrecondition, RuleViolation
 from ..events import emit
 from ..guards import require_participant
+from ..payloads import decode_payload, transient_bytes
 from ..records import Participant, Round, Rules, Update
 from ..registry import transaction
-from .models import require_model
+from .lineage import require_model
 from .rounds import parse_round, require_round
 
 UPDATE_FIELD = "update"
@@ -25,7 +27,7 @@ def epsilon_spent(ctx: LedgerContext, participant_id: str) -> float:
 
 
 def rules_of(ctx: LedgerContext, record: Round) -> Rules:
-    return store.require(
+    return state.require(
         ctx, Rules, keys.RULES, [keys.version_attr(record.rules_version)], f"rules version {record.rules_version}"
     )
 
@@ -57,15 +59,13 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
         raise FailedPrecondition(f"round {number} is {record.status}; updates are accepted only while it is open")
     if now >= record.deadline:
         raise FailedPrecondition(f"round {number} passed its deadline ({record.deadline}); the update is too late")
-    if store.read(ctx, Update, keys.UPDATE, [keys.round_attr(number), trainer.id]) is not None:
+    if state.read(ctx, Update, keys.UPDATE, [keys.round_attr(number), trainer.id]) is not None:
         raise AlreadyExists(f"{trainer.id} already submitted an update for round {number}")
     rules = rules_of(ctx, record)
     _check_budget(ctx, trainer, rules, n_samples, eps)
 
-    data = tensors.transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
-    parsed = tensors.parse(data, "update")
-    tensors.check_shapes(parsed, require_model(ctx, record.base_model).manifest, "update")
-    tensors.check_finite(parsed, "update")
+    data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
+    parsed = decode_payload(data, "update", expected=require_model(ctx, record.base_model).manifest)
     features = update_features(parsed, sketch_dim=rules.sketch_dim)
     if features["l2_norm"] > rules.max_update_norm:
         raise RuleViolation(f"update L2 norm {features['l2_norm']:.4g} exceeds the bound {rules.max_update_norm}")
@@ -73,7 +73,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     update = Update(
         round=number,
         participant=trainer.id,
-        hash=tensors.sha256_hex(data),
+        hash=sha256_hex(data),
         size=len(data),
         samples=n_samples,
         epsilon=eps,
@@ -83,8 +83,8 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
         tx_id=ctx.get_tx_id(),
         trust_at_submit=trainer.trust,
     )
-    store.write(ctx, keys.UPDATE, [keys.round_attr(number), trainer.id], update)
-    store.write(
+    state.write(ctx, keys.UPDATE, [keys.round_attr(number), trainer.id], update)
+    state.write(
         ctx, keys.PARTICIPANT_UPDATE, [trainer.id, keys.round_attr(number)], {"epsilon": eps, "hash": update.hash}
     )
     emit(ctx, "UpdateSubmitted", {"round": number, "participant": trainer.id, "hash": update.hash})
@@ -92,7 +92,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
 
 
 def require_update(ctx: LedgerContext, number: int, participant_id: str) -> Update:
-    return store.require(
+    return state.require(
         ctx,
         Update,
         keys.UPDATE,
@@ -102,7 +102,7 @@ def require_update(ctx: LedgerContext, number: int, participant_id: str) -> Upda
 
 
 def round_updates(ctx: LedgerContext, number: int) -> list[Update]:
-    return list(store.scan(ctx, Update, keys.UPDATE, [keys.round_attr(number)]))
+    return list(state.scan(ctx, Update, keys.UPDATE, [keys.round_attr(number)]))
 
 
 @transaction("GetUpdate", submit=False)

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.gateway import connect
-from fedledger.sdk.identity import load_msp_identity
 from fedledger.sdk.store import UpdateStore, load_key
 
 from .ledger import ledger_dir
@@ -101,7 +101,7 @@ def _store(args: argparse.Namespace) -> UpdateStore:
 
 def _model(args: argparse.Namespace) -> tuple[Any, Any]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from fedledger.trainer.demo_setup import load_demo_model
+    from fedledger.experiments.demo_setup import load_demo_model
 
     model, tokenizer, _label = load_demo_model(args.model, args.seed, lora=args.adapter)
     return model, tokenizer
@@ -121,9 +121,9 @@ def _dataset(spec: str, *, seed: int, test: bool = False) -> Any:
 
 
 def _run_client(args: argparse.Namespace) -> int:
-    from fedledger.trainer.client import LocalTrainer, TrainConfig
+    from fedledger.experiments.federation import schema_hash
     from fedledger.trainer.data import to_tensor_dataset
-    from fedledger.trainer.federation import schema_hash
+    from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
     from fedledger.trainer.member import Member
     from fedledger.trainer.privacy import PrivacyConfig
 
@@ -163,11 +163,11 @@ def _submitted(client: FedLedgerClient, number: int, participant: str) -> bool:
 
 
 def _run_aggregator(args: argparse.Namespace) -> int:
+    from fedledger.tensors import to_numpy
+    from fedledger.trainer.aggregator import Aggregator
     from fedledger.trainer.data import to_tensor_dataset
     from fedledger.trainer.evaluate import evaluate
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
-    from fedledger.trainer.serialization import to_numpy
-    from fedledger.trainer.server import Aggregator
     from fedledger.trainer.strategy import make_strategy
 
     client = open_client(args)

@@ -7,9 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+from fedledger.identity import load_msp_identity
 from fedledger.sdk.errors import CommitError, GatewayError
 from fedledger.sdk.gateway import connect
-from fedledger.sdk.identity import load_msp_identity
 
 from .ledger import ledger_dir
 

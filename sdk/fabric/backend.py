@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import grpc
 from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+
+from fedledger.identity import Identity, Signer
 from fedledger.sdk.backend import ChaincodeEvent, Proposal, SubmitResult
 from fedledger.sdk.errors import (
     CommitError,
@@ -39,7 +41,6 @@ from fedledger.sdk.errors import (
 )
 from fedledger.sdk.fabric import protocol
 from fedledger.sdk.fabric.grpcerrors import to_gateway_error
-from fedledger.sdk.identity import Identity, Signer
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",

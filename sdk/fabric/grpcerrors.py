@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import grpc
 from fabric_protos.gateway import gateway_pb2
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+
 from fedledger.sdk.errors import (
     EndorseError,
     GatewayError,
     contract_rejection,
 )
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 
 __all__ = ["ErrorDetail", "error_details", "to_gateway_error"]
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fedledger.chaincode.embedded.msp import Organization, add_user
+from fedledger.identity import Identity, Signer, load_msp_identity
 
 from ..client import FedLedgerClient
 from ..gateway import connect
-from ..identity import Identity, Signer, load_msp_identity
 from .profile import NetworkProfile, load_network_dir
 
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.fabric.backend import FabricGatewayBackend
-from fedledger.sdk.identity import Identity, Signer, load_msp_identity
 
 __all__ = [
     "NetworkProfile",

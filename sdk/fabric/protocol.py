@@ -24,8 +24,9 @@ from fabric_protos.peer import (
     proposal_response_pb2,
     transaction_pb2,
 )
-from fedledger.sdk.identity import Identity, Signer
 from google.protobuf import timestamp_pb2
+
+from fedledger.identity import Identity, Signer
 
 __all__ = [
     "NONCE_BYTES",

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedledger.anomaly.attacks import (
+
+from fedledger.experiments.update_attacks import (
     alie,
     alie_z,
     gaussian_noise,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fedledger.anomaly.baselines import (
+
+from fedledger.experiments.baselines import (
     flatten,
     krum,
     median,

@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
+
 from fedledger.anomaly.detector import UpdateAnomalyDetector, round_seed
 from fedledger.anomaly.features import (
     ROUND_FEATURE_NAMES,
@@ -17,7 +19,6 @@ from fedledger.anomaly.features import (
     round_features,
     update_features,
 )
-from sklearn.exceptions import NotFittedError
 
 from ..support import UpdateFactory
 

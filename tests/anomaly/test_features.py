@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import (
     ROUND_FEATURE_NAMES,

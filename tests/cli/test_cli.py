@@ -85,9 +85,8 @@ def test_client_and_aggregator_build_the_adapter_layout_they_are_given(adapter):
     pytest.importorskip("torch")
     import argparse
 
-    from fedledger.trainer.models import get_adapter_state
-
     from fedledger.cli.federate import _model, add_parsers
+    from fedledger.trainer.models import get_adapter_state
 
     parser = argparse.ArgumentParser()
     add_parsers(parser.add_subparsers())

@@ -10,19 +10,19 @@ import subprocess
 import sys
 
 import pytest
-from fedledger.sdk.store import UpdateStore, create_key
 
 from fedledger.cli.main import main
+from fedledger.sdk.store import UpdateStore, create_key
 
 torch = pytest.importorskip("torch")
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium  # noqa: E402
+from fedledger.experiments.attacks import Attack, AttackConfig  # noqa: E402
+from fedledger.experiments.federation import FederationConfig, run_federation  # noqa: E402
 from fedledger.sdk.client import FedLedgerClient  # noqa: E402
 from fedledger.sdk.gateway import connect  # noqa: E402
-from fedledger.trainer.attacks import Attack, AttackConfig  # noqa: E402
-from fedledger.trainer.client import TrainConfig  # noqa: E402
 from fedledger.trainer.data import load_breast_cancer_text  # noqa: E402
-from fedledger.trainer.federation import FederationConfig, run_federation  # noqa: E402
+from fedledger.trainer.local_trainer import TrainConfig  # noqa: E402
 from fedledger.trainer.models import apply_lora, tiny_model  # noqa: E402
 from fedledger.trainer.provenance import ROUND_STEPS, TIMINGS  # noqa: E402
 

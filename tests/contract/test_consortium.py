@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from fedledger.sdk.errors import EndorseError
 

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pytest
+
 from fedledger.chaincode.errors import (
     AlreadyExists,
     ContractError,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+
 from fedledger.chaincode.embedded.msp import add_user, create_organization
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from fedledger.identity import Identity, load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import EndorseError
-from fedledger.sdk.identity import Identity, load_msp_identity
 
 from ..sdk_fabric.certs import issue_client_identity
 from ..support import SCHEMA, participant_id, world

@@ -29,14 +29,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, event, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.errors import ContractError
 from fedledger.chaincode.records import Dispute, Participant, Round, Update
 from fedledger.chaincode.trust import trust_score
 from fedledger.sdk.client import FedLedgerClient
-from hypothesis import HealthCheck, Phase, event, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from ..support import SCHEMA, EmbeddedLedgerConsortium, UpdateFactory, participant_id, ready_round
 

@@ -6,6 +6,7 @@ import itertools
 import json
 
 import pytest
+
 from fedledger.chaincode.errors import (
     AlreadyExists,
     FailedPrecondition,

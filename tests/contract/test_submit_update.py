@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from fedledger.anomaly.features import decode_sketch
 from fedledger.chaincode.embedded.proposal import SignedProposal
 from fedledger.chaincode.errors import (

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
+
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.errors import InvalidArgument, NotFound
 from fedledger.chaincode.keys import composite_key

@@ -31,14 +31,15 @@ from typing import Any
 from fabric_protos.common import common_pb2, ledger_pb2
 from fabric_protos.peer import proposal_pb2, transaction_pb2
 from fabric_protos.peer.lifecycle import lifecycle_pb2
+
 from fedledger.chaincode.embedded.msp import Organization
 from fedledger.chaincode.errors import ContractError
+from fedledger.identity import Identity, Signer
 from fedledger.sdk.backend import Proposal, SubmitResult
 from fedledger.sdk.errors import EndorseError
 from fedledger.sdk.fabric import FabricGatewayBackend, NetworkProfile
 from fedledger.sdk.fabric.local import LocalFabricNetwork
 from fedledger.sdk.gateway import Gateway, connect
-from fedledger.sdk.identity import Identity, Signer
 
 from ..support import Consortium
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import ContractRejected, EndorseError
 

@@ -7,6 +7,7 @@ import pytest
 pytest.importorskip("fabric_protos")
 
 from fabric_protos.common import ledger_pb2
+
 from fedledger.sdk.backend import Proposal
 from fedledger.sdk.fabric.local import LocalFabricNetwork
 

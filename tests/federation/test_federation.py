@@ -7,6 +7,7 @@ import json
 import shutil
 
 import pytest
+
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.gateway import connect
@@ -14,17 +15,17 @@ from fedledger.sdk.store import UpdateStore, create_key
 
 torch = pytest.importorskip("torch")
 
-from fedledger.trainer.attacks import Attack, AttackConfig  # noqa: E402
+from fedledger.experiments.attacks import Attack, AttackConfig  # noqa: E402
+from fedledger.experiments.federation import FederationConfig, run_federation  # noqa: E402
+from fedledger.tensors import to_numpy  # noqa: E402
+from fedledger.trainer.aggregator import Aggregator  # noqa: E402
 from fedledger.trainer.audit import audit_run  # noqa: E402
-from fedledger.trainer.client import LocalTrainer, TrainConfig  # noqa: E402
 from fedledger.trainer.data import load_breast_cancer_text, to_tensor_dataset  # noqa: E402
-from fedledger.trainer.federation import FederationConfig, run_federation  # noqa: E402
+from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig  # noqa: E402
 from fedledger.trainer.member import Member  # noqa: E402
 from fedledger.trainer.models import apply_lora, get_adapter_state, tiny_model  # noqa: E402
 from fedledger.trainer.privacy import PrivacyConfig  # noqa: E402
 from fedledger.trainer.provenance import ADAPTER_BYTES, PROVENANCE  # noqa: E402
-from fedledger.trainer.serialization import to_numpy  # noqa: E402
-from fedledger.trainer.server import Aggregator  # noqa: E402
 from fedledger.trainer.strategy import make_strategy  # noqa: E402
 
 ROUNDS = 2

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import pytest
+
 from fedledger.sdk.store import UpdateStore, create_key
 
 pytest.importorskip("torch")
 
-from fedledger.trainer.attacks import Attack, AttackConfig
+from fedledger.experiments.attacks import Attack, AttackConfig
+from fedledger.experiments.federation import FederationConfig, run_federation
 from fedledger.trainer.audit import audit_run
-from fedledger.trainer.client import TrainConfig
 from fedledger.trainer.data import load_breast_cancer_text
-from fedledger.trainer.federation import FederationConfig, run_federation
+from fedledger.trainer.local_trainer import TrainConfig
 from fedledger.trainer.models import apply_lora, tiny_model
 from fedledger.trainer.strategy import make_strategy
 

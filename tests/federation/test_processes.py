@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.gateway import connect

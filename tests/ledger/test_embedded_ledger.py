@@ -9,12 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
 from fedledger.chaincode.embedded.ledger import DB_NAME, EmbeddedLedger, LedgerError, sha256_hex
 from fedledger.chaincode.embedded.proposal import SignedProposal
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.errors import ContractError
+from fedledger.identity import ecdsa_signer, to_low_s
 from fedledger.sdk.embedded import shared_ledger
-from fedledger.sdk.identity import ecdsa_signer, to_low_s
 
 from ..support import only_on, ready_round, world
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+
 from fedledger.sdk.store import StoreError, UpdateStore, create_key, load_key
 
 

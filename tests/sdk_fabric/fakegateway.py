@@ -17,8 +17,9 @@ from fabric_protos.peer import (
     proposal_response_pb2,
     transaction_pb2,
 )
+
+from fedledger.identity import Identity, verify_signature
 from fedledger.sdk.fabric.grpcerrors import _Status
-from fedledger.sdk.identity import Identity, verify_signature
 
 
 def _abort(

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 from fabric_protos.common import common_pb2
+
 from fedledger.chaincode import errors as contract_errors
+from fedledger.identity import load_msp_identity
 from fedledger.sdk.backend import Proposal
 from fedledger.sdk.errors import (
     CommitError,
@@ -23,7 +25,6 @@ from fedledger.sdk.errors import (
 )
 from fedledger.sdk.fabric import FabricGatewayBackend
 from fedledger.sdk.fabric.backend import EndorsedTransaction
-from fedledger.sdk.identity import load_msp_identity
 
 from .certs import make_msp
 from .fakegateway import start_fake_gateway

@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from safetensors.numpy import save as save_safetensors
+
 from fedledger.chaincode import errors as contract_errors
+from fedledger.identity import CURVE_ORDERS, load_msp_identity
 from fedledger.sdk.backend import Proposal
 from fedledger.sdk.errors import CommitError, ContractRejected, EndorseError
 from fedledger.sdk.fabric import FabricGatewayBackend, NetworkProfile
-from fedledger.sdk.identity import CURVE_ORDERS, load_msp_identity
-from safetensors.numpy import save as save_safetensors
 
 from .certs import issue_client_identity
 

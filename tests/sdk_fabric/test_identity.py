@@ -8,7 +8,10 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
-from fedledger.sdk.identity import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedledger.identity import (
     CURVE_ORDERS,
     Identity,
     ecdsa_signer,
@@ -17,8 +20,6 @@ from fedledger.sdk.identity import (
     to_low_s,
     verify_signature,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from .certs import make_msp
 

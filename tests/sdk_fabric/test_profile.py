@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from fedledger.sdk.fabric import (
     FabricGatewayBackend,
     add_network_arguments,

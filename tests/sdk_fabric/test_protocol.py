@@ -10,8 +10,9 @@ from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2
 from fabric_protos.msp import identities_pb2
 from fabric_protos.peer import chaincode_pb2, proposal_pb2, proposal_response_pb2, transaction_pb2
+
+from fedledger.identity import Identity, load_msp_identity, verify_signature
 from fedledger.sdk.fabric import protocol
-from fedledger.sdk.identity import Identity, load_msp_identity, verify_signature
 
 from .certs import make_msp
 

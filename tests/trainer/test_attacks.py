@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fedledger.trainer.attacks import (
+
+from fedledger.experiments.attacks import (
     Attack,
     AttackConfig,
     alie_z,

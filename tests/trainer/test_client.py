@@ -7,17 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
-from fedledger.trainer.client import (
+
+from fedledger.tensors import manifest
+from fedledger.trainer.data import synthetic_keyword_dataset
+from fedledger.trainer.local_trainer import (
     AdapterNotUpdatedError,
     LocalTrainer,
     TrainConfig,
     TrainingDivergedError,
     check_adapter_updated,
 )
-from fedledger.trainer.data import synthetic_keyword_dataset
 from fedledger.trainer.models import AdapterMismatchError, apply_lora, get_adapter_state, set_adapter_state, tiny_model
 from fedledger.trainer.privacy import PrivacyConfig
-from fedledger.trainer.serialization import manifest
 
 TRAIN = TrainConfig(batch_size=16, learning_rate=1e-2, max_length=24)
 

@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fedledger.trainer.data import (
     BREAST_CANCER_LABELS,
     DataError,
@@ -18,8 +21,6 @@ from fedledger.trainer.data import (
     to_tensor_dataset,
     train_test_split,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def test_breast_cancer_rows_are_text_with_malignant_as_positive():

@@ -6,9 +6,8 @@ import math
 import re
 
 import pytest
-from fedledger.trainer.client import LocalTrainer
-from fedledger.trainer.data import synthetic_keyword_dataset
-from fedledger.trainer.demo_setup import (
+
+from fedledger.experiments.demo_setup import (
     DEMO_DELTA,
     DEMO_TRAIN,
     DEMO_TRAIN_DP,
@@ -18,6 +17,8 @@ from fedledger.trainer.demo_setup import (
     last_layer_targets,
     load_demo_model,
 )
+from fedledger.trainer.data import synthetic_keyword_dataset
+from fedledger.trainer.local_trainer import LocalTrainer
 from fedledger.trainer.models import get_adapter_state
 
 

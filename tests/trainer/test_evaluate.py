@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from fedledger.trainer.data import synthetic_keyword_dataset
 from fedledger.trainer.evaluate import classification_metrics, evaluate
 from fedledger.trainer.models import apply_lora, tiny_model

@@ -10,7 +10,7 @@ def test_wire_and_aggregation_modules_do_not_import_torch():
     code = (
         "import sys\n"
         "import fedledger.trainer.serialization, fedledger.trainer.aggregate, fedledger.trainer.strategy\n"
-        "import fedledger.trainer.attacks, fedledger.trainer.data\n"
+        "import fedledger.experiments.attacks, fedledger.trainer.data\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from fedledger.trainer.models import (
     DEFAULT_TARGET_MODULES,
     LoraSettings,

@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
-from fedledger.trainer.client import LocalTrainer, TrainConfig
+from opacus.accountants import PRVAccountant, RDPAccountant
+
 from fedledger.trainer.data import to_tensor_dataset
+from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 from fedledger.trainer.models import get_adapter_state
 from fedledger.trainer.privacy import (
     PrivacyConfig,
@@ -16,7 +18,6 @@ from fedledger.trainer.privacy import (
     make_private,
     noise_multiplier_for,
 )
-from opacus.accountants import PRVAccountant, RDPAccountant
 
 
 @pytest.mark.parametrize(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from fedledger.trainer.attacks import Attack, AttackConfig
-from fedledger.trainer.client import TrainConfig
+
+from fedledger.experiments.attacks import Attack, AttackConfig
+from fedledger.experiments.simulation import SimulationConfig, run_simulation
 from fedledger.trainer.data import synthetic_keyword_dataset
+from fedledger.trainer.local_trainer import TrainConfig
 from fedledger.trainer.privacy import PrivacyConfig
-from fedledger.trainer.simulation import SimulationConfig, run_simulation
 from fedledger.trainer.strategy import FedAdam
 
 TRAIN = TrainConfig(batch_size=16, learning_rate=1e-2, max_length=24)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeVar
 
-from .codec import dumps, loads
 from .context import LedgerContext
+from .encoding import dumps, loads
 from .errors import NotFound
 from .keys import composite_key
 from .records import from_dict

@@ -21,12 +21,13 @@ Data attacks change what a client trains on; update attacks change the delta it 
 ``IPM_NM``          update  ``-mean`` of the honest deltas rescaled to the honest median L2 norm (norm-matched IPM)
 ==================  ======  =================================================================================
 
-The update attacks themselves live in :mod:`fedledger.anomaly.attacks` (numpy only); this module maps the
-names to them and keeps the data attacks. ALIE, IPM and the norm-matched attacks are colluding attacks: pass
-the honest deltas' statistics (``honest_mean``/``honest_std``/``honest_norm``, e.g. from
-:func:`fedledger.anomaly.attacks.honest_statistics`). Without ``honest_norm`` the norm-matched attacks use the
-norm of the attacker's own delta, the best a lone attacker can estimate. Update attacks return float32 numpy
-arrays sorted by name.
+The update attacks themselves live in :mod:`fedledger.experiments.update_attacks` (numpy only); this module
+maps the names to them, keeps the data attacks and the :class:`MaliciousMember`. ALIE, IPM and the
+norm-matched attacks are colluding attacks: pass the honest deltas' statistics
+(``honest_mean``/``honest_std``/``honest_norm``, e.g. from
+:func:`fedledger.experiments.update_attacks.honest_statistics`). Without ``honest_norm`` the norm-matched
+attacks use the norm of the attacker's own delta, the best a lone attacker can estimate. Update attacks return
+float32 numpy arrays sorted by name.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
-from fedledger.anomaly.attacks import (
+
+from fedledger.experiments.update_attacks import (
     alie,
     alie_z,
     gaussian_noise,
@@ -48,9 +50,9 @@ from fedledger.anomaly.attacks import (
     sign_flip,
     sign_flip_norm_matched,
 )
-
-from .data import TextDataset
-from .serialization import to_numpy
+from fedledger.tensors import to_numpy
+from fedledger.trainer.data import TextDataset
+from fedledger.trainer.member import Member
 
 __all__ = [
     "COLLUDING_ATTACKS",
@@ -58,6 +60,7 @@ __all__ = [
     "UPDATE_ATTACKS",
     "Attack",
     "AttackConfig",
+    "MaliciousMember",
     "alie",
     "alie_z",
     "backdoor",
@@ -222,7 +225,7 @@ def poison_update(
             raise ValueError(
                 f"The {kind.value} attack needs the honest deltas' mean"
                 + (" and std" if kind == Attack.ALIE else "")
-                + ": pass honest_mean=/honest_std= (see fedledger.anomaly.attacks.honest_statistics)."
+                + ": pass honest_mean=/honest_std= (see fedledger.experiments.update_attacks.honest_statistics)."
             )
         if kind == Attack.IPM:
             return ipm(honest_mean, epsilon=config.epsilon)
@@ -234,3 +237,22 @@ def poison_update(
             z = alie_z(config.num_clients, config.num_malicious) if config.num_clients else 1.0
         return alie(honest_mean, honest_std, z=z)
     return to_numpy(delta)
+
+
+class MaliciousMember(Member):
+    """A member that submits :func:`poison_update` of its trained delta (for experiments and the demo).
+
+    A lone attacker sees no other member's update: it estimates the honest mean by its own honest delta and the
+    per-coordinate spread by that delta's magnitude (what ALIE and IPM need). Data attacks belong in the
+    member's dataset (:func:`poison_dataset`), so they leave the delta alone here.
+    """
+
+    def __init__(self, *args: Any, attack: AttackConfig, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attack = attack
+
+    def outgoing_delta(self, delta: NDState) -> NDState:
+        if not self.attack.is_update_attack:
+            return delta
+        spread = {k: np.abs(v) for k, v in delta.items()}
+        return poison_update(delta, self.attack, honest_mean=delta, honest_std=spread)

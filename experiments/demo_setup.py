@@ -14,14 +14,14 @@ from typing import Any, Literal, get_args
 
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore, create_key, load_key
+from fedledger.trainer.aggregator import RoundOutcome
+from fedledger.trainer.data import load_breast_cancer_text
+from fedledger.trainer.local_trainer import TrainConfig
+from fedledger.trainer.models import LoraSettings, apply_lora, load_model, minilm_path, tiny_model
+from fedledger.trainer.privacy import PrivacyConfig
 
 from .attacks import Attack, AttackConfig
-from .client import TrainConfig
-from .data import load_breast_cancer_text
 from .federation import FederationConfig, FederationResult, run_federation
-from .models import LoraSettings, apply_lora, load_model, minilm_path, tiny_model
-from .privacy import PrivacyConfig
-from .server import RoundOutcome
 
 logger = logging.getLogger(__name__)
 

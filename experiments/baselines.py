@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from fedledger.trainer.serialization import to_numpy
+
+from fedledger.tensors import to_numpy
 
 __all__ = [
     "BASELINES",

@@ -2,7 +2,7 @@
 
 :class:`LocalTrainer` knows nothing about the ledger: the caller fetches and verifies the global adapter,
 calls :meth:`LocalTrainer.train_round`, serialises ``result.delta`` with
-:func:`fedledger.trainer.serialization.to_safetensors` and submits it with ``result.metadata()``.
+:func:`fedledger.trainer.serialization.encode` and submits it with ``result.metadata()``.
 
 Every round checks that the adapter weights changed (see :func:`check_adapter_updated`): a silent no-op round
 (opacus issue 820, a zero learning rate, frozen parameters) raises :class:`AdapterNotUpdatedError` instead of

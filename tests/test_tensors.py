@@ -1,4 +1,4 @@
-"""safetensors wire format and manifests."""
+"""The tensor codec (fedledger.tensors): safetensors wire format, manifests and their checks."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from fedledger.trainer.serialization import (
-    UpdateFormatError,
+from safetensors.numpy import load
+
+from fedledger.tensors import (
+    TensorFormatError,
     check_manifest,
-    from_safetensors,
+    decode,
+    encode,
     manifest,
     num_parameters,
     sha256_hex,
-    to_safetensors,
-    to_torch,
 )
-from safetensors.numpy import load
 
 
 def _state(seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,7 +31,7 @@ def _state(seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_round_trip_preserves_names_values_and_order():
     state = _state()
-    parsed = from_safetensors(to_safetensors(state), expected=manifest(state))
+    parsed = decode(encode(state), expected=manifest(state))
     assert list(parsed) == sorted(state)
     for name, array in state.items():
         assert parsed[name].dtype == np.float32
@@ -42,14 +42,14 @@ def test_bytes_are_deterministic_across_input_order_and_tensor_library():
     state = _state()
     reversed_state = dict(reversed(list(state.items())))
     as_torch = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
-    blobs = {to_safetensors(state), to_safetensors(reversed_state), to_safetensors(as_torch)}
+    blobs = {encode(state), encode(reversed_state), encode(as_torch)}
     assert len(blobs) == 1
-    assert sha256_hex(blobs.pop()) == sha256_hex(to_safetensors(_state()))
+    assert sha256_hex(blobs.pop()) == sha256_hex(encode(_state()))
 
 
 def test_float64_and_float16_inputs_are_written_as_f32():
     state = {"a": np.ones((2, 2), dtype=np.float64), "b": torch.ones(3, dtype=torch.float16)}
-    data = to_safetensors(state)
+    data = encode(state)
     header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
     assert {header["a"]["dtype"], header["b"]["dtype"]} == {"F32"}
 
@@ -57,7 +57,7 @@ def test_float64_and_float16_inputs_are_written_as_f32():
 def test_plain_safetensors_numpy_load_reads_the_bytes():
     # This is what the contract does with the transient bytes.
     state = _state()
-    loaded = load(to_safetensors(state))
+    loaded = load(encode(state))
     assert manifest(loaded) == manifest(state)
 
 
@@ -78,38 +78,50 @@ def test_manifest_format():
         (lambda s: s.pop("base_model.model.score.weight"), "missing 1"),
         (lambda s: s.update(extra=np.zeros(1, np.float32)), "unexpected 1"),
         (lambda s: s.update({"base_model.model.score.weight": np.zeros((3, 8), np.float32)}), "shape [3, 8]"),
-        (lambda s: s["base_model.model.score.weight"].__setitem__((0, 0), np.nan), "NaN or infinite"),
-        (lambda s: s["base_model.model.score.weight"].__setitem__((0, 0), np.inf), "NaN or infinite"),
+        (lambda s: s["base_model.model.score.weight"].__setitem__((0, 0), np.nan), "NaN or Inf"),
+        (lambda s: s["base_model.model.score.weight"].__setitem__((0, 0), np.inf), "NaN or Inf"),
     ],
 )
 def test_invalid_updates_are_rejected(mutate, fragment):
     expected = manifest(_state())
     state = _state()
     mutate(state)
-    with pytest.raises(UpdateFormatError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
-        from_safetensors(to_safetensors(state), expected=expected)
+    with pytest.raises(TensorFormatError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        decode(encode(state), expected=expected)
 
 
-def test_non_f32_payload_is_rejected():
+def test_a_dtype_other_than_the_manifests_is_rejected():
     from safetensors.numpy import save
 
-    data = save({"a": np.ones(2, dtype=np.float16)})
-    with pytest.raises(UpdateFormatError, match="dtype F16"):
-        from_safetensors(data)
+    expected = {"a": [[2], "F32"]}
+    for dtype, name in ((np.float16, "F16"), (np.float64, "F64")):
+        with pytest.raises(TensorFormatError, match=f"dtype {name}; the base model has F32"):
+            decode(save({"a": np.ones(2, dtype=dtype)}), expected=expected)
+    assert decode(save({"a": np.ones(2, dtype=np.float64)}))["a"].dtype == np.float64  # no manifest: any float
+
+
+def test_integer_tensors_are_rejected_even_without_a_manifest():
+    from safetensors.numpy import save
+
+    with pytest.raises(TensorFormatError, match="dtype int32"):
+        decode(save({"a": np.ones(2, dtype=np.int32)}))
+
+
+def test_encode_like_a_manifest_writes_its_dtype():
+    data = encode(_state(), like={k: [v[0], "F64"] for k, v in manifest(_state()).items()})
+    assert {spec[1] for spec in manifest(decode(data)).values()} == {"F64"}
 
 
 @pytest.mark.parametrize("data", [b"", b"garbage", b"\xff" * 16])
 def test_garbage_is_rejected(data):
-    with pytest.raises(UpdateFormatError, match="Not a valid safetensors payload"):
-        from_safetensors(data)
+    with pytest.raises(TensorFormatError, match="not a valid safetensors file"):
+        decode(data)
 
 
 def test_check_manifest_reports_nothing_for_a_match():
     assert check_manifest(_state(), manifest(_state())) == []
 
 
-def test_to_torch_gives_float32_tensors():
-    tensors = to_torch(_state())
-    assert all(t.dtype == torch.float32 for t in tensors.values())
-    with pytest.raises(UpdateFormatError):
-        to_safetensors({})
+def test_an_empty_state_cannot_be_encoded():
+    with pytest.raises(TensorFormatError):
+        encode({})

@@ -4,7 +4,7 @@ Used by tests and experiments; the ledger-backed aggregator drives the same piec
 format, a Strategy, evaluate) through the SDK. Updates travel through safetensors bytes and are parsed back
 against the round's manifest, exactly as they would on the ledger.
 
-Run it: ``python -m fedledger.trainer.simulation --model tiny-bert --clients 3 --rounds 2``.
+Run it: ``python -m fedledger.experiments.simulation --model tiny-bert --clients 3 --rounds 2``.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
-from fedledger.anomaly.attacks import honest_statistics
+
+from fedledger.experiments.update_attacks import honest_statistics
+from fedledger.tensors import decode, encode, manifest, sha256_hex, to_numpy
+from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
+from fedledger.trainer.evaluate import evaluate
+from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
+from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
+from fedledger.trainer.privacy import PrivacyConfig
+from fedledger.trainer.strategy import FedAvg, Strategy
 
 from .attacks import Attack, AttackConfig, poison_dataset, poison_update
-from .client import LocalTrainer, TrainConfig
-from .data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
-from .evaluate import evaluate
-from .models import Task, get_adapter_state, set_adapter_state
-from .privacy import PrivacyConfig
-from .serialization import from_safetensors, manifest, sha256_hex, to_numpy, to_safetensors
-from .strategy import FedAvg, Strategy
 
 __all__ = ["ClientReport", "RoundReport", "SimulationConfig", "SimulationResult", "run_simulation"]
 
@@ -163,8 +164,8 @@ def run_simulation(
                     honest_norm=stats.median_norm if stats else None,
                 )
         # Through the wire format, checked against the round manifest, as on the ledger.
-        blobs = [to_safetensors(d) for d in deltas]
-        parsed = [from_safetensors(b, expected=expected) for b in blobs]
+        blobs = [encode(d) for d in deltas]
+        parsed = [decode(b, expected=expected) for b in blobs]
         keep = list(accept(rnd, list(range(len(parsed))), parsed)) if accept else [True] * len(parsed)
         hashes = [sha256_hex(b) for b in blobs]
         chosen = sorted((h, i) for i, h in enumerate(hashes) if keep[i])
@@ -195,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .models import LoraSettings, apply_lora, load_model, tiny_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    parser = argparse.ArgumentParser(prog="python -m fedledger.trainer.simulation", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m fedledger.experiments.simulation", description=__doc__)
     parser.add_argument(
         "--model", default="tiny-bert", help="tiny-bert | tiny-gpt2 | tiny-llama | all-MiniLM-L6-v2 | local path"
     )

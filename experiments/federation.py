@@ -15,22 +15,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from fedledger.chaincode.errors import ContractError, PermissionDenied
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
-from tqdm.auto import tqdm
+from fedledger.tensors import encode, to_numpy
+from fedledger.trainer.aggregator import Aggregator, RoundOutcome
+from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
+from fedledger.trainer.evaluate import evaluate
+from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
+from fedledger.trainer.member import Member
+from fedledger.trainer.models import get_adapter_state, save_adapter, set_adapter_state
+from fedledger.trainer.privacy import PrivacyConfig
+from fedledger.trainer.provenance import provenance, round_timings, write_card, write_timings
+from fedledger.trainer.strategy import Strategy, make_strategy
 
-from .attacks import AttackConfig, poison_dataset
-from .client import LocalTrainer, TrainConfig
-from .data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
-from .evaluate import evaluate
-from .member import Member
-from .models import get_adapter_state, save_adapter, set_adapter_state
-from .privacy import PrivacyConfig
-from .provenance import provenance, round_timings, write_card, write_timings
-from .serialization import to_numpy, to_safetensors
-from .server import Aggregator, RoundOutcome
-from .strategy import Strategy, make_strategy
+from .attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -134,13 +135,12 @@ def run_federation(
         local = poison_dataset(train_set.subset(part), attack)
         tensors = to_tensor_dataset(local, tokenizer, task=task, max_length=train.max_length)
         trainer = LocalTrainer(model, task=task, train=replace(train, seed=train.seed + 1000 * i), privacy=privacy)
-        member = Member(
-            connect(orgs[i % len(orgs)], name, False),
-            store,
-            trainer,
-            tensors,
-            journal=out_dir / "journals" / f"{name}.json",
-            attack=attack,
+        member_args = (connect(orgs[i % len(orgs)], name, False), store, trainer, tensors)
+        journal = out_dir / "journals" / f"{name}.json"
+        member = (
+            MaliciousMember(*member_args, journal=journal, attack=attack)
+            if attack.kind != Attack.NONE
+            else Member(*member_args, journal=journal)
         )
         member.ensure_registered(dataset_size=len(local), schema_hash=schema)
         member.restore()
@@ -188,7 +188,7 @@ def run_federation(
             "alpha": cfg.alpha,
         },
     )
-    write_card(card_dir, record, to_safetensors(final_state))
+    write_card(card_dir, record, encode(final_state))
     seconds = time.perf_counter() - started
     timings = write_timings(card_dir, per_round, setup=setup_seconds, total=seconds, members=names)
     logger.info("final model v%d %s", final_model.version, final_model.hash)

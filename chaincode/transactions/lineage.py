@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from .. import keys, store, tensors
-from ..codec import loads, parse_hash
+from fedledger.tensors import manifest, sha256_hex
+
+from .. import keys, state
+from ..caller import caller_of
 from ..context import LedgerContext
+from ..encoding import loads, parse_hash
 from ..errors import AlreadyExists, FailedPrecondition, NotFound
 from ..events import emit
 from ..guards import current_rules, require_participant
-from ..identity import caller_of
+from ..payloads import decode_payload, transient_bytes
 from ..records import ModelVersion
 from ..registry import transaction
 
@@ -24,30 +27,29 @@ def register_genesis_model(ctx: LedgerContext, name: str) -> ModelVersion:
         require_participant(ctx, "aggregator")
     if ctx.get_state(keys.composite_key(keys.MODEL_HEAD, [])) is not None:
         raise AlreadyExists("a genesis model is already registered; new versions come from CommitAggregate")
-    data = tensors.transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
-    parsed = tensors.parse(data, "model")
-    tensors.check_finite(parsed, "model")
+    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
+    parsed = decode_payload(data, "model")
     model = ModelVersion(
-        hash=tensors.sha256_hex(data),
+        hash=sha256_hex(data),
         version=0,
         parent=None,
         round=None,
         updates=[],
-        manifest=tensors.manifest(parsed),
+        manifest=manifest(parsed),
         size=len(data),
         committed_by=caller.id,
         tx_id=ctx.get_tx_id(),
         timestamp=ctx.get_tx_timestamp(),
         name=name,
     )
-    store.write(ctx, keys.MODEL, [model.hash], model)
-    store.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": 0})
+    state.write(ctx, keys.MODEL, [model.hash], model)
+    state.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": 0})
     emit(ctx, "GenesisModelRegistered", {"model": model.hash, "name": name})
     return model
 
 
 def require_model(ctx: LedgerContext, model_hash: str) -> ModelVersion:
-    return store.require(ctx, ModelVersion, keys.MODEL, [model_hash], f"model {model_hash}")
+    return state.require(ctx, ModelVersion, keys.MODEL, [model_hash], f"model {model_hash}")
 
 
 @transaction("GetModel", submit=False)

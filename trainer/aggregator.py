@@ -22,8 +22,8 @@ from fedledger.chaincode.errors import NotFound
 from fedledger.chaincode.records import ModelVersion, Round
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
+from fedledger.tensors import decode, encode
 
-from .serialization import from_safetensors, to_safetensors
 from .strategy import FedAvg, Strategy
 
 logger = logging.getLogger(__name__)
@@ -91,13 +91,13 @@ class Aggregator:
             return self.client.latest_model()
         except NotFound:
             pass
-        payload = to_safetensors(state)
+        payload = encode(state)
         self.store.put(payload)
         return self.client.register_genesis_model(payload, name=name)
 
     def global_state(self) -> tuple[ModelVersion, dict[str, Any]]:
         model = self.client.latest_model()
-        return model, from_safetensors(self.store.get(model.hash), expected=model.manifest)
+        return model, decode(self.store.get(model.hash), expected=model.manifest)
 
     # -- one round ----------------------------------------------------------------------------
     def next_round_number(self) -> int:
@@ -166,16 +166,16 @@ class Aggregator:
         started = time.perf_counter()
         record = self.client.round(number)
         base = self.client.model(record.base_model)
-        base_state = from_safetensors(self.store.get(base.hash), expected=base.manifest)
+        base_state = decode(self.store.get(base.hash), expected=base.manifest)
         updates = self.client.updates(number)
         accepted = sorted((u for u in updates if u.status == "accepted"), key=lambda u: u.hash)
-        results = [(from_safetensors(self.store.get(u.hash), expected=base.manifest), u.samples) for u in accepted]
+        results = [(decode(self.store.get(u.hash), expected=base.manifest), u.samples) for u in accepted]
         fetched = time.perf_counter()
         state = self.strategy.aggregate_fit(number, base_state, results) if results else base_state
         aggregated = time.perf_counter()
         metrics = dict(self.evaluate(state)) if self.evaluate is not None else {}
         evaluated = time.perf_counter()
-        payload = to_safetensors(state)
+        payload = encode(state)
         self.store.put(payload)
         model = self.client.commit_aggregate(number, payload, update_hashes=[u.hash for u in accepted], metrics=metrics)
         committed = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Every function takes and returns dicts of arrays (torch tensors are accepted) and returns float32 numpy
 arrays sorted by name. The data attacks (label flip, text backdoor) change what a client trains on and live
-in :mod:`fedledger.trainer.attacks`, which also maps the attack names to these functions.
+in :mod:`fedledger.experiments.attacks`, which also maps the attack names to these functions.
 
 =============================  ============================================================================
 function                       what the attacker submits
@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from fedledger.tensors import to_numpy
 from fedledger.trainer.aggregate import mean_std
-from fedledger.trainer.serialization import to_numpy
 
 __all__ = [
     "HonestStatistics",
