@@ -10,6 +10,7 @@ from __future__ import annotations
 from .context import LedgerContext
 from .encoding import dumps
 from .errors import ContractError, NotFound
+from .names import CONTRACT_NAME, DEFAULT_CHANNEL
 from .registry import TRANSACTIONS, TransactionInfo, bind_arguments
 
 # Importing registers each domain's transactions.
@@ -23,8 +24,6 @@ from .transactions import (  # noqa: F401
     rounds,
     updates,
 )
-
-CONTRACT_NAME = "fedledger"
 
 
 class FedLedgerContract:
@@ -52,4 +51,4 @@ class FedLedgerContract:
         return sorted(name for name, info in TRANSACTIONS.items() if info.submit)
 
 
-__all__ = ["CONTRACT_NAME", "ContractError", "FedLedgerContract"]
+__all__ = ["CONTRACT_NAME", "DEFAULT_CHANNEL", "ContractError", "FedLedgerContract"]

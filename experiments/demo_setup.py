@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key, load_key
 from fedledger.trainer.aggregator import RoundOutcome
 from fedledger.trainer.data import load_breast_cancer_text
@@ -55,29 +56,29 @@ def _store(folder: Path) -> UpdateStore:
 def _ledger(args: argparse.Namespace) -> tuple[Callable[[str, str, bool], FedLedgerClient], Path, dict[str, Any]]:
     if args.ledger == "embedded":
         from fedledger.chaincode.embedded.bootstrap import create_consortium
-        from fedledger.sdk.gateway import connect
 
-        consortium = create_consortium(args.out / "consortium")
-
-        def connect_embedded(mspid: str, name: str, admin: bool) -> FedLedgerClient:
-            identity, signer = consortium.user(mspid, name, admin=admin)
-            network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
-            return FedLedgerClient(network.get_contract("fedledger"), network)
-
-        return connect_embedded, args.out, {"kind": "embedded", "channel": "mychannel", "path": str(consortium.base)}
+        location = LedgerLocation("embedded", create_consortium(args.out / "consortium").base)
+        return _connector(location), args.out, location.record()
     from fedledger.sdk.fabric.local import LocalFabricNetwork
 
     # The Fabric ledger outlives a demo run: identities and the store live beside the network so that
     # a second run continues the same federation.
     state = args.network_dir / "demo"
-    network = LocalFabricNetwork(args.network_dir, state / "identities")
+    location = LocalFabricNetwork(args.network_dir, state / "identities").location
     info = {
         "kind": "fabric",
-        "channel": network.profile.channel,
-        "chaincode": network.profile.chaincode,
+        "channel": location.channel,
+        "chaincode": location.chaincode,
         "network_dir": str(args.network_dir.resolve()),  # lets `fedledger report` reach the ledger again
     }
-    return network.client, state, info
+    return _connector(location), state, info
+
+
+def _connector(location: LedgerLocation) -> Callable[[str, str, bool], FedLedgerClient]:
+    def connect(mspid: str, name: str, admin: bool) -> FedLedgerClient:
+        return location.client(mspid, name, admin=admin)
+
+    return connect
 
 
 #: LoRA for the demo when ``lora="last"``: query/value of the *last* encoder layer plus the head (about 7k

@@ -21,7 +21,7 @@ from fedledger.chaincode.errors import ContractError, PermissionDenied
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import encode, to_numpy
-from fedledger.trainer.aggregator import Aggregator, RoundOutcome
+from fedledger.trainer.aggregator import Aggregator
 from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
 from fedledger.trainer.evaluate import evaluate
 from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
@@ -29,6 +29,7 @@ from fedledger.trainer.member import Member
 from fedledger.trainer.models import get_adapter_state, save_adapter, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
 from fedledger.trainer.provenance import provenance, round_timings, write_card, write_timings
+from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 from fedledger.trainer.strategy import Strategy, make_strategy
 
 from .attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
@@ -111,13 +112,7 @@ def run_federation(
         metrics = evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
         return {k: round(float(v), 6) for k, v in metrics.items()}
 
-    aggregator = Aggregator(
-        connect(orgs[0], "aggregator", False),
-        store,
-        evaluate=evaluate_state,
-        strategy=strategy,
-        round_seconds=cfg.round_seconds,
-    )
+    aggregator = Aggregator(connect(orgs[0], "aggregator", False), store, round_seconds=cfg.round_seconds)
     aggregator.ensure_registered()
     genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=model_name)
     initial = evaluate_state(aggregator.global_state()[1])
@@ -147,29 +142,36 @@ def run_federation(
         members.append(member)
         names[member.id] = name
 
-    outcomes: list[RoundOutcome] = []
     per_round: list[dict[str, Any]] = []
-    setup_seconds = time.perf_counter() - started
-    for _ in range(cfg.rounds):
+    member_seconds: dict[str, dict[str, float]] = {}
+    round_started = time.perf_counter()
+    setup_seconds = round_started - started
+
+    def collect(number: int) -> None:
+        for member in tqdm(members, desc=f"round {number}: members train", unit="member", disable=not progress):
+            try:
+                member_seconds[member.id] = member.participate(number).seconds
+            except PermissionDenied as exc:  # e.g. a suspended member: the ledger refuses, the round goes on
+                tqdm.write(f"  {names[member.id]} refused by the ledger: {exc}")
+        aggregator.wait_for_updates(number, expected=len(members), timeout=5.0)
+
+    def record(outcome: RoundOutcome) -> None:
+        nonlocal round_started
+        per_round.append(round_timings(outcome, dict(member_seconds), time.perf_counter() - round_started))
+        member_seconds.clear()
         round_started = time.perf_counter()
-        member_seconds: dict[str, dict[str, float]] = {}
-        step, number = aggregator.resume()
-        if step == "open":
-            aggregator.open_round(number)
-        if step in ("open", "collect"):
-            for member in tqdm(members, desc=f"round {number}: members train", unit="member", disable=not progress):
-                try:
-                    member_seconds[member.id] = member.participate(number).seconds
-                except PermissionDenied as exc:  # e.g. a suspended member: the ledger refuses, the round goes on
-                    tqdm.write(f"  {names[member.id]} refused by the ledger: {exc}")
-            aggregator.wait_for_updates(number, expected=len(members), timeout=5.0)
-        if step in ("open", "collect", "finalize"):
-            aggregator.finalize(number)
-        outcome = aggregator.aggregate(number)
-        outcomes.append(outcome)
-        per_round.append(round_timings(outcome, member_seconds, time.perf_counter() - round_started))
         if on_round is not None:
             on_round(outcome)
+
+    driver = RoundDriver(
+        aggregator,
+        collect=collect,
+        strategy=strategy,
+        evaluate=evaluate_state,
+        record=record,
+        checkpoint=out_dir / "aggregator" / "strategy.safetensors",
+    )
+    outcomes = driver.run(cfg.rounds)
 
     final_model, final_state = aggregator.global_state()
     set_adapter_state(model, final_state)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .aggregator import STEPS, RoundOutcome
+from .rounds import STEPS, RoundOutcome
 
 PROVENANCE = "provenance.json"
 CARD = "README.md"

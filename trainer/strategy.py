@@ -2,22 +2,34 @@
 
 Like Flower's ``Strategy``, a strategy is a small object with an ``aggregate_fit`` hook; the arithmetic lives
 in the pure functions of :mod:`fedledger.trainer.aggregate`. A strategy with server state (FedAdam's moments)
-exposes it through :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict` so that an aggregator can
-resume, and an auditor replay, a run.
+exposes it through :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict`; :func:`save_strategy_state`
+and :func:`load_strategy_state` keep it in a checkpoint file tied to the global model it belongs to, so that a
+restarted aggregator continues with the same state (the round driver does this after every commit).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
 
-__all__ = ["FedAdam", "FedAvg", "Strategy", "make_strategy"]
+__all__ = [
+    "FedAdam",
+    "FedAvg",
+    "Strategy",
+    "StrategyStateError",
+    "load_strategy_state",
+    "make_strategy",
+    "save_strategy_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +144,88 @@ def make_strategy(name: str, **kwargs: Any) -> Strategy:
     if name not in strategies:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {sorted(strategies)}.")
     return strategies[name](**kwargs)
+
+
+class StrategyStateError(RuntimeError):
+    """A strategy checkpoint that cannot be restored for this ledger."""
+
+
+def _previous(path: Path) -> Path:
+    return path.with_name(path.name + ".prev")
+
+
+def save_strategy_state(strategy: Strategy, path: Path | str, *, model_hash: str) -> None:
+    """Write ``strategy.state_dict()`` atomically: arrays as safetensors, the rest as JSON, with ``model_hash``.
+
+    Written before the commit of ``model_hash``; the checkpoint it replaces is kept beside it (``.prev``) so
+    that a commit that never happened leaves a checkpoint for the model the ledger does have. A state dict is a
+    mapping whose values are numbers, strings, or mappings of names to arrays (FedAdam's ``m`` and ``v``).
+    """
+    from safetensors.numpy import save
+
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, Any] = {}
+    for key, value in strategy.state_dict().items():
+        if isinstance(value, Mapping):
+            arrays.update({f"{key}/{name}": np.ascontiguousarray(a) for name, a in value.items()})
+            scalars.setdefault("_groups", []).append(key)
+        else:
+            scalars[key] = value
+    metadata = {"strategy": json.dumps(strategy.describe(), sort_keys=True), "model": model_hash}
+    metadata["scalars"] = json.dumps(scalars, sort_keys=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(save(arrays, metadata=metadata) if arrays else save({"_": np.zeros(0, np.float32)}, metadata))
+    if path.exists():
+        os.replace(path, _previous(path))
+    os.replace(tmp, path)
+
+
+def load_strategy_state(strategy: Strategy, path: Path | str, *, model_hash: str) -> bool:
+    """Restore the checkpoint written by :func:`save_strategy_state` for ``model_hash`` into ``strategy``.
+
+    Returns True when restored, False when there is no checkpoint. Raises :class:`StrategyStateError` when the
+    checkpoint belongs to another strategy configuration, or when neither it nor the one before it belongs to
+    ``model_hash`` (the ledger's latest model): continuing then would build a model that no replay of the
+    ledger reproduces.
+    """
+    path = Path(path)
+    candidates = [p for p in (path, _previous(path)) if p.exists()]
+    if not candidates:
+        return False
+    models = []
+    for candidate in candidates:
+        metadata, arrays = _read_checkpoint(candidate)
+        if metadata.get("model") == model_hash:
+            _restore(strategy, candidate, metadata, arrays)
+            return True
+        models.append(metadata.get("model"))
+    raise StrategyStateError(
+        f"{path} holds the strategy state after model(s) {models}, but the ledger's latest model is {model_hash}: "
+        "restore the checkpoint of that run, or start a new run"
+    )
+
+
+def _read_checkpoint(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+        arrays = {key: handle.get_tensor(key) for key in handle.keys() if key != "_"}  # noqa: SIM118
+    return metadata, arrays
+
+
+def _restore(strategy: Strategy, path: Path, metadata: Mapping[str, str], arrays: Mapping[str, np.ndarray]) -> None:
+    if json.loads(metadata.get("strategy", "{}")) != strategy.describe():
+        raise StrategyStateError(
+            f"{path} holds the state of {metadata.get('strategy')}, not of {strategy.describe()}: "
+            "run the aggregator with the strategy it started with"
+        )
+    scalars = json.loads(metadata.get("scalars", "{}"))
+    state: dict[str, Any] = {k: v for k, v in scalars.items() if k != "_groups"}
+    for group in scalars.get("_groups", []):
+        prefix = f"{group}/"
+        state[group] = {key[len(prefix) :]: a for key, a in arrays.items() if key.startswith(prefix)}
+    strategy.load_state_dict(state)
+    logger.info("restored %s state from %s (model %s)", strategy.name, path, metadata.get("model"))

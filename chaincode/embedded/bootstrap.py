@@ -13,11 +13,11 @@ from pathlib import Path
 
 from fedledger.identity import Identity, Signer, load_msp_identity
 
+from ..names import DEFAULT_CHANNEL
 from .ledger import EmbeddedLedger
 from .msp import Organization, add_user, create_organization
 
 DEFAULT_ORGANIZATIONS = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com"}
-DEFAULT_CHANNEL = "mychannel"
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from typing import Any
 
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.gateway import connect
+from fedledger.sdk.connection import LedgerLocation
+from fedledger.sdk.connection import open_client as open_client_at
 from fedledger.sdk.store import UpdateStore, load_key
-
-from .ledger import ledger_dir
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +64,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     aggregator.add_argument("--round-seconds", type=float, default=600.0, help="round deadline")
     aggregator.add_argument("--strategy", choices=["fedavg", "fedadam"], default="fedavg")
     aggregator.add_argument("--card", type=Path, default=Path("model"), help="where to write adapter and model card")
+    aggregator.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="the strategy's server state between runs (default: <store>/../aggregator/strategy.safetensors)",
+    )
     aggregator.set_defaults(run=_run_aggregator)
 
     audit = commands.add_parser("audit", help="re-verify a finished run against the ledger; report the first mismatch")
@@ -73,26 +77,17 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     audit.set_defaults(run=_run_audit)
 
 
-def open_client(args: argparse.Namespace) -> FedLedgerClient:
-    identity, signer = load_msp_identity(args.msp_dir, args.mspid)
+def _location(args: argparse.Namespace) -> LedgerLocation:
     if args.ledger_dir is not None:
-        gateway = connect(identity, signer=signer, ledger_dir=ledger_dir(args.ledger_dir))
-        channel, chaincode = "mychannel", "fedledger"
-    else:
-        from fedledger.sdk.fabric.profile import load_network_dir
+        return LedgerLocation("embedded", args.ledger_dir)
+    from fedledger.sdk.fabric.profile import load_network_dir
 
-        profile = load_network_dir(args.network_dir)
-        org = profile.org(args.mspid)
-        gateway = connect(
-            identity,
-            signer=signer,
-            endpoint=org.endpoint,
-            tls_root_cert=org.tls_root_cert,
-            server_name_override=org.server_name_override,
-        )
-        channel, chaincode = profile.channel, profile.chaincode
-    network = gateway.get_network(channel)
-    return FedLedgerClient(network.get_contract(chaincode), network)
+    profile = load_network_dir(args.network_dir)
+    return LedgerLocation("fabric", args.network_dir, channel=profile.channel, chaincode=profile.chaincode)
+
+
+def open_client(args: argparse.Namespace) -> FedLedgerClient:
+    return open_client_at(_location(args), *load_msp_identity(args.msp_dir, args.mspid))
 
 
 def _store(args: argparse.Namespace) -> UpdateStore:
@@ -168,6 +163,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     from fedledger.trainer.data import to_tensor_dataset
     from fedledger.trainer.evaluate import evaluate
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
+    from fedledger.trainer.rounds import RoundDriver, RoundOutcome
     from fedledger.trainer.strategy import make_strategy
 
     client = open_client(args)
@@ -179,28 +175,31 @@ def _run_aggregator(args: argparse.Namespace) -> int:
         set_adapter_state(model, state)
         return {k: round(float(v), 6) for k, v in evaluate(model, tensors, num_labels=test.num_labels).items()}
 
-    aggregator = Aggregator(
-        client,
-        _store(args),
-        evaluate=evaluate_state,
-        strategy=make_strategy(args.strategy),
-        round_seconds=args.round_seconds,
-    )
+    aggregator = Aggregator(client, _store(args), round_seconds=args.round_seconds)
     aggregator.ensure_registered()
     aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
-    for _ in range(args.rounds):
-        step, number = aggregator.resume()
-        if step == "open":
-            aggregator.open_round(number)
-            print(f"round {number} open until {client.round(number).deadline:.0f}")
-        if step in ("open", "collect"):
-            count = aggregator.wait_for_updates(number, expected=args.expect)
-            print(f"round {number}: {count} update(s)")
-        if step != "aggregate":
-            finalized = aggregator.finalize(number)
-            print(f"round {number}: accepted {finalized.accepted}, rejected {finalized.rejected}")
-        outcome = aggregator.aggregate(number)
-        print(f"round {number}: model v{outcome.model.version} {outcome.model.hash} {json.dumps(outcome.metrics)}")
+
+    def collect(number: int) -> None:
+        print(f"round {number} open until {client.round(number).deadline:.0f}")
+        print(f"round {number}: {aggregator.wait_for_updates(number, expected=args.expect)} update(s)")
+
+    def record(outcome: RoundOutcome) -> None:
+        verdicts = f"accepted {len(outcome.accepted)}, rejected {len(outcome.rejected)}"
+        model_text = f"model v{outcome.model.version} {outcome.model.hash}" if outcome.model else "abandoned"
+        print(f"round {outcome.number}: {verdicts}; {model_text} {json.dumps(outcome.metrics)}")
+
+    checkpoint = args.checkpoint or args.store.parent / "aggregator" / "strategy.safetensors"
+    driver = RoundDriver(
+        aggregator,
+        collect=collect,
+        strategy=make_strategy(args.strategy),
+        evaluate=evaluate_state,
+        record=record,
+        checkpoint=checkpoint,
+    )
+    if driver.restored:
+        print(f"strategy state restored from {checkpoint}")
+    driver.run(args.rounds)
     return 0
 
 
@@ -214,19 +213,9 @@ def _run_audit(args: argparse.Namespace) -> int:
     ledger = record["ledger"]
     store_dir = Path(ledger["store"])
     store = UpdateStore(store_dir, load_key(store_dir.parent / "store.key"))
-    if ledger["kind"] == "embedded":
-        from fedledger.chaincode.embedded.bootstrap import open_consortium
-
-        consortium = open_consortium(ledger["path"])
-        identity, signer = consortium.user("Org2MSP", "auditor")
-        network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
-        client = FedLedgerClient(network.get_contract("fedledger"), network)
-    else:
-        from fedledger.sdk.fabric.local import LocalFabricNetwork
-
-        client = LocalFabricNetwork(args.network_dir, args.network_dir / "demo" / "identities").client(
-            "Org2MSP", "auditor"
-        )
+    if ledger["kind"] == "fabric":
+        ledger = {**ledger, "path": str(args.network_dir)}
+    client = LedgerLocation.from_record(ledger).client("Org2MSP", "auditor")
     params = dict(record["training"]["strategy"])
     report = audit_run(client, store, card, make_strategy(params.pop("name"), **params))
     print(report)

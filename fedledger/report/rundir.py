@@ -63,7 +63,7 @@ def locate(path: Path | str) -> RunDir:
     if provenance is not None:
         ledger = dict(provenance.get("ledger") or {})
     elif (path / CONSORTIUM / "organizations" / "index.txt").is_file():
-        ledger = {"kind": "embedded", "channel": "mychannel", "path": str(path / CONSORTIUM)}
+        ledger = {"kind": "embedded", "path": str(path / CONSORTIUM)}
     else:
         raise RunDirError(
             f"{path} is not a fedledger run folder: it has neither {PROVENANCE} (written at the end of a federated "
@@ -79,22 +79,19 @@ def locate(path: Path | str) -> RunDir:
 
 def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedgerClient:
     """A read-only client of the run's ledger, as an organisation admin that already exists there."""
-    if run.kind == "embedded":
-        from fedledger.chaincode.embedded.bootstrap import open_consortium
-        from fedledger.sdk.gateway import connect
+    from fedledger.sdk.connection import LedgerLocation
 
+    if run.kind == "embedded":
         base = Path(run.ledger.get("path", ""))
         if not (base / "organizations" / "index.txt").is_file():
             raise LedgerUnreachableError(
                 f"the run's embedded ledger is not at {base}: copy the run's consortium/ folder back into {run.path}"
             )
-        consortium = open_consortium(base)
-        mspid = sorted(consortium.organizations)[-1]
-        identity, signer = consortium.admin(mspid)  # cryptogen-style Admin@, created with the consortium
-        network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network(
-            run.ledger.get("channel", "mychannel")
-        )
-        return FedLedgerClient(network.get_contract(run.ledger.get("chaincode", "fedledger")), network)
+        from fedledger.chaincode.embedded.bootstrap import open_consortium
+
+        location = LedgerLocation.from_record({**run.ledger, "path": str(base)})
+        mspid = sorted(open_consortium(base).organizations)[-1]
+        return location.client(mspid, "Admin", admin=True)  # cryptogen-style Admin@, created with the consortium
     if run.kind == "fabric":
         where = network_dir or (Path(run.ledger["network_dir"]) if run.ledger.get("network_dir") else None)
         if where is None or not (where / "network.json").is_file():
@@ -104,11 +101,16 @@ def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedger
                 f"{where or 'no --network-dir'} has no network.json; bring the network up (`make network-up`) and "
                 "pass its folder with --network-dir"
             )
-        from fedledger.sdk.fabric.local import LocalFabricNetwork
+        from fedledger.sdk.fabric.profile import load_network_dir
 
-        network = LocalFabricNetwork(where, where / "demo" / "identities")
-        network.chaincode = run.ledger.get("chaincode")  # None: the network profile's chaincode
-        return network.client(sorted(network.profile.orgs)[-1], "Admin", admin=True)  # cryptogen's Admin@
+        profile = load_network_dir(where)
+        location = LedgerLocation(
+            "fabric",
+            where,
+            channel=run.ledger.get("channel") or profile.channel,
+            chaincode=run.ledger.get("chaincode") or profile.chaincode,
+        )
+        return location.client(sorted(profile.orgs)[-1], "Admin", admin=True)  # cryptogen's Admin@
     raise LedgerUnreachableError(
         f"{run.path / PROVENANCE} names a ledger of kind {run.kind!r}; this fedledger reads 'embedded' and 'fabric'"
     )

@@ -15,7 +15,7 @@ from fedledger.chaincode.embedded.msp import Organization, add_user
 from fedledger.identity import Identity, Signer, load_msp_identity
 
 from ..client import FedLedgerClient
-from ..gateway import connect
+from ..connection import LedgerLocation, open_client
 from .profile import NetworkProfile, load_network_dir
 
 
@@ -47,12 +47,15 @@ class LocalFabricNetwork:
             return load_msp_identity(org.msp_dir("Admin"), org.mspid)
         return load_msp_identity(add_user(self.issuer(org.mspid), name, ou="admin" if admin else "client"), org.mspid)
 
-    def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
-        identity, signer = self.identity(mspid, name, admin=admin)
-        # Every submit returns only once each organisation's peer has the block, so the next transaction
-        # (endorsed by several organisations) never reads a state one of them has not caught up with.
-        backend = self.profile.org(mspid).backend(
-            identity, signer, clock=self._clock, committed_on=[o.mspid for o in self.profile.orgs.values()]
+    @property
+    def location(self) -> LedgerLocation:
+        return LedgerLocation(
+            "fabric",
+            self.network_dir,
+            channel=self.profile.channel,
+            chaincode=self.chaincode or self.profile.chaincode,
+            issued=self._issued,
         )
-        network = connect(identity, signer=signer, backend=backend).get_network(self.profile.channel)
-        return FedLedgerClient(network.get_contract(self.chaincode or self.profile.chaincode), network)
+
+    def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
+        return open_client(self.location, *self.identity(mspid, name, admin=admin), clock=self._clock)

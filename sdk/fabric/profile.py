@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedledger.chaincode.names import CONTRACT_NAME as DEFAULT_CHAINCODE
+from fedledger.chaincode.names import DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.fabric.backend import FabricGatewayBackend
 
@@ -53,8 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHANNEL = "mychannel"
-DEFAULT_CHAINCODE = "fedledger"
 TEST_NETWORK_PORTS = {"org1": 7051, "org2": 9051, "org3": 11051}
 
 
