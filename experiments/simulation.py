@@ -1,8 +1,9 @@
-"""A small in-memory federated loop (no ledger): N clients x R rounds, FedAvg/FedAdam, evaluation.
+"""A federation in one process without a ledger: N clients x R rounds, FedAvg/FedAdam, evaluation.
 
-Used by tests and experiments; the ledger-backed aggregator drives the same pieces (LocalTrainer, the wire
-format, a Strategy, evaluate) through the SDK. Updates travel through safetensors bytes and are parsed back
-against the round's manifest, exactly as they would on the ledger.
+Used by tests and experiments. The rounds are the same :class:`~fedledger.trainer.rounds.RoundDriver` the
+ledger-backed aggregator uses, over :class:`~fedledger.experiments.in_memory.InMemoryRounds`: updates travel
+as safetensors bytes through the shared codec, checked against the genesis manifest, and are screened by
+the hook the caller picks (the contract's verdict, or none).
 
 Run it: ``python -m fedledger.experiments.simulation --model tiny-bert --clients 3 --rounds 2``.
 """
@@ -14,30 +15,27 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-import numpy as np
-
 from fedledger.experiments.update_attacks import honest_statistics
-from fedledger.tensors import decode, encode, manifest, sha256_hex, to_numpy
+from fedledger.tensors import NDState, encode, sha256_hex, to_numpy
 from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
 from fedledger.trainer.evaluate import evaluate
 from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
-from fedledger.trainer.strategy import FedAvg, Strategy
+from fedledger.trainer.rounds import RoundDriver, RoundOutcome
+from fedledger.trainer.strategy import Strategy
 
 from .attacks import Attack, AttackConfig, poison_dataset, poison_update
+from .in_memory import InMemoryRounds, Screen, accept_all
 
 __all__ = ["ClientReport", "RoundReport", "SimulationConfig", "SimulationResult", "run_simulation"]
 
 logger = logging.getLogger(__name__)
 
-NDState = dict[str, np.ndarray]
-#: ``accept(round, client_ids, deltas) -> keep flags``: e.g. an anomaly detector in front of aggregation.
-AcceptFn = Callable[[int, Sequence[int], Sequence[NDState]], Sequence[bool]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,20 +103,22 @@ def run_simulation(
     privacy: PrivacyConfig | None = None,
     strategy: Strategy | None = None,
     attacks: Mapping[int, AttackConfig] | None = None,
-    accept: AcceptFn | None = None,
+    screen: Screen = accept_all,
+    rules: Mapping[str, Any] | None = None,
     test: TextDataset | None = None,
     progress: bool = False,
 ) -> SimulationResult:
     """Run a federation in one process, sharing ``model`` (a peft model) between the clients.
 
-    ``attacks`` maps client index -> attack; ``accept`` may veto updates before aggregation. Without
-    ``test``, ``config.test_fraction`` of ``dataset`` is held out. Returns per-round metrics and reports.
+    The rounds are the :class:`~fedledger.trainer.rounds.RoundDriver`'s over :class:`InMemoryRounds`.
+    ``attacks`` maps client index -> attack (update attackers collude: they know the round's honest
+    statistics). ``screen`` rules on the updates (default: accept all; ``contract_screen`` is what the
+    contract decides under ``rules``). Without ``test``, ``config.test_fraction`` of ``dataset`` is held out.
     """
     from tqdm.auto import tqdm
 
     cfg = config or SimulationConfig()
     train = train or TrainConfig()
-    strategy = strategy or FedAvg()
     attacks = dict(attacks or {})
     if test is None:
         dataset, test = train_test_split(dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)
@@ -130,29 +130,34 @@ def run_simulation(
         raise ValueError(f"The 'partition' parameter must be 'iid' or 'dirichlet'. Got {cfg.partition!r} instead.")
     clients = []
     for i, part in enumerate(parts):
-        local = dataset.subset(part)
         attack = attacks.get(i, AttackConfig())
-        local = poison_dataset(local, attack)
-        tensors = to_tensor_dataset(local, tokenizer, task=task, max_length=train.max_length)
+        tensors = to_tensor_dataset(
+            poison_dataset(dataset.subset(part), attack), tokenizer, task=task, max_length=train.max_length
+        )
         trainer = LocalTrainer(model, task=task, train=replace(train, seed=train.seed + 1000 * i), privacy=privacy)
         clients.append((trainer, tensors, attack))
     test_tensors = to_tensor_dataset(test, tokenizer, task=task, max_length=train.max_length)
 
-    global_state = to_numpy(get_adapter_state(model))
-    expected = manifest(global_state)
-    initial = evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
-    result = SimulationResult(initial_metrics=initial, manifest=expected)
+    def evaluate_state(state: Mapping[str, Any]) -> dict[str, float]:
+        set_adapter_state(model, state)
+        return evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
+
+    ledger = InMemoryRounds(to_numpy(get_adapter_state(model)), rules=rules, screen=screen)
+    initial = evaluate_state(ledger.models[ledger.head()])
+    result = SimulationResult(initial_metrics=initial, manifest=ledger.manifest)
     logger.info("round 0: %s", _fmt(initial))
-    for rnd in tqdm(range(1, cfg.rounds + 1), desc="federated rounds", disable=not progress):
-        start = time.perf_counter()
+    submitted: dict[int, tuple[list[bytes], list[dict[str, Any]]]] = {}
+    started = time.perf_counter()
+
+    def collect(number: int) -> None:
+        base = ledger.base_state(number)
         deltas: list[NDState] = []
         metas: list[dict[str, Any]] = []
-        for trainer, tensors, _ in tqdm(clients, desc=f"round {rnd} clients", disable=not progress, leave=False):
-            res = trainer.train_round(global_state, tensors, round_id=rnd)
+        for trainer, tensors, _ in tqdm(clients, desc=f"round {number} clients", disable=not progress, leave=False):
+            res = trainer.train_round(base, tensors, round_id=number)
             deltas.append(to_numpy(res.delta))
             metas.append(res.metadata())
         honest = [d for d, (_, _, a) in zip(deltas, clients, strict=True) if not a.is_update_attack]
-        # Colluding attackers know the round's honest statistics (the threat model of ALIE/IPM).
         stats = honest_statistics(honest) if honest else None
         for i, (_, _, attack) in enumerate(clients):
             if attack.is_update_attack:
@@ -163,27 +168,37 @@ def run_simulation(
                     honest_std=stats.std if stats else None,
                     honest_norm=stats.median_norm if stats else None,
                 )
-        # Through the wire format, checked against the round manifest, as on the ledger.
-        blobs = [encode(d) for d in deltas]
-        parsed = [decode(b, expected=expected) for b in blobs]
-        keep = list(accept(rnd, list(range(len(parsed))), parsed)) if accept else [True] * len(parsed)
-        hashes = [sha256_hex(b) for b in blobs]
-        chosen = sorted((h, i) for i, h in enumerate(hashes) if keep[i])
-        if chosen:
-            accepted = [(parsed[i], int(metas[i]["num_samples"])) for _, i in chosen]
-            global_state = strategy.aggregate_fit(rnd, global_state, accepted)
-        else:
-            logger.warning("round %d: no update accepted; the global adapter stays as it was", rnd)
-        set_adapter_state(model, global_state)
-        metrics = evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
+        blobs = [encode(d, like=ledger.manifest) for d in deltas]
+        for i, (blob, meta) in enumerate(zip(blobs, metas, strict=True)):
+            ledger.submit(number, _client_id(i), blob, samples=int(meta["num_samples"]))
+        submitted[number] = (blobs, metas)
+
+    def record(outcome: RoundOutcome) -> None:
+        nonlocal started
+        blobs, metas = submitted.pop(outcome.number)
+        accepted = {u["participant"] for u in outcome.accepted}
+        if not accepted:
+            logger.warning("round %d: no update accepted; the global adapter stays as it was", outcome.number)
         reports = [
-            ClientReport(i, hashes[i], len(blobs[i]), bool(keep[i]), clients[i][2].kind.value, metas[i])
+            ClientReport(
+                i, sha256_hex(blobs[i]), len(blobs[i]), _client_id(i) in accepted, clients[i][2].kind.value, metas[i]
+            )
             for i in range(len(clients))
         ]
-        result.rounds.append(RoundReport(rnd, metrics, reports, time.perf_counter() - start))
-        logger.info("round %d: %s (%.1fs)", rnd, _fmt(metrics), result.rounds[-1].seconds)
-    result.global_state = global_state
+        result.rounds.append(RoundReport(outcome.number, outcome.metrics, reports, time.perf_counter() - started))
+        logger.info("round %d: %s (%.1fs)", outcome.number, _fmt(outcome.metrics), result.rounds[-1].seconds)
+        started = time.perf_counter()
+
+    driver = RoundDriver(ledger, collect=collect, strategy=strategy, evaluate=evaluate_state, record=record)
+    for _ in tqdm(range(cfg.rounds), desc="federated rounds", disable=not progress):
+        driver.run_round()
+    result.global_state = ledger.models[ledger.head()]
+    set_adapter_state(model, result.global_state)
     return result
+
+
+def _client_id(index: int) -> str:
+    return f"client-{index}"
 
 
 def _fmt(metrics: Mapping[str, float]) -> str:
@@ -192,8 +207,8 @@ def _fmt(metrics: Mapping[str, float]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (see the module docstring)."""
-    from .data import load_breast_cancer_text, load_table
-    from .models import LoraSettings, apply_lora, load_model, tiny_model
+    from fedledger.trainer.data import load_breast_cancer_text, load_table
+    from fedledger.trainer.models import LoraSettings, apply_lora, load_model, tiny_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = argparse.ArgumentParser(prog="python -m fedledger.experiments.simulation", description=__doc__)
@@ -238,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ghost_clipping=args.ghost,
             rounds=args.rounds,
         )
-    from .strategy import make_strategy
+    from fedledger.trainer.strategy import make_strategy
 
     attacks = None
     if args.attack != "none":

@@ -15,7 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fedledger.chaincode.errors import NotFound
 from fedledger.chaincode.records import Update
@@ -23,7 +23,8 @@ from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import NDState, decode, encode, to_numpy
 
-from .local_trainer import LocalTrainer
+if TYPE_CHECKING:  # torch is imported only by whoever builds the trainer
+    from .local_trainer import LocalTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -112,12 +112,12 @@ def _markdown(record: dict[str, Any]) -> str:
 
 def round_timings(outcome: RoundOutcome, members: Mapping[str, Mapping[str, float]], wall: float) -> dict[str, Any]:
     """One round's latency breakdown: members' training and SubmitUpdate summed (they ran one after
-    another in this process), the aggregator's steps as it timed them, and the round's wall time."""
-    steps = {
-        "local_training": sum(m.get("train", 0.0) for m in members.values()),
-        "submit": sum(m.get("submit", 0.0) for m in members.values()),
-        **outcome.seconds,
-    }
+    another in this process, inside the round driver's collect step, so the wait is what remains of that
+    step), the aggregator's other steps as the driver timed them, and the round's wall time."""
+    training = sum(m.get("train", 0.0) for m in members.values())
+    submitting = sum(m.get("submit", 0.0) for m in members.values())
+    waiting = max(0.0, outcome.seconds.get("wait_for_deadline", 0.0) - training - submitting)
+    steps = {**outcome.seconds, "local_training": training, "submit": submitting, "wait_for_deadline": waiting}
     return {
         "round": outcome.number,
         "wall": round(wall, 6),

@@ -81,7 +81,7 @@ class RoundOutcome:
     metrics: dict[str, float]
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)  # step -> tx id, block
     seconds: dict[str, float] = field(default_factory=dict)  # STEPS -> wall seconds
-    state: NDState | None = field(default=None, repr=False, compare=False)  # the new global state
+    started_at: Step = "open"  # where the driver took the round up: "open" unless it resumed one
 
     @property
     def model_hash(self) -> str | None:
@@ -205,7 +205,7 @@ class RoundDriver:
         outcome = self.ledger.commit(number, state, used, metrics)
         lap("commit_aggregate")
         outcome.seconds = {**seconds, **outcome.seconds}
-        outcome.state = state
+        outcome.started_at = step
         if self.record is not None:
             self.record(outcome)
         return outcome

@@ -7,7 +7,6 @@ from typing import Any
 
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import direction_of
-from fedledger.anomaly.screening import ScreeningConfig, Verdict, screen_round
 from fedledger.tensors import sha256_hex
 
 from .. import keys, state
@@ -17,8 +16,9 @@ from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from ..events import emit
 from ..guards import require_participant
 from ..payloads import decode_payload, transient_bytes
-from ..records import Anomaly, ModelVersion, Round, Rules, Update
+from ..records import Anomaly, ModelVersion, Round, Update
 from ..registry import transaction
+from ..verdicts import detect, screened
 from .lineage import MODEL_FIELD, require_model
 from .rounds import parse_round, require_round
 from .settlement import apply_verdict_to_participant, pay_round
@@ -26,8 +26,7 @@ from .updates import round_updates, rules_of
 
 
 def _screened(update: Update) -> dict[str, Any]:
-    """The stored features plus the declared training metadata the contract checked at SubmitUpdate."""
-    return {**update.features, "samples": update.samples, "epsilon": update.epsilon}
+    return screened(update.features, samples=update.samples, epsilon=update.epsilon)
 
 
 def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
@@ -43,21 +42,6 @@ def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
         return []
     accepted = [u for u in round_updates(ctx, previous.number) if u.status == "accepted"]
     return direction_of([u.features for u in accepted], [u.samples for u in accepted])
-
-
-def detect(number: int, rules: Rules, updates: list[Update], direction: list[float] | None = None) -> list[Verdict]:
-    """The detector's verdict on each update, identical on every endorsing peer."""
-    config = ScreeningConfig(
-        contamination=rules.detector_contamination,
-        score_threshold=rules.detector_score_threshold,
-        min_updates=rules.detector_min_updates,
-        min_deviation=rules.detector_min_deviation,
-        max_deviation=rules.detector_max_deviation,
-        n_estimators=rules.detector_n_estimators,
-    )
-    return screen_round(
-        [_screened(u) for u in updates], seed=round_seed(number), config=config, previous_direction=direction
-    )
 
 
 @transaction("FinalizeRound")
@@ -80,7 +64,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
         )
     judged = []
     direction = previous_direction(ctx, record.number)
-    verdicts = detect(record.number, rules, updates, direction)
+    verdicts = detect(record.number, rules, [_screened(u) for u in updates], direction)
     for update, verdict in zip(updates, verdicts, strict=True):
         status = "accepted" if verdict.accepted else "rejected"
         update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     try:
-        from fedledger.trainer import demo_setup
+        from fedledger.experiments import demo_setup
     except ImportError as exc:
         print(f"fedledger demo needs the training stack: pip install 'fedledger[train]' ({exc})")
         return 2

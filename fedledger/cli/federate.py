@@ -180,13 +180,18 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
 
     def collect(number: int) -> None:
-        print(f"round {number} open until {client.round(number).deadline:.0f}")
+        print(f"round {number}: waiting for {args.expect} update(s) until {client.round(number).deadline:.0f}")
         print(f"round {number}: {aggregator.wait_for_updates(number, expected=args.expect)} update(s)")
 
     def record(outcome: RoundOutcome) -> None:
-        verdicts = f"accepted {len(outcome.accepted)}, rejected {len(outcome.rejected)}"
-        model_text = f"model v{outcome.model.version} {outcome.model.hash}" if outcome.model else "abandoned"
-        print(f"round {outcome.number}: {verdicts}; {model_text} {json.dumps(outcome.metrics)}")
+        if outcome.started_at != "open":
+            print(f"round {outcome.number}: resumed at step {outcome.started_at!r} (the ledger's state)")
+        print(f"round {outcome.number}: accepted {len(outcome.accepted)}, rejected {len(outcome.rejected)}")
+        if outcome.model is None:
+            print(f"round {outcome.number}: abandoned, no update was accepted")
+        else:
+            model = outcome.model
+            print(f"round {outcome.number}: model v{model.version} {model.hash} {json.dumps(outcome.metrics)}")
 
     checkpoint = args.checkpoint or args.store.parent / "aggregator" / "strategy.safetensors"
     driver = RoundDriver(

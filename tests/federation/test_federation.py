@@ -156,7 +156,7 @@ def test_a_restarted_member_does_not_submit_twice(tmp_path):
     aggregator = Aggregator(run.client("Org1MSP", "aggregator"), run.store)
     aggregator.ensure_registered()
     aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name="tiny")
-    aggregator.open_round(1)
+    aggregator.open(1)
     data = to_tensor_dataset(load_breast_cancer_text().subset(range(64)), tokenizer, max_length=48)
 
     def member() -> Member:  # a fresh process: new objects, same identity and journal
@@ -180,4 +180,4 @@ def test_a_restarted_member_does_not_submit_twice(tmp_path):
 def test_the_aggregator_resumes_from_the_ledger(finished):
     run, _ = finished
     resumed = Aggregator(run.client("Org1MSP", "aggregator"), run.store)
-    assert resumed.resume() == ("open", ROUNDS + 1)
+    assert resumed.next_step() == ("open", ROUNDS + 1)

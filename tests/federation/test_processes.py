@@ -73,7 +73,7 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert all(m.returncode == 0 for m in members), [o[1][-1000:] for o in outputs]
     assert "round 1: model v1" in second.stdout
-    assert "round 1 open" not in second.stdout  # resumed the ledger's round instead of opening another
+    assert "round 1: resumed at step 'collect'" in second.stdout  # resumed the ledger's round, opened none
 
     record = observer.round(1)
     assert record.status == "aggregated"

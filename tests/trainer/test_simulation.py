@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from fedledger.anomaly.screening import Verdict
 from fedledger.experiments.attacks import Attack, AttackConfig
 from fedledger.experiments.simulation import SimulationConfig, run_simulation
 from fedledger.trainer.data import synthetic_keyword_dataset
@@ -55,10 +56,10 @@ def test_attacker_update_is_transformed_and_can_be_vetoed(tiny_llama):
     model, tokenizer = tiny_llama
     seen = []
 
-    def accept(rnd, clients, deltas):
-        norms = [math.sqrt(sum(float(np.square(v).sum()) for v in d.values())) for d in deltas]
+    def screen(number, rules, updates, direction):
+        norms = [u["l2_norm"] for u in updates]  # the features the contract computes, in participant order
         seen.append(norms)
-        return [n < 3 * float(np.median(norms)) for n in norms]
+        return [Verdict(n < 3 * float(np.median(norms)), None, None, "norm veto") for n in norms]
 
     result = run_simulation(
         model,
@@ -67,7 +68,7 @@ def test_attacker_update_is_transformed_and_can_be_vetoed(tiny_llama):
         config=SimulationConfig(num_clients=4, rounds=1),
         train=TRAIN,
         attacks={0: AttackConfig(kind=Attack.SCALING, scale=50.0)},
-        accept=accept,
+        screen=screen,
     )
     clients = result.rounds[0].clients
     assert clients[0].attack == "scaling" and not clients[0].accepted

@@ -1,0 +1,178 @@
+"""InMemoryRounds: a :class:`~fedledger.trainer.rounds.RoundLedger` without a ledger, for experiments.
+
+It keeps what the contract keeps, computed the way the contract computes it: every payload is decoded and
+checked against the genesis manifest by the shared codec, featurised by :func:`update_features` with the
+rules' sketch size, and screened at the end of the round by the contract's own verdict function
+(:func:`fedledger.chaincode.verdicts.detect`) with the configuration the rules give, including the previous
+round's accepted direction. Only signatures, blocks and rewards are missing. ``screen`` replaces the
+contract's verdict, e.g. :func:`accept_all` for an undefended baseline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedledger.anomaly.features import direction_of, update_features
+from fedledger.anomaly.screening import Verdict
+from fedledger.chaincode.records import Rules
+from fedledger.chaincode.rules import apply_patch
+from fedledger.chaincode.verdicts import detect, screened
+from fedledger.tensors import NDState, decode, encode, manifest, sha256_hex
+from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
+
+__all__ = ["InMemoryRounds", "Screen", "Submission", "accept_all", "contract_screen"]
+
+#: ``screen(round, rules, screened features, previous direction) -> verdicts``, one per update, in order.
+Screen = Callable[[int, Rules, Sequence[Mapping[str, Any]], Sequence[float]], list[Verdict]]
+
+
+def contract_screen(
+    number: int, rules: Rules, updates: Sequence[Mapping[str, Any]], direction: Sequence[float]
+) -> list[Verdict]:
+    """What FinalizeRound decides."""
+    return detect(number, rules, updates, direction)
+
+
+def accept_all(
+    number: int, rules: Rules, updates: Sequence[Mapping[str, Any]], direction: Sequence[float]
+) -> list[Verdict]:
+    """No defence: every update is accepted (the undefended baseline)."""
+    return [Verdict(True, None, None, "accepted: no screening") for _ in updates]
+
+
+@dataclass
+class Submission:
+    participant: str
+    hash: str
+    samples: int
+    epsilon: float
+    delta: NDState = field(repr=False)
+    features: dict[str, Any] = field(repr=False)
+    verdict: Verdict | None = None
+
+    def describe(self) -> dict[str, Any]:
+        verdict = self.verdict
+        return {
+            "participant": self.participant,
+            "hash": self.hash,
+            "samples": self.samples,
+            "epsilon": self.epsilon,
+            "score": verdict.score if verdict else None,
+            "reason": verdict.reason if verdict else None,
+            "tx_id": None,
+            "block": None,
+        }
+
+
+@dataclass
+class _Round:
+    number: int
+    base: str
+    status: str = "open"  # open -> finalized -> aggregated | abandoned
+    submissions: dict[str, Submission] = field(default_factory=dict)
+
+    def accepted(self) -> list[Submission]:
+        return sorted((s for s in self.submissions.values() if s.verdict and s.verdict.accepted), key=lambda s: s.hash)
+
+
+class InMemoryRounds:
+    """Rounds over ``genesis`` under ``rules`` (a Rules record or the rule patch a consortium would init with)."""
+
+    def __init__(
+        self,
+        genesis: Mapping[str, Any],
+        *,
+        rules: Rules | Mapping[str, Any] | None = None,
+        screen: Screen | None = None,
+    ) -> None:
+        self.rules = rules if isinstance(rules, Rules) else apply_patch(Rules(), dict(rules or {}))
+        self.screen_updates = screen or contract_screen
+        self.manifest = manifest(decode(encode(genesis)))
+        genesis_state = decode(encode(genesis, like=self.manifest), expected=self.manifest)
+        self.models: dict[str, NDState] = {self.digest(genesis_state): genesis_state}
+        self._head = next(iter(self.models))
+        self.rounds: dict[int, _Round] = {}
+
+    # -- what members do -----------------------------------------------------------------------
+    def submit(self, number: int, participant: str, payload: bytes, *, samples: int, epsilon: float = 0.0) -> str:
+        """Records ``participant``'s update for the open round ``number``; returns its hash.
+
+        Raises :class:`fedledger.tensors.TensorFormatError` (names, shapes, dtype or values) or ValueError
+        (round not open, second update) as the contract would refuse it.
+        """
+        record = self.rounds.get(number)
+        if record is None or record.status != "open":
+            raise ValueError(f"round {number} is not open")
+        if participant in record.submissions:
+            raise ValueError(f"{participant} already submitted an update for round {number}")
+        delta = decode(payload, expected=self.manifest, what="update")
+        features = update_features(delta, sketch_dim=self.rules.sketch_dim)
+        digest = sha256_hex(payload)
+        record.submissions[participant] = Submission(participant, digest, samples, epsilon, delta, features)
+        return digest
+
+    # -- the RoundLedger protocol --------------------------------------------------------------
+    def head(self) -> str:
+        return self._head
+
+    def digest(self, state: NDState) -> str:
+        return sha256_hex(encode(state, like=self.manifest))
+
+    def next_step(self) -> tuple[Step, int]:
+        if not self.rounds:
+            return "open", 1
+        last = self.rounds[max(self.rounds)]
+        if last.status in ("aggregated", "abandoned"):
+            return "open", last.number + 1
+        return ("collect" if last.status == "open" else "aggregate"), last.number
+
+    def open(self, number: int) -> None:
+        self.rounds[number] = _Round(number, self._head)
+
+    def screen(self, number: int) -> None:
+        record = self.rounds[number]
+        submissions = sorted(record.submissions.values(), key=lambda s: s.participant)
+        updates = [screened(s.features, samples=s.samples, epsilon=s.epsilon) for s in submissions]
+        for submission, verdict in zip(
+            submissions, self.screen_updates(number, self.rules, updates, self._previous_direction(number)), strict=True
+        ):
+            submission.verdict = verdict
+        record.status = "finalized"
+
+    def _previous_direction(self, number: int) -> list[float]:
+        """As the contract derives it: the previous round's accepted sketches, weighted by samples."""
+        previous = self.rounds.get(number - 1)
+        if previous is None or previous.status not in ("finalized", "aggregated"):
+            return []
+        accepted = previous.accepted()
+        return direction_of([s.features for s in accepted], [s.samples for s in accepted])
+
+    def base_state(self, number: int) -> NDState:
+        return self.models[self.rounds[number].base]
+
+    def contributions(self, number: int) -> list[Contribution]:
+        return [Contribution(s.hash, s.participant, s.samples, s.delta) for s in self.rounds[number].accepted()]
+
+    def commit(
+        self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
+    ) -> RoundOutcome:
+        record = self.rounds[number]
+        if used:
+            if sorted(c.hash for c in used) != [s.hash for s in record.accepted()]:
+                raise ValueError(f"the aggregate of round {number} must use exactly its accepted updates")
+            self._head = self.digest(state)
+            self.models[self._head] = decode(encode(state, like=self.manifest), expected=self.manifest)
+            record.status = "aggregated"
+        else:
+            record.status = "abandoned"
+        judged = sorted(record.submissions.values(), key=lambda s: s.participant)
+        return RoundOutcome(
+            number=number,
+            base_model=record.base,
+            model=None,
+            accepted=[s.describe() for s in judged if s.verdict and s.verdict.accepted],
+            rejected=[s.describe() for s in judged if s.verdict and not s.verdict.accepted],
+            metrics=dict(metrics),
+        )
