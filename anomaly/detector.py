@@ -78,7 +78,8 @@ class UpdateAnomalyDetector:
         self.scale_ = np.maximum(spread, np.broadcast_to(np.asarray(self.scale_floor, dtype=np.float64), mad.shape))
         self.forest_ = IsolationForest(
             n_estimators=self.n_estimators,
-            contamination=self.contamination,
+            # sklearn takes "auto" or a float; its stub says str only
+            contamination=self.contamination,  # pyright: ignore[reportArgumentType]
             random_state=self.random_state,
             n_jobs=1,
         ).fit(self.standardise(features))

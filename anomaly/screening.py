@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .detector import UpdateAnomalyDetector
-from .features import ROUND_FEATURE_NAMES, SCALE_FLOORS, UPPER_ONLY, round_features
+from fedledger.anomaly.detector import UpdateAnomalyDetector
+from fedledger.anomaly.features import ROUND_FEATURE_NAMES, SCALE_FLOORS, UPPER_ONLY, round_features
 
 __all__ = ["ScreeningConfig", "Verdict", "screen_round"]
 

@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from .context import Creator
-from .errors import PermissionDenied
+from fedledger.chaincode.context import Creator
+from fedledger.chaincode.errors import PermissionDenied
 
 
 @dataclass(frozen=True)

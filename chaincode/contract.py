@@ -7,14 +7,14 @@ lineage, rounds, updates, finalize, disputes, queries); importing them registers
 
 from __future__ import annotations
 
-from .context import LedgerContext
-from .encoding import dumps
-from .errors import ContractError, NotFound
-from .names import CONTRACT_NAME, DEFAULT_CHANNEL
-from .registry import TRANSACTIONS, TransactionInfo, bind_arguments
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import dumps
+from fedledger.chaincode.errors import ContractError, NotFound
+from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
+from fedledger.chaincode.registry import TRANSACTIONS, TransactionInfo, bind_arguments
 
 # Importing registers each domain's transactions.
-from .transactions import (  # noqa: F401
+from fedledger.chaincode.transactions import (  # noqa: F401
     consortium,
     disputes,
     finalize,

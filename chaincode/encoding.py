@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from .errors import InvalidArgument
+from fedledger.chaincode.errors import InvalidArgument
 
 
 def _default(value: Any) -> Any:

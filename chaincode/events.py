@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .context import LedgerContext
-from .encoding import dumps
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import dumps
 
 
 def emit(ctx: LedgerContext, name: str, payload: dict[str, Any]) -> None:

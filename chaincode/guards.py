@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import keys, state
-from .caller import Caller, caller_of
-from .context import LedgerContext
-from .errors import FailedPrecondition, PermissionDenied
-from .records import Participant, Rules
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.caller import Caller, caller_of
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.errors import FailedPrecondition, PermissionDenied
+from fedledger.chaincode.records import Participant, Rules
 
 
 def current_rules(ctx: LedgerContext) -> Rules:

@@ -3,7 +3,7 @@ concurrent transactions in a block never write the same key (no hot counters).""
 
 from __future__ import annotations
 
-from .errors import InvalidArgument
+from fedledger.chaincode.errors import InvalidArgument
 
 _SEP = "\x00"
 _MAX_UNICODE = "\U0010ffff"

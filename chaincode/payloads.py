@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.errors import InvalidArgument, RuleViolation
 from fedledger.tensors import Manifest, TensorFormatError, decode
-
-from .context import LedgerContext
-from .errors import InvalidArgument, RuleViolation
 
 
 def transient_bytes(ctx: LedgerContext, key: str, *, max_bytes: int | None = None) -> bytes:

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import InvalidArgument
+from fedledger.chaincode.errors import InvalidArgument
 
 TransactionFn = Callable[..., object]
 

@@ -6,8 +6,8 @@ import dataclasses
 import math
 from typing import Any
 
-from .errors import InvalidArgument
-from .records import Rules
+from fedledger.chaincode.errors import InvalidArgument
+from fedledger.chaincode.records import Rules
 
 _SET_BY_CONTRACT = {"version", "created_at", "created_by"}
 

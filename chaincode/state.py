@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TypeVar
 
-from .context import LedgerContext
-from .encoding import dumps, loads
-from .errors import NotFound
-from .keys import composite_key
-from .records import from_dict
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import dumps, loads
+from fedledger.chaincode.errors import NotFound
+from fedledger.chaincode.keys import composite_key
+from fedledger.chaincode.records import from_dict
 
 T = TypeVar("T")
 

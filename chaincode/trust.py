@@ -15,7 +15,7 @@ id), so the sum of all balances always equals the sum of the pools paid.
 
 from __future__ import annotations
 
-from .records import Rules
+from fedledger.chaincode.records import Rules
 
 
 def trust_score(rules: Rules, accepted: int, rejected: int) -> float:

@@ -12,8 +12,7 @@ from typing import Any
 
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.screening import ScreeningConfig, Verdict, screen_round
-
-from .records import Rules
+from fedledger.chaincode.records import Rules
 
 __all__ = ["detect", "screened", "screening_config"]
 

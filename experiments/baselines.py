@@ -23,6 +23,9 @@ returned vector; that of Multi-Krum by recomputing its scores with byzfl's own d
 returned: if the two ever disagree (e.g. a future byzfl changes its rule) :class:`SelectionMismatchError`
 says so instead of reporting a wrong selection.
 
+:class:`BaselineStrategy` makes any of them the aggregation step of the round driver
+(:class:`fedledger.trainer.rounds.RoundDriver`), e.g. over ``InMemoryRounds(..., screen=accept_all)``.
+
 byzfl imports torch; this module is for experiments and benchmarks, not for the chaincode.
 """
 
@@ -35,11 +38,14 @@ from typing import Any
 import numpy as np
 
 from fedledger.tensors import to_numpy
+from fedledger.trainer.aggregate import apply_delta
+from fedledger.trainer.strategy import Strategy
 
 __all__ = [
     "BASELINES",
     "SELECTION_BASELINES",
     "BaselineResult",
+    "BaselineStrategy",
     "SelectionMismatchError",
     "average",
     "fedavg",
@@ -124,7 +130,7 @@ def median(updates: Sequence[State]) -> BaselineResult:
     import byzfl
 
     matrix, template = flatten(updates)
-    return BaselineResult(unflatten(byzfl.Median()(matrix), template), None)
+    return BaselineResult(unflatten(np.asarray(byzfl.Median()(matrix)), template), None)
 
 
 def trimmed_mean(updates: Sequence[State], *, f: int) -> BaselineResult:
@@ -144,11 +150,11 @@ def krum(updates: Sequence[State], *, f: int) -> BaselineResult:
 
     matrix, template = flatten(updates)
     _check_f(f, len(matrix))
-    chosen = byzfl.Krum(f=f)(matrix)
+    chosen = np.asarray(byzfl.Krum(f=f)(matrix))
     equal = np.flatnonzero(np.all(matrix == chosen, axis=1))
     if equal.size == 0:
         raise SelectionMismatchError("byzfl.Krum returned a vector that is none of its inputs.")
-    return BaselineResult(unflatten(chosen, template), (int(equal[0]),))
+    return BaselineResult(unflatten(np.asarray(chosen), template), (int(equal[0]),))
 
 
 def multi_krum(updates: Sequence[State], *, f: int) -> BaselineResult:
@@ -193,3 +199,34 @@ def robust_aggregate(
     if name not in rules:
         raise ValueError(f"Unknown baseline {name!r}; choose one of {', '.join(BASELINES)}.")
     return rules[name]()
+
+
+class BaselineStrategy(Strategy):
+    """The baseline called ``baseline`` (see :data:`BASELINES`) as a round driver's strategy.
+
+    Each round it aggregates every update it is given with :func:`robust_aggregate` (``f`` attackers assumed)
+    and adds the result to the global state. ``selected`` then holds the positions, in the order the updates
+    were given, of the updates a selection rule (Krum, Multi-Krum) used; ``None`` for the other rules.
+    """
+
+    def __init__(self, baseline: str, *, f: int = 0) -> None:
+        if baseline not in BASELINES:
+            raise ValueError(f"Unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}.")
+        self.name = baseline
+        self.f = f
+        self.selected: tuple[int, ...] | None = None
+
+    def aggregate_fit(
+        self,
+        server_round: int,
+        global_state: Mapping[str, Any],
+        results: Sequence[tuple[Mapping[str, Any], int]],
+    ) -> NDState:
+        aggregated = robust_aggregate(
+            self.name, [delta for delta, _ in results], num_samples=[n for _, n in results], f=self.f
+        )
+        self.selected = aggregated.selected
+        return apply_delta(global_state, aggregated.update)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "f": self.f}

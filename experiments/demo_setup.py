@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from fedledger.experiments.attacks import Attack, AttackConfig
+from fedledger.experiments.federation import FederationConfig, FederationResult, run_federation
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key, load_key
@@ -20,9 +22,6 @@ from fedledger.trainer.data import load_breast_cancer_text
 from fedledger.trainer.local_trainer import TrainConfig
 from fedledger.trainer.models import LoraSettings, apply_lora, load_model, minilm_path, tiny_model
 from fedledger.trainer.privacy import PrivacyConfig
-
-from .attacks import Attack, AttackConfig
-from .federation import FederationConfig, FederationResult, run_federation
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fedledger.chaincode.errors import ContractError, PermissionDenied
+from fedledger.experiments.attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import encode, to_numpy
@@ -26,13 +27,11 @@ from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_i
 from fedledger.trainer.evaluate import evaluate
 from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 from fedledger.trainer.member import Member
-from fedledger.trainer.models import get_adapter_state, save_adapter, set_adapter_state
+from fedledger.trainer.models import Task, get_adapter_state, save_adapter, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
 from fedledger.trainer.provenance import provenance, round_timings, write_card, write_timings
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 from fedledger.trainer.strategy import Strategy, make_strategy
-
-from .attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ def run_federation(
     config: FederationConfig | None = None,
     train: TrainConfig | None = None,
     privacy: PrivacyConfig | None = None,
-    task: str = "classification",
+    task: Task = "classification",
     ledger_info: Mapping[str, Any] | None = None,
     on_round: Callable[[RoundOutcome], None] | None = None,
     progress: bool = True,
@@ -177,7 +176,7 @@ def run_federation(
     set_adapter_state(model, final_state)
     card_dir = out_dir / "model"
     save_adapter(model, card_dir / "adapter", final_state)
-    record = provenance(
+    card = provenance(
         outcomes,
         genesis=genesis.hash,
         base_model=model_name,
@@ -190,7 +189,7 @@ def run_federation(
             "alpha": cfg.alpha,
         },
     )
-    write_card(card_dir, record, encode(final_state))
+    write_card(card_dir, card, encode(final_state))
     seconds = time.perf_counter() - started
     timings = write_timings(card_dir, per_round, setup=setup_seconds, total=seconds, members=names)
     logger.info("final model v%d %s", final_model.version, final_model.hash)

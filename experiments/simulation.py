@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from fedledger.experiments.attacks import Attack, AttackConfig, poison_dataset, poison_update
+from fedledger.experiments.in_memory import InMemoryRounds, Screen, accept_all
 from fedledger.experiments.update_attacks import honest_statistics
 from fedledger.tensors import NDState, encode, sha256_hex, to_numpy
 from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
@@ -28,9 +30,6 @@ from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 from fedledger.trainer.strategy import Strategy
-
-from .attacks import Attack, AttackConfig, poison_dataset, poison_update
-from .in_memory import InMemoryRounds, Screen, accept_all
 
 __all__ = ["ClientReport", "RoundReport", "SimulationConfig", "SimulationResult", "run_simulation"]
 
@@ -81,7 +80,7 @@ class SimulationResult:
         lines = ["round  accepted  eps_max  " + "  ".join(f"{k:>10}" for k in keys) + "  seconds"]
         lines.append("0      -         -        " + "  ".join(f"{self.initial_metrics[k]:10.4f}" for k in keys))
         for r in self.rounds:
-            eps = [c.metadata.get("epsilon") for c in r.clients if c.metadata.get("epsilon") is not None]
+            eps = [float(c.metadata["epsilon"]) for c in r.clients if c.metadata.get("epsilon") is not None]
             acc = sum(c.accepted for c in r.clients)
             eps_text = f"{max(eps):7.3f}" if eps else "    off"
             lines.append(

@@ -69,6 +69,8 @@ def issue_tls(ca_cert: Path, ca_key: Path, out_dir: Path, hostname: str) -> None
 
     ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
     signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca_key} is not an EC private key; Fabric's TLS CAs here are P-256")
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (

@@ -7,10 +7,9 @@
 """
 
 from fedledger.identity import Identity, Signer, ecdsa_signer, load_msp_identity
-
-from .backend import Backend, ChaincodeEvent, Proposal, SubmitResult
-from .client import Balance, FedLedgerClient
-from .errors import (
+from fedledger.sdk.backend import Backend, ChaincodeEvent, Proposal, SubmitResult
+from fedledger.sdk.client import Balance, FedLedgerClient
+from fedledger.sdk.errors import (
     CommitError,
     CommitStatusError,
     ContractRejected,
@@ -18,7 +17,7 @@ from .errors import (
     GatewayError,
     SubmitError,
 )
-from .gateway import Contract, EventStream, Gateway, Network, connect
+from fedledger.sdk.gateway import Contract, EventStream, Gateway, Network, connect
 
 __all__ = [
     "Backend",

@@ -24,9 +24,8 @@ from fedledger.chaincode.records import (
     Vote,
     from_dict,
 )
-
-from .backend import SubmitResult
-from .gateway import Argument, Contract, EventStream, Network
+from fedledger.sdk.backend import SubmitResult
+from fedledger.sdk.gateway import Argument, Contract, EventStream, Network
 
 T = TypeVar("T")
 

@@ -17,9 +17,8 @@ from typing import Any, Literal
 
 from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer
-
-from .client import FedLedgerClient
-from .gateway import connect
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.gateway import connect
 
 __all__ = ["LedgerLocation", "open_client"]
 
@@ -70,7 +69,7 @@ class LedgerLocation:
             from fedledger.chaincode.embedded.bootstrap import open_consortium
 
             return open_consortium(self.path).user(mspid, name, admin=admin)
-        from .fabric.local import LocalFabricNetwork
+        from fedledger.sdk.fabric.local import LocalFabricNetwork
 
         return LocalFabricNetwork(self.path, self.issued or self.path / "demo" / "identities").identity(
             mspid, name, admin=admin
@@ -94,7 +93,7 @@ def open_client(
         ledger = location.path / "ledger" if (location.path / "ledger").is_dir() else location.path
         gateway = connect(identity, signer=signer, ledger_dir=ledger, clock=clock)
     else:
-        from .fabric.profile import load_network_dir
+        from fedledger.sdk.fabric.profile import load_network_dir
 
         profile = load_network_dir(location.path)
         backend = profile.org(identity.mspid).backend(

@@ -12,9 +12,8 @@ from fedledger.chaincode.embedded.ledger import EmbeddedLedger, LedgerError
 from fedledger.chaincode.embedded.proposal import SignedProposal, build_header
 from fedledger.chaincode.errors import ContractError
 from fedledger.identity import Identity, Signer
-
-from .backend import ChaincodeEvent, Proposal, SubmitResult
-from .errors import EndorseError, contract_rejection
+from fedledger.sdk.backend import ChaincodeEvent, Proposal, SubmitResult
+from fedledger.sdk.errors import EndorseError, contract_rejection
 
 _LEDGERS: dict[Path, EmbeddedLedger] = {}
 _LEDGERS_LOCK = threading.Lock()

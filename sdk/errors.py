@@ -93,6 +93,6 @@ def contract_rejection(
     cls = _rejection_class(type(parsed))
     error = cls.__new__(cls)
     GatewayError.__init__(error, str(parsed), code=parsed.code, transaction_id=transaction_id, details=details)
-    error.message = parsed.message
+    error.message = parsed.message  # pyright: ignore[reportAttributeAccessIssue]  # the ContractError base's field
     error.contract_message = parsed.message
     return error

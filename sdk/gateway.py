@@ -10,8 +10,7 @@ from pathlib import Path
 from types import TracebackType
 
 from fedledger.identity import Identity, Signer
-
-from .backend import Backend, ChaincodeEvent, Proposal, SubmitResult
+from fedledger.sdk.backend import Backend, ChaincodeEvent, Proposal, SubmitResult
 
 logger = logging.getLogger(__name__)
 
@@ -156,14 +155,14 @@ def connect(
     if sum(chosen) != 1:
         raise ValueError("pass exactly one of ledger_dir= (embedded ledger), endpoint= (Fabric peer) or backend=")
     if backend is None and ledger_dir is not None:
-        from .embedded import EmbeddedBackend
+        from fedledger.sdk.embedded import EmbeddedBackend
 
         backend = EmbeddedBackend(identity, signer, ledger_dir, clock=clock)
-    elif backend is None:
+    elif backend is None and endpoint is not None:
         if tls_root_cert is None:
             raise ValueError("a Fabric endpoint needs tls_root_cert= (the peer's TLS CA certificate, PEM)")
         try:
-            from .fabric.backend import FabricGatewayBackend
+            from fedledger.sdk.fabric.backend import FabricGatewayBackend
         except ImportError as exc:
             raise ImportError(
                 f"the Fabric backend needs the 'fabric' extra: pip install 'fedledger[fabric]' ({exc})"
@@ -176,4 +175,5 @@ def connect(
             server_name_override=server_name_override,
             clock=clock,
         )
+    assert backend is not None  # exactly one of ledger_dir, endpoint, backend was checked above
     return Gateway(backend, identity)

@@ -23,8 +23,7 @@ from fedledger.chaincode.records import ModelVersion
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import NDState, decode, encode, sha256_hex
-
-from .rounds import Contribution, RoundOutcome, Step
+from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 
 logger = logging.getLogger(__name__)
 

@@ -9,17 +9,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import StoreError, UpdateStore
-from fedledger.tensors import decode, encode
-
-from .provenance import ADAPTER_BYTES, PROVENANCE
-from .strategy import Strategy
+from fedledger.tensors import Manifest, NDState, TensorFormatError, decode, encode, sha256_hex
+from fedledger.trainer.provenance import ADAPTER_BYTES, PROVENANCE
+from fedledger.trainer.strategy import Strategy
 
 
 @dataclass
@@ -70,21 +68,30 @@ def _check_updates(client: FedLedgerClient, store: UpdateStore, report: AuditRep
             _count(report, "updates")
 
 
+def _decode(data: bytes, manifest: Manifest, what: str) -> NDState:
+    try:
+        return decode(data, expected=manifest, what=what)
+    except TensorFormatError as exc:
+        raise _Mismatch(str(exc)) from None
+
+
 def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strategy, report: AuditReport) -> None:
     lineage = list(reversed(client.lineage(client.latest_model().hash)))
     genesis = lineage[0]
-    state = decode(_open(store, genesis.hash, "genesis adapter"), expected=genesis.manifest)
+    state = _decode(_open(store, genesis.hash, "genesis adapter"), genesis.manifest, "genesis adapter")
     for model in lineage[1:]:
+        if model.round is None:
+            raise _Mismatch(f"model v{model.version} has no round, but only the genesis model may lack one")
         accepted = sorted(u["hash"] for u in model.updates)
         on_ledger = sorted(u.hash for u in client.updates(model.round) if u.status == "accepted")
         if accepted != on_ledger and not client.round(model.round).revised_after_aggregate:
             raise _Mismatch(f"model v{model.version} lists updates that are not round {model.round}'s accepted set")
         samples = {u["hash"]: u["samples"] for u in model.updates}
         results = [
-            (decode(_open(store, h, f"update {h}"), expected=genesis.manifest), samples[h]) for h in accepted
+            (_decode(_open(store, h, f"update {h}"), genesis.manifest, f"update {h}"), samples[h]) for h in accepted
         ]
         state = strategy.aggregate_fit(model.round, state, results)
-        recomputed = hashlib.sha256(encode(state)).hexdigest()
+        recomputed = sha256_hex(encode(state, like=genesis.manifest))
         if recomputed != model.hash:
             raise _Mismatch(
                 f"model v{model.version} (round {model.round}) recomputed from its accepted updates hashes to "
@@ -101,7 +108,7 @@ def _check_card(client: FedLedgerClient, card_dir: Path, report: AuditReport) ->
     except (OSError, ValueError) as exc:
         raise _Mismatch(f"model card in {card_dir} cannot be read: {exc}") from None
     latest = client.latest_model()
-    if hashlib.sha256(adapter).hexdigest() != latest.hash:
+    if sha256_hex(adapter) != latest.hash:
         raise _Mismatch(f"{ADAPTER_BYTES} is not the final committed adapter {latest.hash}")
     if (record.get("final_adapter") or {}).get("hash") != latest.hash:
         raise _Mismatch("the card's final adapter is not the ledger's latest model")

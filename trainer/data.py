@@ -102,7 +102,7 @@ def load_breast_cancer_text(
         )
     from sklearn.datasets import load_breast_cancer
 
-    bunch = load_breast_cancer()
+    bunch: Any = load_breast_cancer()  # a Bunch (its stub also allows the return_X_y tuple)
     names = [str(n) for n in bunch.feature_names]
     columns = range(_MEAN_FEATURES) if features == "mean" else range(len(names))
     cuts = np.quantile(bunch.data, [1 / 3, 2 / 3], axis=0)

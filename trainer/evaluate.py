@@ -11,9 +11,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import TextDataset, to_tensor_dataset
-from .models import Task
-from .privacy import per_sample_loss
+from fedledger.trainer.data import TextDataset, to_tensor_dataset
+from fedledger.trainer.models import Task
+from fedledger.trainer.privacy import per_sample_loss
 
 __all__ = ["classification_metrics", "evaluate", "evaluate_causal_lm", "evaluate_classification"]
 
@@ -31,7 +31,7 @@ def classification_metrics(
     average = "binary" if num_labels == 2 else "macro"
     labels = list(range(num_labels)) if num_labels > 2 else None
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, average=average, labels=labels, zero_division=0
+        y_true, y_pred, average=average, labels=labels, zero_division=0  # pyright: ignore[reportArgumentType]
     )
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import TextDataset, to_tensor_dataset
-from .models import Task, get_adapter_state, set_adapter_state
-from .privacy import HistoryEntry, PrivacyConfig, make_private, per_sample_loss
+from fedledger.trainer.data import TextDataset, to_tensor_dataset
+from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
+from fedledger.trainer.privacy import HistoryEntry, PrivacyConfig, make_private, per_sample_loss
 
 __all__ = [
     "AdapterNotUpdatedError",
@@ -172,7 +172,7 @@ class LocalTrainer:
         tokenizer: Any = None,
     ):
         self.model = model
-        self.task = task
+        self.task: Task = task
         self.train = (train or TrainConfig()).validate()
         self.privacy = privacy.validate() if privacy is not None else None
         self.tokenizer = tokenizer
@@ -281,14 +281,15 @@ class LocalTrainer:
             optimizer, loader, criterion = session.optimizer, session.data_loader, session.criterion
 
         try:
-            on_empty = None
+            on_empty: Callable[[], None] | None = None
             if session is not None:
                 # Count a skipped empty batch as a step anyway: over-reports ε slightly, never under-reports.
                 sigma, rate, acc = session.noise_multiplier, session.sample_rate, session.engine.accountant
 
-                def on_empty() -> None:
+                def count_empty_step() -> None:
                     acc.step(noise_multiplier=sigma, sample_rate=rate)
 
+                on_empty = count_empty_step
             losses = self._run_epochs(model, loader, optimizer, criterion, round_id, on_empty)
         finally:
             if session is not None:

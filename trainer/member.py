@@ -24,7 +24,7 @@ from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import NDState, decode, encode, to_numpy
 
 if TYPE_CHECKING:  # torch is imported only by whoever builds the trainer
-    from .local_trainer import LocalTrainer
+    from fedledger.trainer.local_trainer import LocalTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Member:
     @property
     def id(self) -> str:
         if self._id is None:
-            self._id = self.client.whoami()["id"]
+            self._id = str(self.client.whoami()["id"])
         return self._id
 
     def ensure_registered(self, *, dataset_size: int, schema_hash: str) -> None:

@@ -394,10 +394,10 @@ def load_adapter_file(directory: str | os.PathLike[str]) -> dict[str, torch.Tens
     return {name: state[name].to(torch.float32) for name in sorted(state)}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def _unwrap(model: nn.Module) -> Any:
     """The peft model inside an Opacus ``GradSampleModule`` (or the model itself)."""
     while hasattr(model, "_module") and not hasattr(model, "peft_config"):
-        model = model._module
+        model = getattr(model, "_module")  # noqa: B009 - nn.Module.__getattr__ is typed as Tensor | Module
     if not hasattr(model, "peft_config"):
         raise TypeError(
             f"Expected a peft model, got {type(model).__name__}. Wrap it first with fedledger.trainer.models."

@@ -344,10 +344,10 @@ def make_private(
 
     module.train()
     try:
-        result = engine.make_private(
+        result: Any = engine.make_private(  # a 3- or 4-tuple: with ghost clipping it adds the DP loss
             module=module,
             optimizer=optimizer,
-            criterion=criterion,
+            criterion=criterion,  # pyright: ignore[reportArgumentType]  # opacus takes any loss module
             data_loader=data_loader,
             noise_multiplier=sigma,
             max_grad_norm=config.max_grad_norm,

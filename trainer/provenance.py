@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .rounds import STEPS, RoundOutcome
+from fedledger.trainer.rounds import STEPS, RoundOutcome
 
 PROVENANCE = "provenance.json"
 CARD = "README.md"

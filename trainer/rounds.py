@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from fedledger.tensors import NDState
-
-from .strategy import FedAvg, Strategy, load_strategy_state, save_strategy_state
+from fedledger.trainer.strategy import FedAvg, Strategy, load_strategy_state, save_strategy_state
 
 __all__ = [
     "STEPS",

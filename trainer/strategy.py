@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
+from fedledger.trainer.aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
 
 __all__ = [
     "FedAdam",

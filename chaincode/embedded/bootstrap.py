@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedledger.chaincode.embedded.ledger import EmbeddedLedger
+from fedledger.chaincode.embedded.msp import Organization, add_user, create_organization
+from fedledger.chaincode.names import DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer, load_msp_identity
-
-from ..names import DEFAULT_CHANNEL
-from .ledger import EmbeddedLedger
-from .msp import Organization, add_user, create_organization
 
 DEFAULT_ORGANIZATIONS = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com"}
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Mapping
 
-from ..context import Creator, HistoryEntry
-from ..keys import composite_key
+from fedledger.chaincode.context import Creator, HistoryEntry
+from fedledger.chaincode.keys import composite_key
 
 _RANGE_END = "\U0010ffff"
 

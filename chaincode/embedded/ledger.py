@@ -25,13 +25,12 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
+from fedledger.chaincode.context import Creator
+from fedledger.chaincode.contract import FedLedgerContract
+from fedledger.chaincode.embedded.context import EmbeddedContext
+from fedledger.chaincode.embedded.proposal import SignedProposal, canonical, decode_args, transaction_id
 from fedledger.identity import Identity, Signer, load_msp_identity, verify_signature
 from fedledger.tensors import sha256_hex
-
-from ..context import Creator
-from ..contract import FedLedgerContract
-from .context import EmbeddedContext
-from .proposal import SignedProposal, canonical, decode_args, transaction_id
 
 logger = logging.getLogger(__name__)
 

@@ -13,9 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedledger.chaincode.embedded.ledger import GENESIS_PREV, CreatorVerifier, EmbeddedLedger, LedgerError, sha256_hex
 from fedledger.identity import Identity, verify_signature
-
-from .ledger import GENESIS_PREV, CreatorVerifier, EmbeddedLedger, LedgerError, sha256_hex
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 ``python -m fedledger.chaincode.fabric`` with CHAINCODE_ID and CHAINCODE_SERVER_ADDRESS starts it.
 """
 
-from .context import FabricLedgerContext
-from .server import ServerConfig, build_server, serve
+from fedledger.chaincode.fabric.context import FabricLedgerContext
+from fedledger.chaincode.fabric.server import ServerConfig, build_server, serve
 
 __all__ = ["FabricLedgerContext", "ServerConfig", "build_server", "serve"]

@@ -15,10 +15,10 @@ import logging
 import os
 import sys
 
-from .server import ServerConfig, serve
+from fedledger.chaincode.fabric.server import Contract, ServerConfig, serve
 
 
-def _contract() -> object:
+def _contract() -> Contract:
     """FedLedgerContract, or FEDLEDGER_CONTRACT=module:Class / path/to/file.py:Class."""
     spec = os.environ.get("FEDLEDGER_CONTRACT") or "fedledger.chaincode.contract:FedLedgerContract"
     module_name, _, name = spec.rpartition(":")

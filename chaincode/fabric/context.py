@@ -11,9 +11,9 @@ import asyncio
 from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
-from ..context import Creator, HistoryEntry
-from ..keys import composite_key
-from .compat import transient_map
+from fedledger.chaincode.context import Creator, HistoryEntry
+from fedledger.chaincode.fabric.compat import transient_map
+from fedledger.chaincode.keys import composite_key
 
 T = TypeVar("T")
 

@@ -17,9 +17,9 @@ import grpc
 from fabric_protos.peer import chaincode_shim_pb2 as shim_pb2
 from fabric_protos.peer import chaincode_shim_pb2_grpc as shim_grpc
 
-from ..errors import ContractError
-from .compat import RESPONSE_ERROR, RESPONSE_OK, CompatHandler, Invocation
-from .context import FabricLedgerContext
+from fedledger.chaincode.errors import ContractError
+from fedledger.chaincode.fabric.compat import RESPONSE_ERROR, RESPONSE_OK, CompatHandler, Invocation
+from fedledger.chaincode.fabric.context import FabricLedgerContext
 
 LOG = logging.getLogger(__name__)
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, state
-from ..caller import caller_of
-from ..context import LedgerContext
-from ..encoding import parse_int, parse_json
-from ..errors import AlreadyExists, PermissionDenied
-from ..events import emit
-from ..guards import current_rules, require_admin
-from ..records import Rules
-from ..registry import transaction
-from ..rules import apply_patch
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.caller import caller_of
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import parse_int, parse_json
+from fedledger.chaincode.errors import AlreadyExists, PermissionDenied
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import current_rules, require_admin
+from fedledger.chaincode.records import Rules
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.rules import apply_patch
 
 
 def _store_rules(ctx: LedgerContext, rules: Rules) -> None:

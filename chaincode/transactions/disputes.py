@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, state
-from ..context import LedgerContext
-from ..encoding import parse_choice
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
-from ..events import emit
-from ..guards import require_participant
-from ..records import Dispute, Round, Update, Vote
-from ..registry import transaction
-from .rounds import parse_round, require_round
-from .settlement import apply_verdict_to_participant, pay_round
-from .updates import require_update, round_updates, rules_of
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import parse_choice
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import require_participant
+from fedledger.chaincode.records import Dispute, Round, Update, Vote
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.transactions.rounds import parse_round, require_round
+from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, pay_round
+from fedledger.chaincode.transactions.updates import require_update, round_updates, rules_of
 
 
 def _dispute_key(number: int, participant_id: str) -> list[str]:

@@ -7,22 +7,21 @@ from typing import Any
 
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import direction_of
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import parse_json
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import require_participant
+from fedledger.chaincode.payloads import decode_payload, transient_bytes
+from fedledger.chaincode.records import Anomaly, ModelVersion, Round, Update
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.transactions.lineage import MODEL_FIELD, require_model
+from fedledger.chaincode.transactions.rounds import parse_round, require_round
+from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, pay_round
+from fedledger.chaincode.transactions.updates import round_updates, rules_of
+from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import sha256_hex
-
-from .. import keys, state
-from ..context import LedgerContext
-from ..encoding import parse_json
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from ..events import emit
-from ..guards import require_participant
-from ..payloads import decode_payload, transient_bytes
-from ..records import Anomaly, ModelVersion, Round, Update
-from ..registry import transaction
-from ..verdicts import detect, screened
-from .lineage import MODEL_FIELD, require_model
-from .rounds import parse_round, require_round
-from .settlement import apply_verdict_to_participant, pay_round
-from .updates import round_updates, rules_of
 
 
 def _screened(update: Update) -> dict[str, Any]:

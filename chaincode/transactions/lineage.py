@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.caller import caller_of
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import loads, parse_hash
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, NotFound
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import current_rules, require_participant
+from fedledger.chaincode.payloads import decode_payload, transient_bytes
+from fedledger.chaincode.records import ModelVersion
+from fedledger.chaincode.registry import transaction
 from fedledger.tensors import manifest, sha256_hex
-
-from .. import keys, state
-from ..caller import caller_of
-from ..context import LedgerContext
-from ..encoding import loads, parse_hash
-from ..errors import AlreadyExists, FailedPrecondition, NotFound
-from ..events import emit
-from ..guards import current_rules, require_participant
-from ..payloads import decode_payload, transient_bytes
-from ..records import ModelVersion
-from ..registry import transaction
 
 MODEL_FIELD = "model"
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, state
-from ..caller import caller_of
-from ..context import LedgerContext
-from ..encoding import parse_choice, parse_hash, parse_int
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
-from ..events import emit
-from ..guards import current_rules, registered, require_admin
-from ..records import ROLES, Participant
-from ..registry import transaction
-from ..trust import trust_score
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.caller import caller_of
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import parse_choice, parse_hash, parse_int
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import current_rules, registered, require_admin
+from fedledger.chaincode.records import ROLES, Participant
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.trust import trust_score
 
 
 @transaction("RegisterParticipant")

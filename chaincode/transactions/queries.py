@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import keys, state
-from ..caller import caller_of
-from ..context import LedgerContext
-from ..encoding import loads, parse_hash
-from ..errors import InvalidArgument
-from ..records import Anomaly, Dispute, Participant, Payout, Vote
-from ..registry import transaction
-from .disputes import require_dispute
-from .rounds import parse_round
-from .updates import epsilon_spent
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.caller import caller_of
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import loads, parse_hash
+from fedledger.chaincode.errors import InvalidArgument
+from fedledger.chaincode.records import Anomaly, Dispute, Participant, Payout, Vote
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.transactions.disputes import require_dispute
+from fedledger.chaincode.transactions.rounds import parse_round
+from fedledger.chaincode.transactions.updates import epsilon_spent
 
 
 @transaction("GetParticipant", submit=False)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, state
-from ..context import LedgerContext
-from ..encoding import loads, parse_float, parse_hash, parse_int
-from ..errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from ..events import emit
-from ..guards import current_rules, require_participant
-from ..records import Dispute, Round
-from ..registry import transaction
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_int
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import current_rules, require_participant
+from fedledger.chaincode.records import Dispute, Round
+from fedledger.chaincode.registry import transaction
 
 DONE = ("aggregated", "abandoned")
 

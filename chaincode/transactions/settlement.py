@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from .. import keys, state
-from ..context import LedgerContext
-from ..records import Participant, Payout, Round, Rules, Update
-from ..trust import split_pool, trust_score
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.records import Participant, Payout, Round, Rules, Update
+from fedledger.chaincode.trust import split_pool, trust_score
 
 
 def apply_verdict_to_participant(

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from fedledger.anomaly.features import update_features
+from fedledger.chaincode import keys, state
+from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import loads, parse_float, parse_int
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, RuleViolation
+from fedledger.chaincode.events import emit
+from fedledger.chaincode.guards import require_participant
+from fedledger.chaincode.payloads import decode_payload, transient_bytes
+from fedledger.chaincode.records import Participant, Round, Rules, Update
+from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.transactions.lineage import require_model
+from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.tensors import sha256_hex
-
-from .. import keys, state
-from ..context import LedgerContext
-from ..encoding import loads, parse_float, parse_int
-from ..errors import AlreadyExists, FailedPrecondition, RuleViolation
-from ..events import emit
-from ..guards import require_participant
-from ..payloads import decode_payload, transient_bytes
-from ..records import Participant, Round, Rules, Update
-from ..registry import transaction
-from .lineage import require_model
-from .rounds import parse_round, require_round
 
 UPDATE_FIELD = "update"
 

@@ -16,7 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .tables import render
+from fedledger.cli.tables import render
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.synthetic:
-        from .synthetic import run_synthetic
+        from fedledger.cli.synthetic import run_synthetic
 
         return run_synthetic(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

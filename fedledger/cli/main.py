@@ -8,8 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from fedledger import __version__
-
-from . import demo, federate, ledger, report, tx
+from fedledger.cli import demo, federate, ledger, report, tx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

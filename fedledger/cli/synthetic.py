@@ -22,13 +22,12 @@ from tqdm import tqdm
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
+from fedledger.cli.tables import render
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key
 from fedledger.tensors import encode
 from fedledger.trainer.aggregator import Aggregator  # numpy only: no torch needed
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
-
-from .tables import render
 
 TRAINERS = [
     ("Org1MSP", "hospital-a", 420),
@@ -109,6 +108,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         return {"cosine_to_true_direction": round(_cosine(state, direction), 4)}
 
     def record(outcome: RoundOutcome) -> None:
+        block = client.last_result.block_number if client.last_result else "?"
         balances = client.balances()
         trust = {p.id: p for p in client.participants()}
         rows = [
@@ -132,7 +132,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
                 title=(
                     f"\nRound {outcome.number}: {len(outcome.accepted)} accepted, {len(outcome.rejected)} rejected → "
                     f"model v{model.version} {model.hash[:16]}… (cosine to honest direction "
-                    f"{outcome.metrics['cosine_to_true_direction']:.3f}, block {client.last_result.block_number})"
+                    f"{outcome.metrics['cosine_to_true_direction']:.3f}, block {block})"
                     if model is not None
                     else f"\nRound {outcome.number}: abandoned (no update accepted)"
                 ),

@@ -7,11 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from fedledger.cli.ledger import ledger_dir
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.errors import CommitError, GatewayError
 from fedledger.sdk.gateway import connect
-
-from .ledger import ledger_dir
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
+from fedledger.report import plots
+from fedledger.report.facts import LedgerFacts, RoundFacts, gather
+from fedledger.report.rundir import LedgerUnreachableError, RunDir, connect_ledger, locate
 from fedledger.sdk.errors import ContractRejected, GatewayError
-
-from . import plots
-from .facts import LedgerFacts, RoundFacts, gather
-from .rundir import LedgerUnreachableError, RunDir, connect_ledger, locate
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .facts import LedgerFacts
+from fedledger.report.facts import LedgerFacts
 
 METRICS = ("accuracy", "precision", "recall", "f1")
 COLOURS = {"accepted": "#2ca02c", "rejected": "#d62728"}

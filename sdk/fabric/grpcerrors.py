@@ -72,7 +72,7 @@ def error_details(error: grpc.RpcError) -> tuple[ErrorDetail, ...]:
     """The ``gateway.ErrorDetail`` entries attached to a failed call, in the gateway's order."""
     trailers = error.trailing_metadata() if isinstance(error, grpc.Call) else None
     details: list[ErrorDetail] = []
-    for key, value in trailers or ():
+    for key, value in trailers or ():  # pyright: ignore[reportGeneralTypeIssues]  # (key, value) tuples at run time
         if key != _DETAILS_KEY:
             continue
         try:

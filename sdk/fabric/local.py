@@ -13,10 +13,9 @@ from pathlib import Path
 
 from fedledger.chaincode.embedded.msp import Organization, add_user
 from fedledger.identity import Identity, Signer, load_msp_identity
-
-from ..client import FedLedgerClient
-from ..connection import LedgerLocation, open_client
-from .profile import NetworkProfile, load_network_dir
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.connection import LedgerLocation, open_client
+from fedledger.sdk.fabric.profile import NetworkProfile, load_network_dir
 
 
 class LocalFabricNetwork:
