@@ -11,7 +11,7 @@ EXTRAS ?= test,fabric,train,bench
 help:
 	@echo "make demo         run the end-to-end federated demo on the embedded ledger"
 	@echo "make test         run the whole test suite (brings the Fabric network up as needed)"
-	@echo "make lint         ruff"
+	@echo "make lint         ruff, basedpyright and import-linter (make test runs them first)"
 	@echo "make bench-<study> one benchmark study (commit robustness privacy-utility latency scalability overhead"
 	@echo "                  trust); QUICK=1: short version into bench/quick/; results in docs/bench-*.md"
 	@echo "make network-up | network-down | network-status | add-org | fabric-bin"
@@ -27,12 +27,15 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/fedledger demo
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+test: lint
 	$(VENV)/bin/pytest -q
 
+# ruff (style, absolute imports), basedpyright (types, every fedledger.* import resolved) and import-linter
+# (the layers in pyproject.toml).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/basedpyright
+	$(VENV)/bin/lint-imports
 
 .PHONY: bench
 bench: bench-commit

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fedledger.anomaly.features import decode_sketch
+from fedledger.chaincode.embedded.ledger import LedgerError
 from fedledger.chaincode.embedded.proposal import SignedProposal
 from fedledger.chaincode.errors import (
     AlreadyExists,
@@ -20,9 +21,12 @@ from fedledger.chaincode.errors import (
     RuleViolation,
 )
 from fedledger.chaincode.records import Rules
-from fedledger.sdk.errors import EndorseError
+from fedledger.sdk.errors import ContractRejected, EndorseError
+from fedledger.sdk.store import UpdateStore, create_key
+from fedledger.trainer.aggregator import Aggregator
+from fedledger.trainer.rounds import RoundDriver
 
-from ..support import SCHEMA, SHAPES, only_on, participant_id, ready_round, tensors_bytes, world
+from ..support import SCHEMA, SHAPES, only_on, participant_id, ready_round, tensors_bytes, world, zero_model
 
 
 @pytest.fixture
@@ -104,7 +108,7 @@ def test_replayed_proposal_is_refused_by_the_embedded_ledger(consortium, round1)
     signed: SignedProposal = trainer.contract._backend._sign(trainer.contract._proposal("WhoAmI", (), None))
     ledger.submit(signed)
     height = ledger.height()
-    with pytest.raises(Exception, match="duplicate transaction id") as info:
+    with pytest.raises(LedgerError, match="duplicate transaction id") as info:
         ledger.submit(signed)
     assert info.value.code == "DUPLICATE_TXID"
     assert ledger.height() == height
@@ -253,4 +257,30 @@ def test_contract_errors_are_endorse_errors_with_transaction_ids(consortium, rou
         submit(trainer, updates, round_number=99)
     assert len(info.value.transaction_id) == 64
     assert info.value.code == "NOT_FOUND"
+    assert isinstance(info.value, ContractRejected)
     assert "round 99 does not exist" in info.value.contract_message
+
+
+def test_an_update_in_another_dtype_is_refused_and_the_round_still_completes(consortium, updates, tmp_path):
+    """A float64 update against a float32 base model used to pass SubmitUpdate and then stall aggregation."""
+    aggregator, trainers, _genesis = ready_round(consortium, trainers=2)
+    store = UpdateStore(tmp_path / "store", create_key(tmp_path / "store.key"))
+    genesis = store.put(zero_model())
+    before = world(aggregator)
+    float64 = {k: v.astype(np.float64) for k, v in updates.honest().items()}
+    with pytest.raises(InvalidArgument, match="dtype F64; the base model has F32"):
+        submit(trainers[0], updates, data=tensors_bytes(float64))
+    assert world(aggregator) == before
+    assert [p.stem for p in (tmp_path / "store").rglob("*.sealed")] == [genesis]
+
+    def collect(number: int) -> None:  # every member re-encodes in the base model's dtype and submits again
+        for trainer in trainers:
+            payload = updates.bytes()
+            store.put(payload)
+            submit(trainer, updates, round_number=number, data=payload)
+
+    ledger = Aggregator(aggregator, store)
+    outcome = RoundDriver(ledger, collect=collect).run_round()
+    assert outcome.number == 1 and outcome.started_at == "collect"
+    assert aggregator.round(1).status == "aggregated"
+    assert sorted(u["hash"] for u in outcome.model.updates) == sorted(u.hash for u in aggregator.updates(1))

@@ -10,7 +10,7 @@ import pytest
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.gateway import connect
+from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key
 
 torch = pytest.importorskip("torch")
@@ -39,9 +39,7 @@ class Run:
         self.store = UpdateStore(base / "store", create_key(base / "store.key"))
 
     def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
-        identity, signer = self.consortium.user(mspid, name, admin=admin)
-        network = connect(identity, signer=signer, ledger_dir=self.consortium.ledger_dir).get_network("mychannel")
-        return FedLedgerClient(network.get_contract("fedledger"), network)
+        return LedgerLocation("embedded", self.consortium.base).client(mspid, name, admin=admin)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +142,7 @@ def test_audit_catches_tampering(finished, tmp_path, target):
         expected = moved["hash"]
     report = audit_run(observer, store, card_copy, make_strategy("fedavg"))
     assert not report.ok
+    assert report.mismatch is not None
     assert expected in report.mismatch
 
 
@@ -181,3 +180,39 @@ def test_the_aggregator_resumes_from_the_ledger(finished):
     run, _ = finished
     resumed = Aggregator(run.client("Org1MSP", "aggregator"), run.store)
     assert resumed.next_step() == ("open", ROUNDS + 1)
+
+
+@pytest.mark.parametrize("keep_checkpoint", [True, False], ids=["checkpoint-kept", "checkpoint-lost"])
+def test_a_restarted_aggregator_continues_with_the_strategy_state(tmp_path, keep_checkpoint):
+    """FedAdam's moments are saved after every commit and restored by the next aggregator process, so the audit
+    (which replays the strategy from genesis) passes; losing the checkpoint is exactly what it catches."""
+    run = Run(tmp_path)
+    model, tokenizer = tiny_model("bert", seed=0)
+    model = apply_lora(model, seed=0)
+
+    def federate(rounds: int):  # a fresh aggregator, members and strategy each time, as after a restart
+        return run_federation(
+            run.client,
+            run.store,
+            model,
+            tokenizer,
+            load_breast_cancer_text(),
+            out_dir=run.base,
+            model_name="tiny-bert",
+            config=FederationConfig(rounds=rounds, members=3, strategy="fedadam"),
+            train=TRAIN,
+            progress=False,
+        )
+
+    federate(1)
+    checkpoint = run.base / "aggregator" / "strategy.safetensors"
+    assert checkpoint.is_file()
+    if not keep_checkpoint:
+        for path in checkpoint.parent.iterdir():
+            path.unlink()
+    second = federate(1)
+    assert [o.number for o in second.outcomes] == [2]
+    report = audit_run(run.client("Org2MSP", "auditor"), run.store, second.card_dir, make_strategy("fedadam"))
+    assert report.ok is keep_checkpoint, str(report)
+    if not keep_checkpoint:
+        assert "model v2 (round 2) recomputed from its accepted updates" in str(report)
