@@ -89,7 +89,7 @@ class InMemoryRounds:
     ) -> None:
         self.rules = rules if isinstance(rules, Rules) else apply_patch(Rules(), dict(rules or {}))
         self.screen_updates = screen or contract_screen
-        self.manifest = manifest(decode(encode(genesis)))
+        self.manifest = manifest(genesis)
         genesis_state = decode(encode(genesis, like=self.manifest), expected=self.manifest)
         self.models: dict[str, NDState] = {self.digest(genesis_state): genesis_state}
         self._head = next(iter(self.models))
