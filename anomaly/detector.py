@@ -38,10 +38,16 @@ class UpdateAnomalyDetector:
     upper_only : one bool per feature, or None
         Features where only large values are suspicious (distances): values below the round's
         median standardise to 0, so an update that agrees unusually well is never "deviant".
+    max_deviation : float or None
+        An update this many robust deviations away is anomalous even when the forest does not
+        isolate it (colluding attackers sending the same update shield each other from the forest).
+    score_threshold : float or None
+        The isolation score below which an update counts as isolated; None uses the forest's ``offset_``.
 
     ``score_samples`` is lower for more abnormal updates; ``decision_function`` is
-    ``score_samples - offset_`` (negative = isolated); ``predict`` gives +1 / -1 after the
-    deviation gate.
+    ``score_samples - threshold_`` (negative = isolated); ``predict`` gives +1 / -1 by the whole rule
+    (isolated and beyond ``min_deviation``, or beyond ``max_deviation``): the contract's verdict
+    (:func:`fedledger.anomaly.screening.screen_round`) is ``predict``.
     """
 
     def __init__(
@@ -53,6 +59,8 @@ class UpdateAnomalyDetector:
         min_deviation: float = 4.0,
         scale_floor: float | Sequence[float] = 0.05,
         upper_only: Sequence[bool] | None = None,
+        max_deviation: float | None = None,
+        score_threshold: float | None = None,
     ) -> None:
         self.contamination = contamination
         self.n_estimators = n_estimators
@@ -60,6 +68,8 @@ class UpdateAnomalyDetector:
         self.min_deviation = min_deviation
         self.scale_floor = scale_floor
         self.upper_only = upper_only
+        self.max_deviation = max_deviation
+        self.score_threshold = score_threshold
 
     def fit(self, features: np.ndarray) -> UpdateAnomalyDetector:
         features = np.asarray(features, dtype=np.float64)
@@ -84,6 +94,7 @@ class UpdateAnomalyDetector:
             n_jobs=1,
         ).fit(self.standardise(features))
         self.offset_ = float(self.forest_.offset_)
+        self.threshold_ = self.offset_ if self.score_threshold is None else float(self.score_threshold)
         return self
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
@@ -101,12 +112,15 @@ class UpdateAnomalyDetector:
         return self.forest_.score_samples(self.standardise(features))
 
     def decision_function(self, features: np.ndarray) -> np.ndarray:
-        return self.score_samples(features) - self.offset_
+        return self.score_samples(features) - self.threshold_
 
     def deviation(self, features: np.ndarray) -> np.ndarray:
         """Largest robust z-score of each update's features."""
         return np.abs(self.standardise(features)).max(axis=1)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        anomalous = (self.decision_function(features) < 0) & (self.deviation(features) > self.min_deviation)
+        deviation = self.deviation(features)
+        anomalous = (self.decision_function(features) < 0) & (deviation > self.min_deviation)
+        if self.max_deviation is not None:
+            anomalous |= deviation > self.max_deviation
         return np.where(anomalous, -1, 1)

@@ -67,18 +67,19 @@ def screen_round(
         min_deviation=config.min_deviation,
         scale_floor=SCALE_FLOORS,
         upper_only=UPPER_ONLY,
+        max_deviation=config.max_deviation,
+        score_threshold=config.score_threshold,
     ).fit(rows)
     scores = detector.score_samples(rows)
     standardised = np.abs(detector.standardise(rows))
     deviation = standardised.max(axis=1)
-    threshold = detector.offset_ if config.score_threshold is None else config.score_threshold
+    threshold = detector.threshold_
+    decisions = detector.predict(rows)
     verdicts = []
     for i, score in enumerate(scores):
         worst = int(np.argmax(standardised[i]))
         isolated = bool(score < threshold)
-        anomalous = (isolated and deviation[i] > config.min_deviation) or (
-            config.max_deviation is not None and deviation[i] > config.max_deviation
-        )
+        anomalous = bool(decisions[i] == -1)
         evidence = (
             f"most deviant feature {ROUND_FEATURE_NAMES[worst]} = {rows[i, worst]:.3f} "
             f"(round median {detector.median_[worst]:.3f}, {deviation[i]:.1f} robust deviations)"

@@ -126,3 +126,37 @@ def test_same_round_gives_identical_verdicts_across_processes():
     assert outputs[0] == outputs[1]
     result = json.loads(outputs[0])
     assert [v["accepted"] for v in result["verdicts"]] == [True] * 5 + [False]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_predict_is_the_contracts_verdict_including_the_max_deviation_rule(seed):
+    """Two colluding attackers sending the same update shield each other from the forest; max_deviation still
+    rejects them, and ``predict`` with the rules' settings says exactly what ``screen_round`` writes."""
+    from fedledger.anomaly.features import SCALE_FLOORS, UPPER_ONLY
+    from fedledger.anomaly.screening import ScreeningConfig, screen_round
+
+    factory = UpdateFactory(seed)
+    updates = [factory.honest() for _ in range(6)]
+    poisoned = {k: -8 * v for k, v in updates[0].items()}
+    updates[-2:] = [poisoned, poisoned]
+    features = [update_features(u) for u in updates]
+    config = ScreeningConfig()
+    verdicts = screen_round(features, seed=round_seed(seed), config=config)
+    detector = UpdateAnomalyDetector(
+        random_state=round_seed(seed),
+        min_deviation=config.min_deviation,
+        max_deviation=config.max_deviation,
+        scale_floor=SCALE_FLOORS,
+        upper_only=UPPER_ONLY,
+    ).fit(round_features(features))
+    assert [v.accepted for v in verdicts] == [p == 1 for p in detector.predict(round_features(features))]
+    assert [v.accepted for v in verdicts][-2:] == [False, False]
+
+
+def test_max_deviation_rejects_what_the_forest_does_not_isolate():
+    rows = np.vstack([np.random.default_rng(0).normal(size=(7, 4)) * 0.1, np.full((3, 4), 5.0)])
+    lenient = {"random_state": 1, "scale_floor": 0.05, "score_threshold": -1.0}  # no score is that low
+    assert (UpdateAnomalyDetector(**lenient).fit(rows).predict(rows) == 1).all()
+    gated = UpdateAnomalyDetector(**lenient, max_deviation=6.0).fit(rows)
+    assert list(gated.predict(rows)) == [1] * 7 + [-1] * 3
+    assert (gated.decision_function(rows) > 0).all()  # none of them isolated
