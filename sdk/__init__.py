@@ -1,14 +1,16 @@
 """fedledger's client SDK: one small typed surface over interchangeable ledgers.
 
     identity, signer = load_msp_identity(msp_dir, "Org1MSP")
-    with connect(identity, signer=signer, ledger_dir=...) as gateway:      # or endpoint=..., tls_root_cert=...
-        network = gateway.get_network("mychannel")
-        client = FedLedgerClient(network.get_contract("fedledger"), network)
+    client = open_client(LedgerLocation("embedded", consortium_dir), identity, signer)   # or "fabric", network_dir
+
+``open_client`` is the one way the project connects; underneath it, ``connect(identity, signer=...,
+ledger_dir=... | endpoint=..., tls_root_cert=...)`` → ``get_network(channel)`` → ``get_contract(name)``.
 """
 
 from fedledger.identity import Identity, Signer, ecdsa_signer, load_msp_identity
 from fedledger.sdk.backend import Backend, ChaincodeEvent, Proposal, SubmitResult
 from fedledger.sdk.client import Balance, FedLedgerClient
+from fedledger.sdk.connection import LedgerLocation, open_client
 from fedledger.sdk.errors import (
     CommitError,
     CommitStatusError,
@@ -33,6 +35,7 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "Identity",
+    "LedgerLocation",
     "Network",
     "Proposal",
     "Signer",
@@ -41,4 +44,5 @@ __all__ = [
     "connect",
     "ecdsa_signer",
     "load_msp_identity",
+    "open_client",
 ]
