@@ -21,15 +21,15 @@ from fedledger.chaincode.errors import ContractError, PermissionDenied
 from fedledger.experiments.attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
-from fedledger.tensors import encode, to_numpy
+from fedledger.tensors import to_numpy
 from fedledger.trainer.aggregator import Aggregator
 from fedledger.trainer.data import TextDataset, partition_dirichlet, partition_iid, to_tensor_dataset, train_test_split
 from fedledger.trainer.evaluate import evaluate
 from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 from fedledger.trainer.member import Member
-from fedledger.trainer.models import Task, get_adapter_state, save_adapter, set_adapter_state
+from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
-from fedledger.trainer.provenance import provenance, round_timings, write_card, write_timings
+from fedledger.trainer.provenance import publish_card, round_timings, write_timings
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 from fedledger.trainer.strategy import Strategy, make_strategy
 
@@ -175,9 +175,11 @@ def run_federation(
     final_model, final_state = aggregator.global_state()
     set_adapter_state(model, final_state)
     card_dir = out_dir / "model"
-    save_adapter(model, card_dir / "adapter", final_state)
-    card = provenance(
-        outcomes,
+    publish_card(
+        card_dir,
+        model=model,
+        state=final_state,
+        outcomes=outcomes,
         genesis=genesis.hash,
         base_model=model_name,
         ledger=dict(ledger_info or {}),
@@ -189,7 +191,6 @@ def run_federation(
             "alpha": cfg.alpha,
         },
     )
-    write_card(card_dir, card, encode(final_state))
     seconds = time.perf_counter() - started
     timings = write_timings(card_dir, per_round, setup=setup_seconds, total=seconds, members=names)
     logger.info("final model v%d %s", final_model.version, final_model.hash)

@@ -55,6 +55,29 @@ def provenance(
     }
 
 
+def publish_card(
+    directory: Path | str,
+    *,
+    model: Any,
+    state: Mapping[str, Any],
+    outcomes: Sequence[RoundOutcome],
+    genesis: str,
+    base_model: str,
+    ledger: dict[str, Any],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """The whole model card of a run: the peft adapter of ``state`` (the final committed model), its exact
+    committed bytes, ``provenance.json`` and ``README.md``. Returns the provenance record."""
+    from fedledger.tensors import encode
+    from fedledger.trainer.models import save_adapter
+
+    directory = Path(directory)
+    save_adapter(model, directory / "adapter", state)
+    record = provenance(outcomes, genesis=genesis, base_model=base_model, ledger=ledger, training=training)
+    write_card(directory, record, encode(state))
+    return record
+
+
 def write_card(directory: Path | str, record: dict[str, Any], adapter_bytes: bytes) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -63,7 +63,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     aggregator.add_argument("--expect", type=int, required=True, help="members expected per round")
     aggregator.add_argument("--round-seconds", type=float, default=600.0, help="round deadline")
     aggregator.add_argument("--strategy", choices=["fedavg", "fedadam"], default="fedavg")
-    aggregator.add_argument("--card", type=Path, default=Path("model"), help="where to write adapter and model card")
+    aggregator.add_argument(
+        "--card",
+        type=Path,
+        default=Path("model"),
+        help="where to write the adapter and model card at the end (check it: fedledger audit CARD)",
+    )
     aggregator.add_argument(
         "--checkpoint",
         type=Path,
@@ -72,7 +77,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     aggregator.set_defaults(run=_run_aggregator)
 
     audit = commands.add_parser("audit", help="re-verify a finished run against the ledger; report the first mismatch")
-    audit.add_argument("run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out)")
+    audit.add_argument(
+        "run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out), or the card folder"
+    )
     audit.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for runs on Fabric")
     audit.set_defaults(run=_run_audit)
 
@@ -163,6 +170,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     from fedledger.trainer.data import to_tensor_dataset
     from fedledger.trainer.evaluate import evaluate
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
+    from fedledger.trainer.provenance import publish_card
     from fedledger.trainer.rounds import RoundDriver, RoundOutcome
     from fedledger.trainer.strategy import make_strategy
 
@@ -177,7 +185,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
     aggregator = Aggregator(client, _store(args), round_seconds=args.round_seconds)
     aggregator.ensure_registered()
-    aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
+    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
 
     def collect(number: int) -> None:
         print(f"round {number}: waiting for {args.expect} update(s) until {client.round(number).deadline:.0f}")
@@ -194,17 +202,30 @@ def _run_aggregator(args: argparse.Namespace) -> int:
             print(f"round {outcome.number}: model v{model.version} {model.hash} {json.dumps(outcome.metrics)}")
 
     checkpoint = args.checkpoint or args.store.parent / "aggregator" / "strategy.safetensors"
+    strategy = make_strategy(args.strategy)
     driver = RoundDriver(
         aggregator,
         collect=collect,
-        strategy=make_strategy(args.strategy),
+        strategy=strategy,
         evaluate=evaluate_state,
         record=record,
         checkpoint=checkpoint,
     )
     if driver.restored:
         print(f"strategy state restored from {checkpoint}")
-    driver.run(args.rounds)
+    outcomes = driver.run(args.rounds)
+    _, final_state = aggregator.global_state()
+    publish_card(
+        args.card,
+        model=model,
+        state=final_state,
+        outcomes=outcomes,
+        genesis=genesis.hash,
+        base_model=str(args.model),
+        ledger={**_location(args).record(), "store": str(args.store), "store_key": str(args.store_key)},
+        training={"strategy": strategy.describe(), "adapter": args.adapter},
+    )
+    print(f"model card: {args.card} (check it with `fedledger audit {args.card}`)")
     return 0
 
 
@@ -213,11 +234,11 @@ def _run_audit(args: argparse.Namespace) -> int:
     from fedledger.trainer.provenance import PROVENANCE
     from fedledger.trainer.strategy import make_strategy
 
-    card = args.run_dir / "model"
+    card = args.run_dir if (args.run_dir / PROVENANCE).is_file() else args.run_dir / "model"
     record = json.loads((card / PROVENANCE).read_text())
     ledger = record["ledger"]
     store_dir = Path(ledger["store"])
-    store = UpdateStore(store_dir, load_key(store_dir.parent / "store.key"))
+    store = UpdateStore(store_dir, load_key(ledger.get("store_key") or store_dir.parent / "store.key"))
     if ledger["kind"] == "fabric":
         ledger = {**ledger, "path": str(args.network_dir)}
     client = LedgerLocation.from_record(ledger).client("Org2MSP", "auditor")

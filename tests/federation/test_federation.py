@@ -41,31 +41,34 @@ class Run:
     def client(self, mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
         return LedgerLocation("embedded", self.consortium.base).client(mspid, name, admin=admin)
 
+    def federate(self, config: FederationConfig, **options):
+        """One run_federation of the tiny BERT over this run's ledger and store (a fresh aggregator and members)."""
+        model, tokenizer = tiny_model("bert", seed=0)
+        return run_federation(
+            self.client,
+            self.store,
+            apply_lora(model, seed=0),
+            tokenizer,
+            load_breast_cancer_text(),
+            out_dir=self.base,
+            model_name="tiny-bert",
+            config=config,
+            train=TRAIN,
+            progress=False,
+            **options,
+        )
+
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     run = Run(tmp_path_factory.mktemp("federation"))
-    model, tokenizer = tiny_model("bert", seed=0)
-    model = apply_lora(model, seed=0)
-    result = run_federation(
-        run.client,
-        run.store,
-        model,
-        tokenizer,
-        load_breast_cancer_text(),
-        out_dir=run.base,
-        model_name="tiny-bert",
-        config=FederationConfig(
-            rounds=ROUNDS,
-            members=5,
-            attacks={4: AttackConfig(kind=Attack.SCALING, scale=-10.0)},
-            rules={"detector_min_updates": 4},
-        ),
-        train=TRAIN,
-        privacy=PrivacyConfig(target_epsilon=8.0, rounds=ROUNDS),
-        progress=False,
+    config = FederationConfig(
+        rounds=ROUNDS,
+        members=5,
+        attacks={4: AttackConfig(kind=Attack.SCALING, scale=-10.0)},
+        rules={"detector_min_updates": 4},
     )
-    return run, result
+    return run, run.federate(config, privacy=PrivacyConfig(target_epsilon=8.0, rounds=ROUNDS))
 
 
 def test_the_attacker_is_rejected_and_only_accepted_updates_build_each_model(finished):
@@ -187,30 +190,14 @@ def test_a_restarted_aggregator_continues_with_the_strategy_state(tmp_path, keep
     """FedAdam's moments are saved after every commit and restored by the next aggregator process, so the audit
     (which replays the strategy from genesis) passes; losing the checkpoint is exactly what it catches."""
     run = Run(tmp_path)
-    model, tokenizer = tiny_model("bert", seed=0)
-    model = apply_lora(model, seed=0)
-
-    def federate(rounds: int):  # a fresh aggregator, members and strategy each time, as after a restart
-        return run_federation(
-            run.client,
-            run.store,
-            model,
-            tokenizer,
-            load_breast_cancer_text(),
-            out_dir=run.base,
-            model_name="tiny-bert",
-            config=FederationConfig(rounds=rounds, members=3, strategy="fedadam"),
-            train=TRAIN,
-            progress=False,
-        )
-
-    federate(1)
+    config = FederationConfig(rounds=1, members=3, strategy="fedadam")
+    run.federate(config)  # then a restart: new aggregator, members and strategy objects, the same folder
     checkpoint = run.base / "aggregator" / "strategy.safetensors"
     assert checkpoint.is_file()
     if not keep_checkpoint:
         for path in checkpoint.parent.iterdir():
             path.unlink()
-    second = federate(1)
+    second = run.federate(config)
     assert [o.number for o in second.outcomes] == [2]
     report = audit_run(run.client("Org2MSP", "auditor"), run.store, second.card_dir, make_strategy("fedadam"))
     assert report.ok is keep_checkpoint, str(report)

@@ -12,7 +12,7 @@ import pytest
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.gateway import connect
+from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import create_key
 
 pytest.importorskip("torch")
@@ -25,9 +25,7 @@ def _cli(*args: str) -> list[str]:
 def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
     consortium = create_consortium(tmp_path / "consortium")
     create_key(tmp_path / "store.key")
-    admin_id, admin_signer = consortium.admin("Org1MSP")
-    network = connect(admin_id, signer=admin_signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
-    observer = FedLedgerClient(network.get_contract("fedledger"), network)
+    observer = LedgerLocation("embedded", consortium.base).client("Org1MSP", "Admin", admin=True)
     observer.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
 
     def common(mspid: str, user: str) -> list[str]:
@@ -39,7 +37,10 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
             "--model", "tiny-bert", "--max-length", "48",
         ]  # fmt: skip
 
-    aggregator_args = _cli("aggregator", *common("Org1MSP", "aggregator"), "--expect", "2", "--round-seconds", "300")
+    card = tmp_path / "card"
+    aggregator_args = _cli(
+        "aggregator", *common("Org1MSP", "aggregator"), "--expect", "2", "--round-seconds", "300", "--card", str(card)
+    )
     first = subprocess.Popen(aggregator_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not _round_open(observer):
@@ -77,6 +78,7 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
 
     record = observer.round(1)
     assert record.status == "aggregated"
+    assert record.aggregate is not None
     assert sorted(observer.model(record.aggregate).updates[i]["participant"] for i in range(2)) == [
         "Org1MSP:hospital-a@org1.example.com",
         "Org2MSP:hospital-b@org2.example.com",
@@ -84,6 +86,10 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
     metrics = observer.latest_model().metrics
     assert set(metrics) >= {"accuracy", "precision", "recall", "f1"}
     json.dumps(metrics)
+    # the restarted aggregator wrote the model card, and the audit re-derives it from the ledger and the store
+    assert json.loads((card / "provenance.json").read_text())["final_adapter"]["hash"] == record.aggregate
+    audit = subprocess.run(_cli("audit", str(card)), capture_output=True, text=True, timeout=300)
+    assert audit.returncode == 0 and audit.stdout.startswith("OK"), audit.stdout + audit.stderr[-2000:]
 
 
 def _round_open(client: FedLedgerClient) -> bool:
