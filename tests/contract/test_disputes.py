@@ -127,6 +127,7 @@ def test_owner_contests_rejection_and_auditor_of_another_org_overturns_it(judged
 
     ruling = judged.trainers[1].resolve_dispute(1, ATTACKER)
     assert (ruling.status, ruling.votes_overturn, ruling.votes_uphold) == ("overturned", 1, 0)
+    assert judged.trainers[1].last_result is not None
     assert ruling.ruling_tx == judged.trainers[1].last_result.transaction_id
 
     update = observer.update(1, ATTACKER)
@@ -538,10 +539,12 @@ def _events_through(client: FedLedgerClient, block: int) -> list[tuple[str, dict
 @pytest.mark.timeout(60)
 def test_events_and_history_show_the_ruling(judged: Judged) -> None:
     filed = judged.attacker.open_dispute(1, ATTACKER, "false positive")
+    assert judged.attacker.last_result is not None
     filed_tx = judged.attacker.last_result.transaction_id
     judged.auditors["Org2MSP"].cast_vote(1, ATTACKER, "overturn", "normal features")
     ruler = judged.auditors["Org2MSP"]
     ruling = ruler.resolve_dispute(1, ATTACKER)
+    assert ruler.last_result is not None
     ruling_tx, ruling_block = ruler.last_result.transaction_id, ruler.last_result.block_number
 
     events = _events_through(judged.observer, ruling_block)

@@ -35,7 +35,10 @@ def test_default_is_honest():
 
 def test_label_flip_flips_the_given_fraction():
     data = _data()
-    all_flipped = poison_dataset(data, AttackConfig(kind="label_flip"))
+    # The name as a string is coerced to the Attack (bench/robustness passes attack names as str).
+    flip = AttackConfig(kind="label_flip")  # pyright: ignore[reportArgumentType]  # deliberately a str: the coercion under test
+    assert flip.kind is Attack.LABEL_FLIP
+    all_flipped = poison_dataset(data, flip)
     assert (all_flipped.labels == 1 - data.labels).all() and all_flipped.texts == data.texts
     half = poison_dataset(data, AttackConfig(kind=Attack.LABEL_FLIP, fraction=0.5, seed=1))
     assert int((half.labels != data.labels).sum()) == 5
@@ -61,7 +64,7 @@ def test_sign_flip_scaling_and_noise():
     again = poison_update(delta, AttackConfig(kind=Attack.GAUSSIAN_NOISE, noise_std=2.0, seed=3))
     assert noise["b"].shape == (2, 2) and np.array_equal(noise["b"], again["b"])
     assert not np.array_equal(noise["b"], _delta()["b"])
-    big = poison_update({"x": np.zeros(20_000, np.float32)}, AttackConfig(kind="gaussian_noise", noise_std=2.0))
+    big = poison_update({"x": np.zeros(20_000, np.float32)}, AttackConfig(kind=Attack.GAUSSIAN_NOISE, noise_std=2.0))
     assert big["x"].std() == pytest.approx(2.0, rel=0.05)
 
 
@@ -86,7 +89,7 @@ def test_alie_z_from_population():
 
 def test_attack_config_rejects_bad_values():
     with pytest.raises(ValueError):
-        AttackConfig(kind="not-an-attack")
+        AttackConfig(kind="not-an-attack")  # pyright: ignore[reportArgumentType]  # deliberately the wrong type: the validation under test
     with pytest.raises(ValueError, match="fraction"):
         AttackConfig(fraction=1.5)
 
@@ -97,7 +100,7 @@ def test_norm_matched_attacks_use_the_honest_median_norm():
     flipped = poison_update(delta, AttackConfig(kind=Attack.SIGN_FLIP_NM), honest_norm=3.0)
     scale = 3.0 / np.sqrt(sum(float((v**2).sum()) for v in delta.values()))
     np.testing.assert_allclose(flipped["a"], -scale * delta["a"], rtol=1e-6)
-    ipm = poison_update(delta, AttackConfig(kind="ipm_nm"), honest_mean=mean, honest_norm=0.5)
+    ipm = poison_update(delta, AttackConfig(kind=Attack.IPM_NM), honest_mean=mean, honest_norm=0.5)
     np.testing.assert_allclose(ipm["a"], [-0.5, 0.0, 0.0], atol=1e-7)
     # A lone attacker without the round's statistics matches its own norm.
     alone = poison_update(delta, AttackConfig(kind=Attack.SIGN_FLIP_NM))

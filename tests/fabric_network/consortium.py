@@ -37,7 +37,7 @@ from fedledger.chaincode.errors import ContractError
 from fedledger.identity import Identity, Signer
 from fedledger.sdk.backend import Proposal, SubmitResult
 from fedledger.sdk.errors import EndorseError
-from fedledger.sdk.fabric import FabricGatewayBackend, NetworkProfile
+from fedledger.sdk.fabric import ChaincodeEventStream, FabricGatewayBackend, NetworkProfile
 from fedledger.sdk.fabric.local import LocalFabricNetwork
 from fedledger.sdk.gateway import Gateway, connect
 
@@ -180,6 +180,19 @@ class EveryPeerCommits:
         result = self.backend.submit(proposal)
         self._wait_for_block(result.block_number)
         return result
+
+    def evaluate(self, proposal: Proposal) -> bytes:
+        return self.backend.evaluate(proposal)
+
+    def chaincode_events(
+        self, channel: str, chaincode: str, *, start_block: int | None = None, after_transaction_id: str = ""
+    ) -> ChaincodeEventStream:
+        return self.backend.chaincode_events(
+            channel, chaincode, start_block=start_block, after_transaction_id=after_transaction_id
+        )
+
+    def close(self) -> None:
+        self.backend.close()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backend, name)

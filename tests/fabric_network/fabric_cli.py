@@ -24,7 +24,9 @@ def network_dir() -> Path:
 
 def fabric_bin_dir() -> Path:
     env = (REPO / "fabric-bin" / "paths.env").read_text()
-    return Path(re.search(r"^FABRIC_BIN_DIR=(.*)$", env, re.M).group(1))
+    match = re.search(r"^FABRIC_BIN_DIR=(.*)$", env, re.M)
+    assert match is not None, f"no FABRIC_BIN_DIR= line in {REPO / 'fabric-bin' / 'paths.env'}"
+    return Path(match.group(1))
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,27 @@ class FabricCli:
     ) -> InvokeResult:
         """Endorses on ``peers``, submits, waits for the commit and returns its validation status
         (also when it is not VALID). Raises CliError when endorsement or submission fails."""
-        cmd = ["chaincode", "invoke", *self._orderer_args(), "-C", CHANNEL, "-n", chaincode,
-               "-c", json.dumps({"Args": args}), "--waitForEvent", "--waitForEventTimeout", f"{int(timeout)}s"]
+        cmd = [
+            "chaincode",
+            "invoke",
+            *self._orderer_args(),
+            "-C",
+            CHANNEL,
+            "-n",
+            chaincode,
+            "-c",
+            json.dumps({"Args": args}),
+            "--waitForEvent",
+            "--waitForEventTimeout",
+            f"{int(timeout)}s",
+        ]
         for n in peers:
-            cmd += ["--peerAddresses", self.org(n)["peer"]["endpoint"],
-                    "--tlsRootCertFiles", self.org(n)["peer"]["tls_root_cert"]]
+            cmd += [
+                "--peerAddresses",
+                self.org(n)["peer"]["endpoint"],
+                "--tlsRootCertFiles",
+                self.org(n)["peer"]["tls_root_cert"],
+            ]
         if transient:
             cmd += ["--transient", json.dumps({k: base64.b64encode(v).decode() for k, v in transient.items()})]
         proc = self._run(cmd, self.env(org, user), timeout + 30)
@@ -151,12 +169,9 @@ class FabricCli:
         tx = transaction_pb2.Transaction.FromString(payload.data)
         action_payload = transaction_pb2.ChaincodeActionPayload.FromString(tx.actions[0].payload)
         endorsers = sorted(
-            identities_pb2.SerializedIdentity.FromString(e.endorser).mspid
-            for e in action_payload.action.endorsements
+            identities_pb2.SerializedIdentity.FromString(e.endorser).mspid for e in action_payload.action.endorsements
         )
-        prp = proposal_response_pb2.ProposalResponsePayload.FromString(
-            action_payload.action.proposal_response_payload
-        )
+        prp = proposal_response_pb2.ProposalResponsePayload.FromString(action_payload.action.proposal_response_payload)
         action = proposal_pb2.ChaincodeAction.FromString(prp.extension)
         writes: dict[str, bytes | None] = {}
         for ns in rwset_pb2.TxReadWriteSet.FromString(action.results).ns_rwset:

@@ -21,9 +21,12 @@ def with_org3(fabric_network: FabricCli, compat_cc: str) -> FabricCli:
 
 
 def _height(cli: FabricCli, org: int) -> int:
-    out = subprocess.run(["peer", "channel", "getinfo", "-c", CHANNEL], env=cli.env(org),
-                         capture_output=True, text=True, check=True).stdout
-    return int(re.search(r'"height":(\d+)', out).group(1))
+    out = subprocess.run(
+        ["peer", "channel", "getinfo", "-c", CHANNEL], env=cli.env(org), capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r'"height":(\d+)', out)
+    assert match is not None, out
+    return int(match.group(1))
 
 
 def test_org3_is_described_and_its_peer_caught_up(with_org3: FabricCli) -> None:
@@ -40,9 +43,25 @@ def test_the_config_update_was_signed_by_org1_and_org2_admins(with_org3: FabricC
 
     block_file = tmp_path / "config.block"
     orderer = with_org3.doc["orderers"][0]
-    subprocess.run(["peer", "channel", "fetch", "config", str(block_file), "-c", CHANNEL, "-o",
-                    orderer["endpoint"], "--tls", "--cafile", orderer["tls_root_cert"]],
-                   env=with_org3.env(1), check=True, capture_output=True)
+    subprocess.run(
+        [
+            "peer",
+            "channel",
+            "fetch",
+            "config",
+            str(block_file),
+            "-c",
+            CHANNEL,
+            "-o",
+            orderer["endpoint"],
+            "--tls",
+            "--cafile",
+            orderer["tls_root_cert"],
+        ],
+        env=with_org3.env(1),
+        check=True,
+        capture_output=True,
+    )
     block = common_pb2.Block.FromString(block_file.read_bytes())
     payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(block.data.data[0]).payload)
     config_envelope = configtx_pb2.ConfigEnvelope.FromString(payload.data)
@@ -69,8 +88,12 @@ def test_majority_now_counts_org3(with_org3: FabricCli) -> None:
 def test_org3_runs_fedledger_with_its_own_server_and_approval(with_org3: FabricCli) -> None:
     who = json.loads(with_org3.query("fedledger", ["WhoAmI"], org=3))
     assert who["mspid"] == "Org3MSP"
-    proc = subprocess.run(["peer", "lifecycle", "chaincode", "querycommitted", "-C", CHANNEL, "-n", "fedledger",
-                           "-O", "json"], env=with_org3.env(3, "Admin"), capture_output=True, check=True)
+    proc = subprocess.run(
+        ["peer", "lifecycle", "chaincode", "querycommitted", "-C", CHANNEL, "-n", "fedledger", "-O", "json"],
+        env=with_org3.env(3, "Admin"),
+        capture_output=True,
+        check=True,
+    )
     assert json.loads(proc.stdout)["approvals"] == {"Org1MSP": True, "Org2MSP": True, "Org3MSP": True}
     assert (with_org3.run / "pids" / "ccserver.org3.pid").exists()
 

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from fabric_protos.peer import proposal_response_pb2
 
 from . import endorser
 from .fabric_cli import CHANNEL, CliError, FabricCli
@@ -24,7 +25,7 @@ def _identity(cli: FabricCli, org: int = 1, user: str = "User1") -> endorser.Ide
     return endorser.Identity.from_msp_dir(o["mspid"], o["users"][user]["msp_dir"])
 
 
-def _endorse(cli: FabricCli, org: int, proposal) -> object:
+def _endorse(cli: FabricCli, org: int, proposal) -> proposal_response_pb2.ProposalResponse:
     peer = cli.org(org)["peer"]
     return endorser.process(peer["endpoint"], peer["tls_root_cert"], peer["tls_host_override"], proposal)
 
@@ -36,12 +37,16 @@ def test_importing_compat_leaves_the_root_logger_alone() -> None:
     probe = "import logging, {mod}; r = logging.getLogger(); print(r.level, len(r.handlers))"
     raw = subprocess.run(
         [sys.executable, "-c", probe.format(mod="fabric_chaincode_python.fabric_shim.handler")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert raw.stdout.split() == [str(10), "1"], "the library itself no longer sets DEBUG: compat fix 1 can go"
     fixed = subprocess.run(
         [sys.executable, "-c", probe.format(mod="fedledger.chaincode.fabric.compat")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert fixed.stdout.split() == [str(30), "0"]
 
@@ -85,9 +90,9 @@ def test_concurrent_transactions_on_one_stream_all_commit(fabric_network: Fabric
     n = 12
     started = time.monotonic()
     with ThreadPoolExecutor(n) as pool:
-        results = list(pool.map(
-            lambda i: fabric_network.invoke(compat_cc, ["Slow", f"concurrent/{i}", "400"]), range(n)
-        ))
+        results = list(
+            pool.map(lambda i: fabric_network.invoke(compat_cc, ["Slow", f"concurrent/{i}", "400"]), range(n))
+        )
     elapsed = time.monotonic() - started
     assert [r.status for r in results] == ["VALID"] * n
     for i in range(n):
@@ -110,7 +115,9 @@ def test_transient_data_reaches_the_chaincode_and_stays_out_of_the_block(
     result = fabric_network.invoke(compat_cc, ["Transient", "t1"], transient={"update": secret})
     assert result.status == "VALID"
     tx = fabric_network.committed_tx(result.tx_id, compat_cc)
-    assert json.loads(tx.writes["transient/t1"]) == digest
+    written = tx.writes["transient/t1"]
+    assert written is not None
+    assert json.loads(written) == digest
     raw = fabric_network.query("qscc", ["GetTransactionByID", CHANNEL, result.tx_id], raw=True)
     assert secret[:64] not in raw, "transient bytes leaked into the committed transaction"
 
@@ -168,7 +175,9 @@ def test_submit_update_like_tx_endorsed_by_both_orgs_commits_valid(fabric_networ
     assert result.status == "VALID"
     tx = fabric_network.committed_tx(result.tx_id, compat_cc)
     assert tx.endorsers == ["Org1MSP", "Org2MSP"]
-    (record,) = [json.loads(v) for k, v in tx.writes.items() if k.startswith("\x00update\x00round-1\x00")]
+    (written,) = [v for k, v in tx.writes.items() if k.startswith("\x00update\x00round-1\x00")]
+    assert written is not None
+    record = json.loads(written)
     assert record["sha256"] == hashlib.sha256(update).hexdigest()
     assert record["features"]["l2"] == pytest.approx(float(np.linalg.norm(np.frombuffer(update, np.float32))))
     assert tx.event_name == "UpdateSubmitted"

@@ -20,7 +20,11 @@ pytestmark = pytest.mark.fabric
 
 def _ou(cert_path: Path) -> list[str]:
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    units = []
+    for attribute in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME):
+        assert isinstance(attribute.value, str)
+        units.append(attribute.value)
+    return units
 
 
 def test_network_json_describes_the_running_network(fabric_network: FabricCli) -> None:
@@ -57,9 +61,23 @@ def _channel_config(cli: FabricCli, tmp_path: Path):
     block_file = tmp_path / "config.block"
     orderer = cli.doc["orderers"][0]
     subprocess.run(
-        ["peer", "channel", "fetch", "config", str(block_file), "-c", CHANNEL, "-o", orderer["endpoint"],
-         "--tls", "--cafile", orderer["tls_root_cert"]],
-        env=cli.env(1), check=True, capture_output=True,
+        [
+            "peer",
+            "channel",
+            "fetch",
+            "config",
+            str(block_file),
+            "-c",
+            CHANNEL,
+            "-o",
+            orderer["endpoint"],
+            "--tls",
+            "--cafile",
+            orderer["tls_root_cert"],
+        ],
+        env=cli.env(1),
+        check=True,
+        capture_output=True,
     )
     block = common_pb2.Block.FromString(block_file.read_bytes())
     payload = common_pb2.Payload.FromString(common_pb2.Envelope.FromString(block.data.data[0]).payload)
@@ -95,9 +113,7 @@ def test_channel_config_raft_batch_timeout_anchor_peers_majority(fabric_network:
         assert policy.type == policies_pb2.Policy.IMPLICIT_META
         meta = policies_pb2.ImplicitMetaPolicy.FromString(policy.value)
         assert (meta.rule, meta.sub_policy) == (policies_pb2.ImplicitMetaPolicy.MAJORITY, "Endorsement")
-    assert configuration_pb2.Capabilities.FromString(app.values["Capabilities"].value).capabilities.keys() >= {
-        "V2_5"
-    }
+    assert configuration_pb2.Capabilities.FromString(app.values["Capabilities"].value).capabilities.keys() >= {"V2_5"}
 
 
 def test_fedledger_definition_uses_the_channel_majority_policy(fabric_network: FabricCli) -> None:
@@ -105,7 +121,9 @@ def test_fedledger_definition_uses_the_channel_majority_policy(fabric_network: F
 
     proc = subprocess.run(
         ["peer", "lifecycle", "chaincode", "querycommitted", "-C", CHANNEL, "-n", "fedledger", "-O", "json"],
-        env=fabric_network.env(1, "Admin"), check=True, capture_output=True,
+        env=fabric_network.env(1, "Admin"),
+        check=True,
+        capture_output=True,
     )
     definition = json.loads(proc.stdout)
     assert definition["version"] == "1.0" and definition["sequence"] == 1

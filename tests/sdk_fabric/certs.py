@@ -54,6 +54,10 @@ def issue_client_identity(ca_dir: Path, out: Path, common_name: str) -> Path:
     ca_cert_path = next(p for p in ca_dir.glob("*.pem") if "cert" in p.name)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     ca_key = serialization.load_pem_private_key(next(ca_dir.glob("*_sk")).read_bytes(), password=None)
+    ca_public_key = ca_cert.public_key()
+    # Fabric CAs (cryptogen's and fabric-ca's) are ECDSA
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey), type(ca_key)
+    assert isinstance(ca_public_key, ec.EllipticCurvePublicKey), type(ca_public_key)
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     subject = x509.Name(
@@ -87,7 +91,7 @@ def issue_client_identity(ca_dir: Path, out: Path, common_name: str) -> Path:
             critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_public_key), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     msp = out / common_name / "msp"

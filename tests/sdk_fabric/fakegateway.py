@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from concurrent import futures
+from typing import NoReturn
 
 import grpc
 from fabric_protos.common import common_pb2
@@ -26,13 +28,13 @@ def _abort(
     context: grpc.ServicerContext,
     code: grpc.StatusCode,
     message: str,
-    details: list[tuple[str, str, str]] = (),
-) -> None:
+    details: Sequence[tuple[str, str, str]] = (),
+) -> NoReturn:
     status = _Status(code=code.value[0], message=message)
     for address, mspid, text in details:
         packed = status.details.add()
         packed.Pack(gateway_pb2.ErrorDetail(address=address, msp_id=mspid, message=text))
-    context.set_trailing_metadata([("grpc-status-details-bin", status.SerializeToString())])
+    context.set_trailing_metadata((("grpc-status-details-bin", status.SerializeToString()),))
     context.abort(code, message)
 
 

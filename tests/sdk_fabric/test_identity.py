@@ -73,7 +73,9 @@ def test_verify_signature_rejects_high_s_forged_and_tampered(tmp_path: Path):
     assert not verify_signature(identity, b"tx", other(b"tx"))  # someone else's key
     assert not verify_signature(identity, b"tx!", signature)  # other message
     assert not verify_signature(identity, b"tx", b"\x30\x00")  # garbage DER
-    assert key.public_key().public_numbers() == identity.certificate().public_key().public_numbers()
+    certified_key = identity.certificate().public_key()
+    assert isinstance(certified_key, ec.EllipticCurvePublicKey)
+    assert key.public_key().public_numbers() == certified_key.public_numbers()
 
 
 @pytest.mark.parametrize("key_name", ["priv_sk", "0123abcd_sk"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+from transformers import PreTrainedModel
 
 from fedledger.trainer.models import (
     DEFAULT_TARGET_MODULES,
@@ -19,6 +21,12 @@ from fedledger.trainer.models import (
 )
 
 
+def _pretrained(model: nn.Module) -> PreTrainedModel:
+    """The loaders are typed as returning an nn.Module; what they return is a transformers model."""
+    assert isinstance(model, PreTrainedModel), type(model)
+    return model
+
+
 def test_minilm_weights_ship_in_site_packages():
     path = minilm_path()
     assert "site-packages" in str(path)
@@ -27,7 +35,8 @@ def test_minilm_weights_ship_in_site_packages():
 
 def test_minilm_loads_offline_with_bert_lora_defaults():
     model, tokenizer = load_model("all-MiniLM-L6-v2", num_labels=2, seed=0)
-    assert model.config.model_type == "bert" and model.config.hidden_size == 384
+    config = _pretrained(model).config
+    assert config.model_type == "bert" and config.hidden_size == 384
     peft_model = apply_lora(model)
     names = list(get_adapter_state(peft_model))
     assert any(".attention.self.query.lora_A.weight" in n for n in names)
@@ -42,6 +51,7 @@ def test_minilm_loads_offline_with_bert_lora_defaults():
 def test_same_seed_gives_the_same_base_model_and_adapter():
     a, _ = load_model("all-MiniLM-L6-v2", seed=4)
     b, _ = load_model("all-MiniLM-L6-v2", seed=4)
+    assert isinstance(a.classifier, nn.Linear) and isinstance(b.classifier, nn.Linear)
     assert torch.equal(a.classifier.weight, b.classifier.weight)
     sa, sb = get_adapter_state(apply_lora(a, seed=1)), get_adapter_state(apply_lora(b, seed=1))
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
@@ -61,7 +71,7 @@ def test_tiny_models_get_architecture_defaults(kind, target):
     assert sum(p.numel() for p in model.parameters()) < 3_000_000
     names = list(get_adapter_state(apply_lora(model)))
     assert any(target in n for n in names)
-    assert model.config.model_type in DEFAULT_TARGET_MODULES
+    assert _pretrained(model).config.model_type in DEFAULT_TARGET_MODULES
 
 
 def test_target_modules_and_head_are_overridable():
@@ -88,7 +98,8 @@ def test_bad_arguments_explain_themselves():
     with pytest.raises(ValueError, match="'task' parameter"):
         load_model("all-MiniLM-L6-v2", task="seq2seq")  # type: ignore[arg-type]
     model, _ = tiny_model("llama")
-    model.config.model_type = "exotic"
+    # deliberately shadows transformers' class-level model_type on this instance: the unknown architecture under test
+    _pretrained(model).config.model_type = "exotic"  # pyright: ignore[reportAttributeAccessIssue]
     with pytest.raises(ValueError, match="No default LoRA target modules"):
         apply_lora(model)
 

@@ -111,6 +111,7 @@ def test_reported_epsilon_matches_opacus_for_the_steps_taken(tiny_llama, keyword
     for _ in range(second.steps):
         reference.step(noise_multiplier=1.3, sample_rate=1 / batches)
     assert second.epsilon == pytest.approx(reference.get_epsilon(delta=1e-4), rel=1e-9)
+    assert first.epsilon is not None and second.epsilon is not None
     assert second.epsilon > first.epsilon
     assert second.round_epsilon == pytest.approx(first.round_epsilon, rel=1e-9)
     assert second.metadata()["delta"] == 1e-4
@@ -121,6 +122,7 @@ def test_target_epsilon_covers_all_planned_rounds(tiny_llama, keyword_data):
     trainer = _trainer(model, tokenizer, PrivacyConfig(target_epsilon=4.0, rounds=2))
     state = get_adapter_state(model)
     results = [trainer.train_round(state, keyword_data, round_id=r) for r in (1, 2)]
+    assert results[0].epsilon is not None and results[1].epsilon is not None
     assert results[0].epsilon < 4.0
     assert 3.6 <= results[1].epsilon <= 4.0 + 1e-9
 
@@ -130,6 +132,7 @@ def test_ghost_clipping_trains_and_accounts(tiny_llama, keyword_data):
     trainer = _trainer(model, tokenizer, PrivacyConfig(noise_multiplier=1.0, ghost_clipping=True))
     result = trainer.train_round(get_adapter_state(model), keyword_data, round_id=1)
     assert math.isfinite(result.train_loss)
+    assert result.sample_rate is not None
     assert result.epsilon == pytest.approx(
         compute_epsilon([(1.0, result.sample_rate, result.steps)], delta=1e-5), rel=1e-9
     )
