@@ -152,9 +152,3 @@ def add_user(org: Organization, user: str, *, ou: str = "client") -> Path:
     (msp / "cacerts" / org.ca_cert_path.name).write_bytes(org.ca_cert_path.read_bytes())
     return msp
 
-
-def open_organization(base: Path, mspid: str, domain: str) -> Organization:
-    org = Organization(mspid, domain, Path(base) / domain)
-    if not org.ca_cert_path.exists():
-        raise FileNotFoundError(f"no CA for {domain} under {base}; create it with create_organization")
-    return org
