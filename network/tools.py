@@ -26,6 +26,8 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
+
 LOG = logging.getLogger("fedledger.network")
 HOST = "127.0.0.1"
 
@@ -321,8 +323,8 @@ def network_json(run: Path, orgs: list[int], *, port_offset: int = 0) -> dict:
 
     orderer_base = organizations / "ordererOrganizations" / "example.com"
     return {
-        "channel": "mychannel",
-        "chaincode": "fedledger",
+        "channel": DEFAULT_CHANNEL,
+        "chaincode": CONTRACT_NAME,
         "endorsement_policy": "MAJORITY Endorsement (/Channel/Application/Endorsement)",
         "organizations": {f"Org{n}MSP": peer_org(n) for n in orgs},
         "orderers": [

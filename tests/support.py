@@ -22,6 +22,7 @@ from safetensors.numpy import save
 from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_consortium
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger
 from fedledger.chaincode.embedded.msp import Organization, add_user
+from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.embedded import forget_ledger, shared_ledger
@@ -59,8 +60,8 @@ class Consortium:
     (``REFUSED_CREATOR``: the error codes it may carry and a pattern of its message).
     """
 
-    channel = "mychannel"
-    chaincode = "fedledger"
+    channel = DEFAULT_CHANNEL
+    chaincode = CONTRACT_NAME
     REFUSED_CREATOR: tuple[tuple[str, ...], str]
 
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from fedledger.chaincode.embedded.bootstrap import DEFAULT_ORGANIZATIONS, create_consortium, open_consortium
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger
 from fedledger.chaincode.embedded.verify import verify_ledger
+from fedledger.chaincode.names import DEFAULT_CHANNEL
 
 
 def _organizations(text: str) -> dict[str, str]:
@@ -34,7 +35,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_ORGANIZATIONS,
         help="comma-separated MSPID=domain (default: Org1MSP=org1.example.com,Org2MSP=org2.example.com)",
     )
-    init.add_argument("--channel", default="mychannel")
+    init.add_argument("--channel", default=DEFAULT_CHANNEL)
     init.set_defaults(run=_init)
 
     verify = sub.add_parser(

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
 from fedledger.cli.ledger import ledger_dir
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.errors import CommitError, GatewayError
@@ -24,8 +25,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("--ledger-dir", type=Path, required=True, help="embedded consortium or ledger folder")
         parser.add_argument("--msp-dir", type=Path, required=True, help="the caller's MSP folder (signcerts, keystore)")
         parser.add_argument("--mspid", required=True, help="the caller's MSP ID, e.g. Org1MSP")
-        parser.add_argument("--channel", default="mychannel")
-        parser.add_argument("--chaincode", default="fedledger")
+        parser.add_argument("--channel", default=DEFAULT_CHANNEL)
+        parser.add_argument("--chaincode", default=CONTRACT_NAME)
         parser.add_argument(
             "--transient", action="append", default=[], metavar="KEY=FILE", help="transient field read from FILE"
         )

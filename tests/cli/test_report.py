@@ -20,7 +20,7 @@ from fedledger.chaincode.embedded.bootstrap import create_consortium  # noqa: E4
 from fedledger.experiments.attacks import Attack, AttackConfig  # noqa: E402
 from fedledger.experiments.federation import FederationConfig, run_federation  # noqa: E402
 from fedledger.sdk.client import FedLedgerClient  # noqa: E402
-from fedledger.sdk.gateway import connect  # noqa: E402
+from fedledger.sdk.connection import LedgerLocation  # noqa: E402
 from fedledger.trainer.data import load_breast_cancer_text  # noqa: E402
 from fedledger.trainer.local_trainer import TrainConfig  # noqa: E402
 from fedledger.trainer.models import apply_lora, tiny_model  # noqa: E402
@@ -38,9 +38,7 @@ def finished(tmp_path_factory):
     store = UpdateStore(base / "store", create_key(base / "store.key"))
 
     def client(mspid: str, name: str, admin: bool = False) -> FedLedgerClient:
-        identity, signer = consortium.user(mspid, name, admin=admin)
-        network = connect(identity, signer=signer, ledger_dir=consortium.ledger_dir).get_network("mychannel")
-        return FedLedgerClient(network.get_contract("fedledger"), network)
+        return LedgerLocation("embedded", consortium.base).client(mspid, name, admin=admin)
 
     model, tokenizer = tiny_model("bert", seed=0)
     result = run_federation(
@@ -58,7 +56,7 @@ def finished(tmp_path_factory):
             rules={"detector_min_updates": 4},
         ),
         train=TrainConfig(epochs=1, batch_size=16, learning_rate=5e-3, max_length=48),
-        ledger_info={"kind": "embedded", "channel": "mychannel", "path": str(consortium.base)},
+        ledger_info=LedgerLocation("embedded", consortium.base).record(),
         progress=False,
     )
     return base, result, client("Org2MSP", "observer")

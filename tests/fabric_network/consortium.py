@@ -34,6 +34,7 @@ from fabric_protos.peer.lifecycle import lifecycle_pb2
 
 from fedledger.chaincode.embedded.msp import Organization
 from fedledger.chaincode.errors import ContractError
+from fedledger.chaincode.names import DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer
 from fedledger.sdk.backend import Proposal, SubmitResult
 from fedledger.sdk.errors import EndorseError
@@ -43,7 +44,7 @@ from fedledger.sdk.gateway import Gateway, connect
 
 from ..support import Consortium
 
-CHANNEL = "mychannel"
+CHANNEL = DEFAULT_CHANNEL
 PACKAGE_OF = "fedledger"
 """The installed chaincode whose package every test namespace reuses."""
 

@@ -14,8 +14,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedledger.chaincode.names import DEFAULT_CHANNEL
+
 REPO = Path(__file__).resolve().parents[2]
-CHANNEL = "mychannel"
+CHANNEL = DEFAULT_CHANNEL
 
 
 def network_dir() -> Path:
