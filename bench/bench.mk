@@ -7,24 +7,24 @@ BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust
 
 .PHONY: bench-commit $(addprefix bench-,$(BENCH_STUDIES)) bench-all
 bench-commit: $(STAMP)
-	$(PY) bench/commit_latency.py
+	$(BENCH_ENV) $(PY) -m fedledger.bench.commit_latency $(BENCH_FLAGS)
 
 bench-robustness: $(STAMP)
-	$(BENCH_ENV) $(PY) bench/robustness.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.robustness $(BENCH_FLAGS)
 
 bench-privacy-utility: $(STAMP)
-	$(BENCH_ENV) $(PY) bench/privacy_utility.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.privacy_utility $(BENCH_FLAGS)
 
 bench-latency: $(STAMP)
-	$(BENCH_ENV) $(PY) bench/aggregation_latency.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.aggregation_latency $(BENCH_FLAGS)
 
 bench-scalability: $(STAMP) fabric-bin
-	$(BENCH_ENV) $(PY) bench/scalability.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.scalability $(BENCH_FLAGS)
 
 bench-overhead: $(STAMP) fabric-bin
-	$(BENCH_ENV) $(PY) bench/overhead.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.overhead $(BENCH_FLAGS)
 
 bench-trust: $(STAMP)
-	$(BENCH_ENV) $(PY) bench/trust.py $(BENCH_FLAGS)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.trust $(BENCH_FLAGS)
 
 bench-all: bench-commit $(addprefix bench-,$(BENCH_STUDIES))

@@ -1,17 +1,20 @@
 """What every study in bench/ shares: machine facts, tables, CSV, plots, and the docs page it writes.
 
-Each study is one script (``python bench/<study>.py``, or its ``make bench-<study>`` target). It prints a
-table with the machine, the package versions and the exact command, writes ``bench/results/<study>.csv``
-(+ ``.json`` with everything) and PNG plots, and renders ``docs/bench-<study>.md``.
+Each study is a package ``bench/<study>/`` run as ``python -m fedledger.bench.<study>`` (or its ``make
+bench-<study>`` target). It prints a table with the machine, the package versions and the exact command,
+writes ``bench/results/<study>.csv`` (+ ``.json`` with everything) and PNG plots, and renders
+``docs/bench-<study>.md``.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -34,10 +37,22 @@ BASELINE_PACKAGES = ("byzfl", "flwr")
 
 
 def command_line() -> str:
-    """The command that produced a result, as a user would type it from the repository root."""
+    """The command that produced a result, as a user would type it from the repository root.
+
+    ``python -m <module> ...`` when the study ran as a module (``__main__`` has a spec), else the script path.
+    """
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return shlex.join(["python", "-m", spec.name.removesuffix(".__main__"), *sys.argv[1:]])
     script = Path(sys.argv[0])
     with_root = script.resolve().relative_to(ROOT) if script.resolve().is_relative_to(ROOT) else script
     return shlex.join(["python", str(with_root), *sys.argv[1:]])
+
+
+def current_command(command: str) -> str:
+    """A recorded command as it is typed today: ``python bench/<study>.py ...`` (the layout before the studies
+    became packages, still in older results) becomes ``python -m fedledger.bench.<study> ...``."""
+    return re.sub(r"^\S*python\S* bench/(\w+)\.py\b", r"python -m fedledger.bench.\1", command)
 
 
 def _command_output(*argv: str) -> str:
@@ -81,6 +96,26 @@ def machine_facts(packages: Iterable[str] = CORE_PACKAGES, *, fabric_peer: bool 
             ", ".join(line.strip() for line in peer.splitlines() if line.strip().startswith(wanted)) or peer
         )
     return facts
+
+
+#: What the detector's results depend on: the anomaly package and the contract's verdict path.
+DETECTOR_PATHS = ("anomaly", "chaincode/verdicts.py", "chaincode/transactions/finalize.py", "chaincode/records.py")
+
+
+def detector_version() -> str:
+    """Which detector was measured: the last commit touching :data:`DETECTOR_PATHS`, and a content hash of
+    those files when they have uncommitted changes (so a later run can tell whether the code changed)."""
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run([*git, "log", "-1", "--format=%h %s", "--", *DETECTOR_PATHS], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--short", "--", *DETECTOR_PATHS], capture_output=True, text=True)
+    changed = sorted({line[3:] for line in dirty.stdout.splitlines() if line.strip()})
+    text = f"last commit {head.stdout.strip() or 'unknown'}"
+    if changed:
+        found = [[ROOT / p] if (ROOT / p).is_file() else list((ROOT / p).rglob("*.py")) for p in DETECTOR_PATHS]
+        files = sorted(f for group in found for f in group if "__pycache__" not in f.parts)
+        digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:12]
+        text += f"; uncommitted changes in {', '.join(changed)} (content sha256 {digest})"
+    return text
 
 
 def fmt(value: Any) -> str:

@@ -1,8 +1,10 @@
-"""Fixtures the ledger studies share: the benchmark update, and a native Fabric network of a study's own.
+"""Fixtures the ledger studies share: the benchmark update, the ledger under test, and a Fabric network of its own.
 
 The update is a LoRA-like delta of two adapted projections (rank 8, width 800): 4 x 6400 float32 = 100 KiB,
-written with the shared codec. :func:`bench_network` brings a fresh network up on its own ports and folder
-(``make network-up`` with ``FEDLEDGER_PORT_OFFSET``/``FEDLEDGER_NETWORK_DIR``) and takes it down afterwards.
+written with the shared codec. :class:`LedgerUnderTest` is one ledger (a fresh embedded consortium, or a native
+Fabric network) and the clients a study opened on it, each with its own identity. :func:`bench_network` brings
+a fresh network up on its own ports and folder (``make network-up`` with
+``FEDLEDGER_PORT_OFFSET``/``FEDLEDGER_NETWORK_DIR``) and takes it down afterwards.
 """
 
 from __future__ import annotations
@@ -14,16 +16,23 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fedledger.bench.harness import ROOT
+from fedledger.chaincode.embedded.bootstrap import create_consortium, open_consortium
+from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.connection import LedgerLocation, open_client
+from fedledger.sdk.embedded import forget_ledger
 from fedledger.tensors import encode
 
-from .harness import ROOT
+if TYPE_CHECKING:
+    from fedledger.sdk.fabric.local import LocalFabricNetwork
 
 logger = logging.getLogger("bench.ledgers")
 
@@ -41,12 +50,103 @@ SAMPLES = 100
 
 
 def make_update(rng: np.random.Generator) -> bytes:
+    """One benchmark update: random LoRA-like float32 tensors of :data:`SHAPES`, encoded."""
     tensors = {k: (0.01 * rng.standard_normal(s)).astype(np.float32) for k, s in SHAPES.items()}
     return encode(tensors)
 
 
 def zero_model() -> bytes:
+    """The genesis adapter of the ledger studies: zeros of :data:`SHAPES`, encoded."""
     return encode({k: np.zeros(s, np.float32) for k, s in SHAPES.items()})
+
+
+class LedgerUnderTest:
+    """One ledger a study measures and every client it opened on it (closed by :meth:`close`).
+
+    Build it with :meth:`embedded` (a fresh consortium in a temporary folder, every client in this process) or
+    :meth:`fabric` (the native network in a folder; new client identities are issued from the org CAs into
+    ``issued``). Embedded clients come from :meth:`LedgerLocation.client`. Fabric clients are built on their
+    organisation's gateway backend with the options a study asks for (``committed_on``, timeouts), which
+    :func:`~fedledger.sdk.connection.open_client` does not take: it makes every client wait until each
+    organisation's peer has the block, which would add to the latency the studies measure.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        location: LedgerLocation,
+        *,
+        members: LocalFabricNetwork | None = None,
+        folder: tempfile.TemporaryDirectory[str] | None = None,
+    ) -> None:
+        self.name = name
+        self.location = location
+        self._members = members  # Fabric: issues identities, knows each org's gateway peer
+        self._folder = folder  # the TemporaryDirectory of an embedded consortium, or of issued identities
+        self._backends: dict[int, Any] = {}
+        if members is not None:
+            self.member_msps = sorted(o.mspid for o in members.profile.orgs.values())
+        else:
+            self.member_msps = sorted(open_consortium(location.path).organizations)
+        #: The organisations whose members the studies create, alternating (the first two by MSP ID).
+        self.orgs = self.member_msps[:2]
+
+    @classmethod
+    def embedded(cls, *, name: str = "embedded", prefix: str = "fedledger-bench-") -> LedgerUnderTest:
+        folder = tempfile.TemporaryDirectory(prefix=prefix)
+        create_consortium(Path(folder.name))
+        return cls(name, LedgerLocation("embedded", Path(folder.name)), folder=folder)
+
+    @classmethod
+    def fabric(
+        cls, network_dir: Path, issued: Path | tempfile.TemporaryDirectory[str], *, name: str = "fabric"
+    ) -> LedgerUnderTest:
+        """``issued``: where new identities go; a TemporaryDirectory is removed by :meth:`close`."""
+        from fedledger.sdk.fabric.local import LocalFabricNetwork
+
+        if isinstance(issued, tempfile.TemporaryDirectory):
+            folder, issued = issued, Path(issued.name)
+        else:
+            folder = None
+        members = LocalFabricNetwork(network_dir, issued)
+        return cls(name, members.location, members=members, folder=folder)
+
+    @property
+    def is_fabric(self) -> bool:
+        return self.location.kind == "fabric"
+
+    def client(self, mspid: str, name: str, *, admin: bool = False, **options: Any) -> FedLedgerClient:
+        """A client signing as member ``name`` of ``mspid`` (issued on first use); ``options`` go to the Fabric
+        gateway backend (e.g. ``committed_on``, ``endorse_timeout``)."""
+        if self._members is None:
+            return self.location.client(mspid, name, admin=admin, **options)
+        options.setdefault("committed_on", ())  # a trainer's latency ends at its own peer's commit status
+        client = open_client(self.location, *self._members.identity(mspid, name, admin=admin), **options)
+        self._backends[id(client)] = client.contract.backend
+        return client
+
+    def backend(self, client: FedLedgerClient) -> Any:
+        """The Fabric gateway backend of ``client`` (to time a transaction's steps one by one)."""
+        return self._backends[id(client)]
+
+    def release(self, clients: Sequence[FedLedgerClient]) -> None:
+        """Closes the connections of ``clients`` (embedded clients hold none)."""
+        for client in clients:
+            if backend := self._backends.pop(id(client), None):
+                backend.close()
+
+    def retried(self) -> int:
+        """Transactions the Fabric backends re-submitted after an MVCC conflict, over every open client."""
+        return sum(b.retried for b in self._backends.values())
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+        if not self.is_fabric:
+            forget_ledger(self.location.path / "ledger")
+        if self._folder is not None:
+            self._folder.cleanup()
 
 
 def until_discovered(call: Callable[[], Any], limit: float = 120.0) -> Any:

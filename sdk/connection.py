@@ -75,30 +75,35 @@ class LedgerLocation:
             mspid, name, admin=admin
         )
 
-    def client(self, mspid: str, name: str, *, admin: bool = False, clock: Clock | None = None) -> FedLedgerClient:
+    def client(
+        self, mspid: str, name: str, *, admin: bool = False, clock: Clock | None = None, **options: Any
+    ) -> FedLedgerClient:
         """:func:`open_client` for :meth:`identity`."""
-        return open_client(self, *self.identity(mspid, name, admin=admin), clock=clock)
+        return open_client(self, *self.identity(mspid, name, admin=admin), clock=clock, **options)
 
 
 def open_client(
-    location: LedgerLocation, identity: Identity, signer: Signer, *, clock: Clock | None = None
+    location: LedgerLocation, identity: Identity, signer: Signer, *, clock: Clock | None = None, **options: Any
 ) -> FedLedgerClient:
     """A client of ``location``'s contract signing as ``identity``.
 
-    On Fabric it talks to the gateway peer of the identity's own organisation, and every submit returns only
-    once each organisation's peer has the block, so the next transaction (endorsed by several organisations)
-    never reads a state one of them has not caught up with. ``clock`` stamps proposals (tests).
+    On Fabric it talks to the gateway peer of the identity's own organisation, and by default every submit
+    returns only once each organisation's peer has the block (``committed_on``), so the next transaction
+    (endorsed by several organisations) never reads a state one of them has not caught up with. ``options``
+    go to the Fabric gateway backend (``committed_on``, ``endorse_timeout``, ...); the embedded ledger takes
+    none. ``clock`` stamps proposals (tests).
     """
     if location.kind == "embedded":
+        if options:
+            raise ValueError(f"options {sorted(options)} apply to a Fabric ledger only, not to an embedded one")
         ledger = location.path / "ledger" if (location.path / "ledger").is_dir() else location.path
         gateway = connect(identity, signer=signer, ledger_dir=ledger, clock=clock)
     else:
         from fedledger.sdk.fabric.profile import load_network_dir
 
         profile = load_network_dir(location.path)
-        backend = profile.org(identity.mspid).backend(
-            identity, signer, clock=clock, committed_on=[o.mspid for o in profile.orgs.values()]
-        )
+        options.setdefault("committed_on", [o.mspid for o in profile.orgs.values()])
+        backend = profile.org(identity.mspid).backend(identity, signer, clock=clock, **options)
         gateway = connect(identity, signer=signer, backend=backend)
     network = gateway.get_network(location.channel)
     return FedLedgerClient(network.get_contract(location.chaincode), network)

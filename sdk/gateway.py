@@ -56,6 +56,11 @@ class Contract:
         self.channel = channel
         self.chaincode = chaincode
 
+    @property
+    def backend(self) -> Backend:
+        """The backend this contract's transactions go through (e.g. to time a Fabric transaction's steps)."""
+        return self._backend
+
     def _proposal(
         self,
         name: str,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fedledger.experiments.baselines import (
+    BaselineStrategy,
     flatten,
     krum,
     median,
@@ -72,22 +73,17 @@ def test_fedavg_is_sample_weighted_and_f_is_checked():
         robust_aggregate("bulyan", updates)
 
 
-@pytest.mark.slow
-def test_robustness_cell_smoke():
-    """One tiny cell of bench/robustness.py: the detector's verdict and the baselines' selections line up."""
-    import sys
-    from pathlib import Path
-
-    pytest.importorskip("peft")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-    import robustness
-
-    run = robustness.SeedRun(robustness.Setup(clients=5, rounds=1, epochs=1), seed=0)
-    scaled = run.cell("scaling", 0.2, "fedledger")
-    assert len(scaled.malicious) == 1 and len(scaled.rounds) == 1
-    row = scaled.rounds[0]
-    assert 0.0 <= row["accuracy"] <= 1.0 and row["tpr"] in (0.0, 1.0) and 0.0 <= row["fpr"] <= 1.0
-    krum_cell = run.cell("scaling", 0.2, "krum")
-    assert len(krum_cell.rounds[0]["rejected"]) == 4  # Krum keeps one update of five
-    assert run.cell("none", 0.0, "median").rounds[0].get("tpr") is None  # no per-update verdict
-    assert run.cache_hits > 0  # round 1 is trained once and shared by every cell
+def test_baseline_strategy_adds_the_baselines_aggregate_and_names_its_selection():
+    rng = np.random.default_rng(3)
+    updates = _updates(rng)
+    base = {"a": np.ones((2, 2), np.float32), "b": np.zeros(2, np.float32)}
+    strategy = BaselineStrategy("multikrum", f=3)
+    state = strategy.aggregate_fit(1, base, [(u, 10) for u in updates])
+    expected = multi_krum(updates, f=3)
+    assert strategy.selected == expected.selected == tuple(range(7))
+    np.testing.assert_allclose(state["a"], base["a"] + expected.update["a"], rtol=1e-6)
+    median_strategy = BaselineStrategy("median")
+    median_strategy.aggregate_fit(1, base, [(u, 10) for u in updates])
+    assert median_strategy.selected is None and median_strategy.describe() == {"name": "median", "f": 0}
+    with pytest.raises(ValueError, match="Unknown baseline"):
+        BaselineStrategy("bulyan")

@@ -1,0 +1,188 @@
+"""The robustness study's command line: run the grid (or reuse stored cells), write results, render the page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+from fedledger.bench import robustness as study
+from fedledger.bench.harness import (
+    BASELINE_PACKAGES,
+    CORE_PACKAGES,
+    ML_PACKAGES,
+    RESULTS,
+    command_line,
+    machine_facts,
+    markdown_table,
+    print_report,
+    write_csv,
+    write_json,
+)
+from fedledger.bench.ml import upgrade_command
+from fedledger.bench.robustness.grid import ATTACKS, DEFENCES, FRACTIONS, HEADLINE, CellStore, Setup, detector_key
+from fedledger.bench.robustness.measure import run_seed
+from fedledger.bench.robustness.render import write_page
+from fedledger.bench.robustness.summary import headline_table, per_round, summarise, targets
+
+MODULE = "fedledger.bench.robustness"
+STORE = "robustness_cells.jsonl"
+
+
+def parser() -> argparse.ArgumentParser:
+    """The study's arguments (``--help`` prints the study's description)."""
+    p = argparse.ArgumentParser(
+        prog=f"python -m {MODULE}", description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--quick", action="store_true", help="20 %% only, 1 seed, 3 rounds: a few minutes")
+    p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
+    p.add_argument("--rounds", type=int, help="default 5 (quick: 3)")
+    p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes (default 2)")
+    p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
+    p.add_argument("--defences", nargs="+", choices=DEFENCES, default=list(DEFENCES))
+    p.add_argument("--fractions", type=float, nargs="+", help="default 0.1 0.2 0.3 (quick: 0.2)")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help=f"reuse cells stored in bench/results/{STORE} by an earlier run with the same settings "
+        "(fedledger cells only if the detector's source is unchanged)",
+    )
+    p.add_argument(
+        "--extra-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="seeds whose stored cells are shown in a separate detection table (e.g. seeds where the model did "
+        "not learn within the rounds, kept out of the headline medians)",
+    )
+    p.add_argument(
+        "--detector-source",
+        help="with --render-only: show fedledger cells of this detector version (the hash stored with each cell) "
+        "instead of the stored run's",
+    )
+    p.add_argument(
+        "--render-only",
+        action="store_true",
+        help="compute nothing: plots and docs page from bench/results/robustness.json (the stored run's settings, "
+        "machine and command) and the extra seeds' stored cells",
+    )
+    return p
+
+
+def report(
+    rows: Sequence[dict[str, Any]], setup: Setup, *, command: str, machine: dict[str, str]
+) -> list[tuple[str, bool, str]]:
+    """Prints the headline table and the targets; returns the targets (statement, met, numbers)."""
+    headers, table = headline_table(rows, setup)
+    text = markdown_table(headers, table)
+    print_report("Robustness at 20 % malicious: final accuracy (TPR/FPR)", command=command, machine=machine, table=text)
+    met = targets(rows, setup)
+    for statement, ok, numbers in met:
+        print(f"  {'MET' if ok else 'MISSED'}: {statement}: {numbers}")
+    return met
+
+
+def render_stored(args: argparse.Namespace) -> int:
+    """Plots and the docs page again from the stored JSON (its cells, settings, machine and command)."""
+    suffix = "_quick" if args.quick else ""
+    payload = json.loads((RESULTS / f"robustness{suffix}.json").read_text())
+    setup = Setup.from_record(payload["setup"])
+    detector = args.detector_source or payload["detector_source"]
+    command = upgrade_command(payload["command"], MODULE)
+    extra_seeds = payload.get("extra_seeds")
+    if extra_seeds is None:  # runs before the JSON recorded them: the stored command says
+        extra_seeds = parser().parse_args(shlex.split(command)[3:]).extra_seeds
+    store = CellStore(RESULTS / STORE)
+    cells = (
+        payload["cells"] if detector == payload["detector_source"] else store.select(setup, payload["seeds"], detector)
+    )
+    rows = summarise(cells)
+    met = report(rows, setup, command=command, machine=payload["machine"])
+    path = write_page(
+        setup=setup,
+        seeds=payload["seeds"],
+        cells=cells,
+        extra=store.select(setup, extra_seeds, detector),
+        rows=rows,
+        met=met,
+        detector=detector,
+        command=command,
+        machine=payload["machine"],
+    )
+    print(f"\nwrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the grid (seeds in parallel processes), writes the results, prints the table, renders the page."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    if args.render_only:
+        return render_stored(args)
+    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    setup = Setup(
+        rounds=args.rounds or (3 if args.quick else 5),
+        attacks=tuple(args.attacks),
+        defences=tuple(args.defences),
+        fractions=tuple(args.fractions or ([HEADLINE] if args.quick else FRACTIONS)),
+    )
+    machine = machine_facts((*CORE_PACKAGES, *ML_PACKAGES, *BASELINE_PACKAGES))
+    detector = detector_key()
+    store_path = RESULTS / STORE
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    computed = [*seeds, *(s for s in args.extra_seeds if s not in seeds)]
+    if args.jobs > 1 and len(computed) > 1:
+        with ProcessPoolExecutor(max_workers=min(args.jobs, len(seeds))) as pool:
+            futures = [pool.submit(run_seed, setup, seed, str(store_path), args.reuse, detector) for seed in computed]
+            runs = [f.result() for f in futures]
+    else:
+        runs = [run_seed(setup, seed, str(store_path), args.reuse, detector) for seed in computed]
+    wall = time.perf_counter() - start
+    store = CellStore(store_path)
+    cells = store.select(setup, seeds, detector)
+    rows = summarise(cells)
+    machine["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    # The command that computes these numbers from scratch (--reuse only changes where they come from).
+    command = " ".join(w for w in command_line().split(" ") if w != "--reuse")
+    suffix = "_quick" if args.quick else ""
+    write_csv(RESULTS / f"robustness{suffix}.csv", rows)
+    write_csv(RESULTS / f"robustness_rounds{suffix}.csv", per_round(cells))
+    write_json(
+        RESULTS / f"robustness{suffix}.json",
+        {
+            "command": command,
+            "machine": machine,
+            "setup": asdict(setup),
+            "seeds": seeds,
+            "extra_seeds": args.extra_seeds,
+            "detector_source": detector,
+            "runs": runs,
+            "wall_seconds": wall,
+            "summary": rows,
+            "cells": cells,
+        },
+    )
+    met = report(rows, setup, command=command, machine=machine)
+    if args.quick:
+        return 0
+    path = write_page(
+        setup=setup,
+        seeds=seeds,
+        cells=cells,
+        extra=store.select(setup, args.extra_seeds, detector),
+        rows=rows,
+        met=met,
+        detector=detector,
+        command=command,
+        machine=machine,
+    )
+    print(f"\nwrote {path}")
+    return 0
