@@ -90,12 +90,23 @@ def machine_facts(packages: Iterable[str] = CORE_PACKAGES, *, fabric_peer: bool 
         except importlib.metadata.PackageNotFoundError:
             facts[package] = "not installed"
     if fabric_peer:
-        peer = _command_output("peer", "version")
+        peer = _command_output(str(_fabric_binary("peer")), "version")
         wanted = ("Version:", "Commit SHA:", "Go version:", "OS/Arch:")
         facts["peer version"] = (
             ", ".join(line.strip() for line in peer.splitlines() if line.strip().startswith(wanted)) or peer
         )
     return facts
+
+
+def _fabric_binary(name: str) -> Path | str:
+    """The Fabric binary the network scripts use (fabric-bin/paths.env, written by `make fabric-bin`), else
+    ``$FABRIC_BIN/<name>``, else ``name`` on PATH."""
+    paths = ROOT / "fabric-bin" / "paths.env"
+    if paths.is_file():
+        for line in paths.read_text().splitlines():
+            if line.startswith("FABRIC_BIN_DIR="):
+                return Path(line.partition("=")[2]) / name
+    return Path(os.environ["FABRIC_BIN"]) / name if os.environ.get("FABRIC_BIN") else name
 
 
 #: What the detector's results depend on: the anomaly package and the contract's verdict path.

@@ -60,12 +60,12 @@ class FedLedgerClient:
         return _decode(self.contract.evaluate(name, arguments=args))
 
     @staticmethod
-    def _one(cls: type[T], data: Any) -> T:
-        return from_dict(cls, data)
+    def _one(record: type[T], data: Any) -> T:
+        return from_dict(record, data)
 
     @staticmethod
-    def _many(cls: type[T], data: Any) -> list[T]:
-        return [from_dict(cls, item) for item in data]
+    def _many(record: type[T], data: Any) -> list[T]:
+        return [from_dict(record, item) for item in data]
 
     def events(self, *, start_block: int | None = None) -> EventStream:
         if self.network is None:
