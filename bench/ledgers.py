@@ -9,6 +9,7 @@ a fresh network up on its own ports and folder (``make network-up`` with
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import logging
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fedledger.bench.harness import ROOT
+from fedledger.bench.harness import ROOT, comma_list
 from fedledger.chaincode.embedded.bootstrap import create_consortium, open_consortium
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation, open_client
@@ -47,6 +48,15 @@ SHAPES: dict[str, tuple[int, int]] = {
 SCHEMA = hashlib.sha256(b"fedledger bench text,label").hexdigest()
 EPSILON = 0.001  # per update; far below any budget even after many rounds
 SAMPLES = 100
+BACKENDS = ("embedded", "fabric")
+
+
+def chosen_backends(p: argparse.ArgumentParser, text: str) -> list[str]:
+    """The ledgers a ``--backends`` value names (comma-separated); an unknown one is a usage error of ``p``."""
+    backends = comma_list(text, str.strip)
+    if unknown := set(backends) - set(BACKENDS):
+        p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    return backends
 
 
 def make_update(rng: np.random.Generator) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,15 +17,6 @@ if TYPE_CHECKING:
 Evaluator = Callable[[Mapping[str, Any]], dict[str, float]]
 #: ``(mspid, user name, admin?) -> client``, what :func:`fedledger.experiments.federation.run_federation` takes.
 Connect = Callable[[str, str, bool], "FedLedgerClient"]
-
-
-def upgrade_command(command: str, module: str) -> str:
-    """A stored ``python bench/<study>.py ...`` command (from before the studies became packages) in the form
-    that reproduces it today, ``python -m <module> ...``; any other command is returned unchanged."""
-    words = shlex.split(command)
-    if len(words) >= 2 and words[0] == "python" and words[1].startswith("bench/") and words[1].endswith(".py"):
-        return shlex.join(["python", "-m", module, *words[2:]])
-    return command
 
 
 def offline() -> None:

@@ -4,9 +4,7 @@ latency; or ``--render-only``, the page and plots again from the saved JSON."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,11 +22,18 @@ from fedledger.bench.aggregation_latency.render import PAGE, STUDY, print_summar
 from fedledger.bench.harness import (
     CORE_PACKAGES,
     FABRIC_PACKAGES,
-    RESULTS,
     ROOT,
+    add_end_load,
+    add_report_options,
+    comma_list,
     command_line,
+    configure_logging,
     detector_version,
+    finish_report,
+    first_paragraph,
     machine_facts,
+    render_report_again,
+    study_parser,
 )
 
 logger = logging.getLogger("bench.aggregation_latency")
@@ -39,12 +44,9 @@ QUICK = {"counts": "10,30,100", "sizes_mb": "0.1,1,10", "commit_backends": "embe
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fedledger.bench.aggregation_latency",
-        description=(study.__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = study_parser(
+        study.__name__, first_paragraph(study.__doc__), quick_help="small grid, embedded commit latency only"
     )
-    p.add_argument("--quick", action="store_true", help="small grid, embedded commit latency only")
     p.add_argument("--counts", help=f"updates per round (default {FULL['counts']}; quick {QUICK['counts']})")
     p.add_argument("--sizes-mb", help=f"update sizes in MB (default {FULL['sizes_mb']}; quick {QUICK['sizes_mb']})")
     p.add_argument("--repeats", type=int, default=Grid.repeats, help="repeats per cell (medians are quoted)")
@@ -56,43 +58,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--commit-repeats", type=int, default=3)
     p.add_argument("--commit-network-dir", type=Path, default=ROOT / "run" / "bench-latency")
     p.add_argument("--commit-port-offset", type=int, default=10000)
-    p.add_argument("--notes", type=Path, default=ROOT / "bench" / "aggregation_latency_notes.md")
-    p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument(
-        "--render-only",
-        action="store_true",
-        help=f"rewrite the doc and plots from {STUDY}.json in the results folder (e.g. after editing the notes)",
-    )
-    p.add_argument("--seed", type=int, default=0)
+    add_report_options(p, STUDY, seed=0)
     return p
-
-
-def floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
-
-
-def notes(path: Path | None) -> str:
-    return path.read_text().strip() if path and path.exists() else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("fedledger").setLevel(logging.WARNING)
+    configure_logging()
     if args.render_only:
-        report = json.loads((RESULTS / f"{STUDY}.json").read_text())
-        report["notes"] = notes(args.notes)
-        write_outputs(report, with_data=False)
-        logger.info("rewrote %s from %s", PAGE, RESULTS / f"{STUDY}.json")
-        return 0
+        return render_report_again(STUDY, PAGE, args.notes, lambda report: write_outputs(report, with_data=False))
     defaults = QUICK if args.quick else FULL
-    counts = [int(x) for x in floats(args.counts or defaults["counts"])]
-    sizes = floats(args.sizes_mb or defaults["sizes_mb"])
+    counts = [int(x) for x in comma_list(args.counts or defaults["counts"], float)]
+    sizes = comma_list(args.sizes_mb or defaults["sizes_mb"], float)
     commit_backends = args.commit_backends or defaults["commit_backends"]
     grid = Grid(repeats=args.repeats, pool_mb=args.pool_mb, max_cell_gb=args.max_cell_gb)
     plan = CommitPlan(
-        backends=[] if commit_backends == "none" else [b.strip() for b in commit_backends.split(",")],
-        concurrency=[int(x) for x in args.commit_concurrency.split(",")],
+        backends=[] if commit_backends == "none" else comma_list(commit_backends, str.strip),
+        concurrency=comma_list(args.commit_concurrency, int),
         n=args.commit_n,
         repeats=args.commit_repeats,
         network_dir=args.commit_network_dir,
@@ -119,11 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if plan.backends:
         report["commit"] = commit_latencies(plan)
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    report["machine"]["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    if text := notes(args.notes):
-        report["notes"] = text
-    print_summary(report)
-    if not args.no_write:
-        written = write_outputs(report)
-        logger.info("wrote %s", ", ".join(map(str, written)))
-    return 0
+    add_end_load(report["machine"])
+    return finish_report(
+        report, STUDY, args.notes, summary=print_summary, write=None if args.no_write else write_outputs
+    )

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from fedledger.anomaly.features import direction_of, update_features
 from fedledger.bench.commit_latency.measure import SubmitBench, bench_ledger, plan_cells
 from fedledger.bench.commit_latency.render import verdicts
-from fedledger.bench.ledgers import LedgerUnderTest, bench_network, configured_batch_timeout, make_update
+from fedledger.bench.ledgers import EPSILON, LedgerUnderTest, bench_network, configured_batch_timeout, make_update
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import NDState
@@ -33,7 +33,6 @@ MB = 1_000_000
 RANK = 8
 ROUND = 7  # any round number: it only seeds the detector
 SAMPLES = 1000
-EPSILON = 0.001
 
 
 @dataclasses.dataclass(frozen=True)

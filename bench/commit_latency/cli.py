@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import statistics
 import time
@@ -25,24 +24,38 @@ from fedledger.bench.commit_latency.measure import (
 )
 from fedledger.bench.commit_latency.probe import FabricProbe
 from fedledger.bench.commit_latency.render import PAGE, STUDY, print_summary, render_markdown, write_outputs
-from fedledger.bench.harness import CORE_PACKAGES, FABRIC_PACKAGES, RESULTS, ROOT, command_line, machine_facts
-from fedledger.bench.ledgers import LedgerUnderTest, bench_network, configured_batch_timeout, make_update
+from fedledger.bench.harness import (
+    CORE_PACKAGES,
+    FABRIC_PACKAGES,
+    ROOT,
+    comma_list,
+    command_line,
+    configure_logging,
+    finish_report,
+    first_paragraph,
+    machine_facts,
+    notes_path,
+    render_report_again,
+    study_parser,
+)
+from fedledger.bench.ledgers import (
+    LedgerUnderTest,
+    bench_network,
+    chosen_backends,
+    configured_batch_timeout,
+    make_update,
+)
 
 logger = logging.getLogger("bench.commit_latency")
 
-NOTES = ROOT / "bench" / "commit_latency_notes.md"
+NOTES = notes_path(STUDY)
 #: Defaults of a full run, and of ``--quick`` (a few minutes: one run per cell, one network).
 FULL = {"concurrency": "1,10,50", "repeats": 3, "min_n": 60, "breakdown": 20, "batch_timeouts": "default,50ms,20ms"}
 QUICK = {"concurrency": "1,10", "repeats": 1, "min_n": 20, "breakdown": 5, "batch_timeouts": "default"}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fedledger.bench.commit_latency",
-        description=(study.__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true", help=f"short run: {QUICK} unless given")
+    p = study_parser(study.__name__, first_paragraph(study.__doc__), quick_help=f"short run: {QUICK} unless given")
     p.add_argument("--concurrency", help=f"comma-separated concurrency levels (default {FULL['concurrency']})")
     p.add_argument("--repeats", type=int, help=f"runs per cell, medians are quoted (default {FULL['repeats']})")
     p.add_argument("--min-n", type=int, help=f"submissions per run, at least (default {FULL['min_n']})")
@@ -75,38 +88,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def notes(path: Path | None) -> str:
-    return path.read_text().strip() if path and path.exists() else ""
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        logging.getLogger("fedledger").setLevel(logging.WARNING)
+    configure_logging(verbose=args.verbose)
     if args.render_only:
-        saved = json.loads((RESULTS / f"{STUDY}.json").read_text())
-        saved["notes"] = notes(args.notes)
-        PAGE.write_text(render_markdown(saved))
-        logger.info("rewrote %s from %s", PAGE, RESULTS / f"{STUDY}.json")
-        return 0
+        return render_report_again(STUDY, PAGE, args.notes, lambda report: PAGE.write_text(render_markdown(report)))
 
-    concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    concurrency = comma_list(args.concurrency, int)
     if not concurrency or min(concurrency) < 1 or args.repeats < 1:
         p.error("--concurrency must list positive integers and --repeats must be >= 1")
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if unknown := set(backends) - {"embedded", "fabric"}:
-        p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    backends = chosen_backends(p, args.backends)
     plan = plan_cells(concurrency, args.min_n, args.per_client)
     trainers = max([n for _c, n in plan] + [args.breakdown, 10])
-    batch_timeouts = [b.strip() for b in args.batch_timeouts.split(",") if b.strip()]
+    batch_timeouts = comma_list(args.batch_timeouts, str.strip)
     rng = np.random.default_rng(args.seed)
     report: dict[str, Any] = {
         "command": command_line(),
@@ -161,10 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     fabric.close()
 
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    if text := notes(args.notes):
-        report["notes"] = text
-    print_summary(report)
-    if not args.no_write:
-        written = write_outputs(report)
-        logger.info("wrote %s", ", ".join(map(str, written)))
-    return 0
+    return finish_report(
+        report, STUDY, args.notes, summary=print_summary, write=None if args.no_write else write_outputs
+    )

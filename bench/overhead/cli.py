@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import logging
 import statistics
 import warnings
 from collections.abc import Iterator, Sequence
@@ -19,10 +17,15 @@ from fedledger.bench.harness import (
     ML_PACKAGES,
     RESULTS,
     ROOT,
+    comma_list,
     command_line,
+    configure_logging,
+    current_command,
     machine_facts,
+    read_results,
+    study_parser,
 )
-from fedledger.bench.ml import offline, upgrade_command
+from fedledger.bench.ml import offline
 from fedledger.bench.overhead.measure import MODES, Run, Runner, Setup, measure, run_embedded, run_fabric, run_off
 from fedledger.bench.overhead.render import STUDY, report, save, summarize, write_page
 
@@ -31,10 +34,7 @@ MODULE = "fedledger.bench.overhead"
 
 def parser() -> argparse.ArgumentParser:
     """The study's arguments (``--help`` prints the study's description)."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m {MODULE}", description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="tiny random BERT (a few minutes)")
+    p = study_parser(MODULE, study.__doc__, quick_help="tiny random BERT (a few minutes)")
     p.add_argument("--model", help="'minilm' (default) or 'tiny-bert' (default with --quick)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--members", type=int, default=5)
@@ -77,11 +77,11 @@ def _quiet() -> Iterator[None]:
 
 def render_stored() -> int:
     """Tables, plot and the docs page again from ``bench/results/overhead.json`` (e.g. after editing the notes)."""
-    saved = json.loads((RESULTS / f"{STUDY}.json").read_text())
+    saved = read_results(STUDY)
     runs = [Run(**run) for run in saved["runs"]]
     modes = saved.get("modes") or [m for m in MODES if any(r.mode == m for r in runs)]
     rows = summarize(runs, modes)
-    command = upgrade_command(saved["command"], MODULE)
+    command = current_command(saved["command"])
     text, status = saved["setup_text"], saved.get("status", "")
     report(rows, text, saved["machine"], command, status)
     write_page(runs, rows, setup_text=text, machine=saved["machine"], command=command, status=status)
@@ -92,12 +92,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs every mode ``--repeats`` times and publishes the results after each repeat (or only re-renders)."""
     p = parser()
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(quiet=("fedledger", "flwr", "httpx"))
     if args.render_only:
         return render_stored()
-    for noisy in ("fedledger", "flwr", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    modes = [m for m in args.modes.split(",") if m]
+    modes = comma_list(args.modes, str.strip)
     modes = ["off", *[m for m in modes if m != "off"]]  # the reference of every ratio always runs
     if unknown := set(modes) - set(MODES):
         p.error(f"unknown mode(s) {sorted(unknown)}; choose from {', '.join(MODES)}")

@@ -11,16 +11,15 @@ from fedledger.bench import overhead as study
 from fedledger.bench.harness import (
     DOCS,
     RESULTS,
-    ROOT,
     figure_link,
     fmt,
     markdown_table,
+    notes_path,
     print_report,
     pyplot,
-    render_page,
     save_figure,
-    write_csv,
-    write_json,
+    save_page,
+    save_results,
 )
 from fedledger.bench.overhead.measure import Run, Setup
 
@@ -28,7 +27,7 @@ STUDY = "overhead"
 TARGET = 1.03
 LEDGER_STEPS = ("submit", "open_round", "wait_for_deadline", "finalize_round", "commit_aggregate", "fetch_verify")
 TRAINING_STEPS = ("local_training", "aggregation", "evaluation")
-NOTES = ROOT / "bench" / "overhead_notes.md"
+NOTES = notes_path(STUDY)
 
 
 def summarize(runs: list[Run], modes: list[str]) -> list[dict[str, Any]]:
@@ -210,9 +209,9 @@ def save(
 ) -> None:
     """Writes ``bench/results/overhead.csv`` (one row per mode) and ``overhead.json`` (everything)."""
     flat = [{k: v for k, v in r.items() if k != "steps"} | {f"s_{k}": v for k, v in r["steps"].items()} for r in rows]
-    write_csv(RESULTS / f"{STUDY}.csv", flat)
-    write_json(
-        RESULTS / f"{STUDY}.json",
+    save_results(
+        STUDY,
+        flat,
         {
             "setup": vars(setup),
             "setup_text": setup_text,
@@ -239,16 +238,14 @@ def write_page(
     ]
     if NOTES.exists():
         sections.append(("Method and notes", NOTES.read_text()))
-    page = render_page(
+    return save_page(
+        DOCS / "bench-overhead.md",
         f"Bench 5: overhead of the ledger{status}",
         command=command,
         machine=machine,
         sections=sections,
         intro=study.__doc__ or "",
     )
-    path = DOCS / "bench-overhead.md"
-    path.write_text(page)
-    return path
 
 
 def runs_table(runs: list[Run]) -> str:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import math
 import os
 from collections.abc import Sequence
@@ -13,14 +11,17 @@ from fedledger.bench import privacy_utility as study
 from fedledger.bench.harness import (
     CORE_PACKAGES,
     ML_PACKAGES,
-    RESULTS,
+    add_end_load,
+    comma_list,
     command_line,
+    configure_logging,
+    current_command,
     machine_facts,
     print_report,
-    write_csv,
-    write_json,
+    read_results,
+    save_results,
+    study_parser,
 )
-from fedledger.bench.ml import upgrade_command
 from fedledger.bench.privacy_utility.measure import (
     STUDY,
     demo_recipe,
@@ -37,10 +38,7 @@ MODULE = "fedledger.bench.privacy_utility"
 
 def parser() -> argparse.ArgumentParser:
     """The study's arguments (``--help`` prints the study's description)."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m {MODULE}", description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="ε ∈ {8, ∞}, one seed (a few minutes)")
+    p = study_parser(MODULE, study.__doc__, quick_help="ε ∈ {8, ∞}, one seed (a few minutes)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration (full mode)")
     p.add_argument("--epsilons", default="1,3,8,inf", help="comma-separated ε values; inf = non-private")
     p.add_argument("--no-previous", action="store_true", help="skip the previous demo recipe at ε = 8")
@@ -53,11 +51,11 @@ def parser() -> argparse.ArgumentParser:
 
 def render_stored() -> int:
     """Plots and the docs page again from ``bench/results/privacy_utility.json``."""
-    payload = json.loads((RESULTS / f"{STUDY}.json").read_text())
+    payload = read_results(STUDY)
     for run in payload["runs"]:
         run["epsilon"] = float(run["epsilon"])
     plots = plot(payload["runs"], payload["summary"])
-    write_docs(payload, payload["machine"], upgrade_command(payload["command"], MODULE), plots)
+    write_docs(payload, payload["machine"], current_command(payload["command"]), plots)
     print("Target:", verdict(payload["summary"])[1])
     return 0
 
@@ -67,8 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.render_only:
         return render_stored()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    epsilons = [8.0, math.inf] if args.quick else [float(e) for e in args.epsilons.split(",")]
+    configure_logging(quiet=(), brief=True)
+    epsilons = [8.0, math.inf] if args.quick else comma_list(args.epsilons, float)
     seeds = [0] if args.quick else list(range(args.seeds))
     todo = jobs(
         epsilons,
@@ -81,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = machine_facts((*CORE_PACKAGES, *ML_PACKAGES))
     command = command_line()
     runs = run_all(todo, workers=args.jobs)
-    machine["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    add_end_load(machine)
     summary = summarise(runs)
     payload = {
         "anatomy": gradient_anatomy(),
@@ -102,8 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for r in runs
         for per_round in r["rounds"]
     ]
-    write_csv(RESULTS / f"{STUDY}.csv", rows)
-    write_json(RESULTS / f"{STUDY}.json", payload)
+    save_results(STUDY, rows, payload)
     write_docs(payload, machine, command, plot(runs, summary))
     print_report("Bench 2 — privacy-utility", command=command, machine=machine, table=summary_table(summary))
     print("\nTarget:", verdict(summary)[1])

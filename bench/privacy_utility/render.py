@@ -7,8 +7,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedledger.bench.harness import DOCS, RESULTS, figure_link, markdown_table, pyplot, render_page, save_figure
-from fedledger.bench.privacy_utility.measure import METRICS, OLD_RECIPE, OLD_RECIPE_NO_DP, epsilon_label
+from fedledger.bench.harness import (
+    DOCS,
+    RESULTS,
+    files_section,
+    markdown_table,
+    plots_section,
+    pyplot,
+    save_figure,
+    save_page,
+)
+from fedledger.bench.privacy_utility.measure import METRICS, OLD_RECIPE, OLD_RECIPE_NO_DP, STUDY, epsilon_label
 
 TARGET_POINTS = 3.0  # the issue: ε = 8 within 3 accuracy points of non-private
 
@@ -220,23 +229,17 @@ def write_docs(payload: Mapping[str, Any], machine: Mapping[str, str], command: 
                 SEARCH,
             ),
         ),
-        ("Plots", "\n\n".join(figure_link(p) for p in plots)),
-        (
-            "Files",
-            "`bench/results/privacy_utility.csv` (one row per run and round), `bench/results/privacy_utility.json` "
-            "(every run, the summary and the settings).",
-        ),
+        plots_section(*plots),
+        files_section(STUDY, "one row per run and round", "every run, the summary and the settings"),
     ]
-    page = render_page(
+    return save_page(
+        DOCS / "bench-privacy-utility.md",
         "Bench 2 — privacy-utility",
         command=command,
         machine=machine,
         sections=sections,
         intro="Accuracy, precision, recall and F1 of the demo's federated task under DP-SGD at several ε.",
     )
-    path = DOCS / "bench-privacy-utility.md"
-    path.write_text(page)
-    return path
 
 
 def summary_table(summary: Sequence[Mapping[str, Any]]) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -19,14 +17,18 @@ from fedledger.bench.harness import (
     CORE_PACKAGES,
     ML_PACKAGES,
     RESULTS,
+    add_end_load,
     command_line,
+    configure_logging,
+    current_command,
     machine_facts,
     markdown_table,
     print_report,
+    read_results,
+    save_results,
+    study_parser,
     write_csv,
-    write_json,
 )
-from fedledger.bench.ml import upgrade_command
 from fedledger.bench.robustness.grid import ATTACKS, DEFENCES, FRACTIONS, HEADLINE, CellStore, Setup, detector_key
 from fedledger.bench.robustness.measure import run_seed
 from fedledger.bench.robustness.render import write_page
@@ -38,10 +40,7 @@ STORE = "robustness_cells.jsonl"
 
 def parser() -> argparse.ArgumentParser:
     """The study's arguments (``--help`` prints the study's description)."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m {MODULE}", description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="20 %% only, 1 seed, 3 rounds: a few minutes")
+    p = study_parser(MODULE, study.__doc__, quick_help="20 %% only, 1 seed, 3 rounds: a few minutes")
     p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
     p.add_argument("--rounds", type=int, help="default 5 (quick: 3)")
     p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes (default 2)")
@@ -92,10 +91,10 @@ def report(
 def render_stored(args: argparse.Namespace) -> int:
     """Plots and the docs page again from the stored JSON (its cells, settings, machine and command)."""
     suffix = "_quick" if args.quick else ""
-    payload = json.loads((RESULTS / f"robustness{suffix}.json").read_text())
+    payload = read_results(f"robustness{suffix}")
     setup = Setup.from_record(payload["setup"])
     detector = args.detector_source or payload["detector_source"]
-    command = upgrade_command(payload["command"], MODULE)
+    command = current_command(payload["command"])
     extra_seeds = payload.get("extra_seeds")
     if extra_seeds is None:  # runs before the JSON recorded them: the stored command says
         extra_seeds = parser().parse_args(shlex.split(command)[3:]).extra_seeds
@@ -123,7 +122,7 @@ def render_stored(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the grid (seeds in parallel processes), writes the results, prints the table, renders the page."""
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(logging.WARNING, quiet=(), brief=True)
     if args.render_only:
         return render_stored(args)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
@@ -149,14 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = CellStore(store_path)
     cells = store.select(setup, seeds, detector)
     rows = summarise(cells)
-    machine["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    add_end_load(machine)
     # The command that computes these numbers from scratch (--reuse only changes where they come from).
     command = " ".join(w for w in command_line().split(" ") if w != "--reuse")
     suffix = "_quick" if args.quick else ""
-    write_csv(RESULTS / f"robustness{suffix}.csv", rows)
-    write_csv(RESULTS / f"robustness_rounds{suffix}.csv", per_round(cells))
-    write_json(
-        RESULTS / f"robustness{suffix}.json",
+    save_results(
+        f"robustness{suffix}",
+        rows,
         {
             "command": command,
             "machine": machine,
@@ -170,6 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cells": cells,
         },
     )
+    write_csv(RESULTS / f"robustness_rounds{suffix}.csv", per_round(cells))
     met = report(rows, setup, command=command, machine=machine)
     if args.quick:
         return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.bench.harness import DOCS, RESULTS, figure_link, markdown_table, pyplot, render_page, save_figure
+from fedledger.bench.harness import DOCS, RESULTS, markdown_table, plots_section, pyplot, save_figure, save_page
 from fedledger.bench.robustness.grid import HEADLINE, JUDGING, NORM_MATCHED, Setup
 from fedledger.bench.robustness.summary import fmt_rate, headline_table, median, pooled
 
@@ -189,7 +189,7 @@ def sections(
             "Final accuracy at 20 % malicious (TPR/FPR for defences that judge updates)",
             markdown_table(headers, table),
         ),
-        ("Plots", "\n\n".join(figure_link(p) for p in figures)),
+        plots_section(*figures),
         ("Reading the numbers", READING),
         ("The honest updates", HONEST_UPDATES),
         ("Why this model", MODEL_CHOICE),
@@ -283,13 +283,11 @@ def write_page(
     body = sections(rows, setup, met, plots(rows, cells, setup))
     if extra:
         body.append(("Other seeds", other_seeds(extra, setup)))
-    page = render_page(
+    return save_page(
+        DOCS / "bench-robustness.md",
         "Robustness: attacks x defences x malicious fraction",
         command=command,
         machine=machine,
         intro=intro(setup, seeds, cells, detector),
         sections=body,
     )
-    path = DOCS / "bench-robustness.md"
-    path.write_text(page)
-    return path

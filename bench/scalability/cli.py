@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import logging
-import os
 import signal
 import sys
 import tempfile
@@ -22,30 +19,30 @@ import fedledger.bench.scalability as study
 from fedledger.bench.harness import (
     CORE_PACKAGES,
     FABRIC_PACKAGES,
-    RESULTS,
     ROOT,
+    add_end_load,
+    add_report_options,
+    comma_list,
     command_line,
+    configure_logging,
     detector_version,
+    finish_report,
+    first_paragraph,
     machine_facts,
+    render_report_again,
+    study_parser,
 )
-from fedledger.bench.ledgers import LedgerUnderTest, bench_network
+from fedledger.bench.ledgers import LedgerUnderTest, bench_network, chosen_backends
 from fedledger.bench.scalability.fits import extrapolate
 from fedledger.bench.scalability.measure import ScaleLedger, Settings, detector_at_scale, make_updates, sweep
 from fedledger.bench.scalability.render import PAGE, STUDY, print_summary, write_outputs
-
-logger = logging.getLogger("bench.scalability")
 
 SIZES = {"full": "10,30,100,300,1000,3000,10000", "quick": "10,30,100"}
 DETECTOR_SIZES = {"full": "1000,3000,10000", "quick": "1000"}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m fedledger.bench.scalability",
-        description=(study.__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true", help=f"N = {SIZES['quick']} (a few minutes)")
+    p = study_parser(study.__name__, first_paragraph(study.__doc__), quick_help=f"N = {SIZES['quick']} (a few minutes)")
     p.add_argument("--sizes", help=f"comma-separated round sizes (default {SIZES['full']})")
     p.add_argument("--embedded-sizes", help="round sizes on the embedded ledger (default: --sizes)")
     p.add_argument("--backends", default="embedded,fabric", help="embedded, fabric, or both")
@@ -63,14 +60,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port-offset", type=int, default=20000)
     p.add_argument("--keep-network", action="store_true", help="leave the network up at the end")
-    p.add_argument("--notes", type=Path, default=ROOT / "bench" / "scalability_notes.md")
-    p.add_argument("--no-write", action="store_true", help="print only")
-    p.add_argument(
-        "--render-only",
-        action="store_true",
-        help=f"rewrite the doc and plots from {STUDY}.json in the results folder (e.g. after editing the notes)",
-    )
-    p.add_argument("--seed", type=int, default=Settings.seed)
+    add_report_options(p, STUDY, seed=Settings.seed)
     return p
 
 
@@ -84,33 +74,22 @@ def sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def notes(path: Path | None) -> str:
-    return path.read_text().strip() if path and path.exists() else ""
-
-
-def sizes(text: str) -> list[int]:
-    return [int(s) for s in text.split(",") if s.strip()]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("fedledger").setLevel(logging.WARNING)
+    configure_logging()
     if args.render_only:
-        report = json.loads((RESULTS / f"{STUDY}.json").read_text())
-        report["notes"] = notes(args.notes)
-        report["fits"] = extrapolate(report["rows"])
-        write_outputs(report, with_csv=False)
-        logger.info("rewrote %s from %s", PAGE, RESULTS / f"{STUDY}.json")
-        return 0
+        return render_report_again(
+            STUDY,
+            PAGE,
+            args.notes,
+            lambda report: write_outputs({**report, "fits": extrapolate(report["rows"])}, with_csv=False),
+        )
     mode = "quick" if args.quick else "full"
-    round_sizes = sizes(args.sizes or SIZES[mode])
-    embedded_sizes = sizes(args.embedded_sizes) if args.embedded_sizes else round_sizes
-    detector_sizes = sizes(DETECTOR_SIZES[mode] if args.detector_sizes is None else args.detector_sizes)
-    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    if unknown := set(backends) - {"embedded", "fabric"}:
-        p.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    round_sizes = comma_list(args.sizes or SIZES[mode], int)
+    embedded_sizes = comma_list(args.embedded_sizes, int) if args.embedded_sizes else round_sizes
+    detector_sizes = comma_list(DETECTOR_SIZES[mode] if args.detector_sizes is None else args.detector_sizes, int)
+    backends = chosen_backends(p, args.backends)
     settings = Settings(workers=args.workers, malicious=args.malicious, step_limit=args.step_limit, seed=args.seed)
     deadline = time.monotonic() + args.time_limit
     report: dict[str, Any] = {
@@ -146,14 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 finally:
                     fabric.close()
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    report["machine"]["load average at end (1/5/15 min)"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    add_end_load(report["machine"])
     report["fits"] = extrapolate(report["rows"])
     if detector_sizes:
         report["detector_scale"] = detector_at_scale(detector_sizes, settings.seed, settings.step_limit)
-    if text := notes(args.notes):
-        report["notes"] = text
-    print_summary(report)
-    if not args.no_write:
-        written = write_outputs(report)
-        logger.info("wrote %s", ", ".join(map(str, written)))
-    return 0
+    return finish_report(
+        report, STUDY, args.notes, summary=print_summary, write=None if args.no_write else write_outputs
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,25 +12,23 @@ from fedledger.bench.harness import (
     ML_PACKAGES,
     RESULTS,
     command_line,
+    configure_logging,
+    current_command,
     machine_facts,
     print_report,
-    write_csv,
-    write_json,
+    read_results,
+    save_results,
+    study_parser,
 )
-from fedledger.bench.ml import upgrade_command
 from fedledger.bench.trust.measure import run_study
-from fedledger.bench.trust.render import findings, plot, table, write_docs
+from fedledger.bench.trust.render import STUDY, findings, plot, table, write_docs
 
 MODULE = "fedledger.bench.trust"
-STUDY = "trust"
 
 
 def parser() -> argparse.ArgumentParser:
     """The study's arguments (``--help`` prints the study's description)."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m {MODULE}", description=study.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--quick", action="store_true", help="6 rounds, 1 local epoch (a few minutes)")
+    p = study_parser(MODULE, study.__doc__, quick_help="6 rounds, 1 local epoch (a few minutes)")
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 8, quick 6)")
     p.add_argument("--turn", type=int, default=3, help="lab-h turns malicious after this round")
     p.add_argument("--epochs", type=int, default=None, help="local epochs (default 2, quick 1)")
@@ -45,8 +41,8 @@ def parser() -> argparse.ArgumentParser:
 
 def render_stored() -> int:
     """Plots and the docs page again from ``bench/results/trust.json``."""
-    result = json.loads((RESULTS / f"{STUDY}.json").read_text())
-    write_docs(result, result["machine"], upgrade_command(result["command"], MODULE), plot(result, result["rules"]))
+    result = read_results(STUDY)
+    write_docs(result, result["machine"], current_command(result["command"]), plot(result, result["rules"]))
     print(findings(result))
     return 0
 
@@ -56,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.render_only:
         return render_stored()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging(quiet=(), brief=True)
     machine = machine_facts((*CORE_PACKAGES, *ML_PACKAGES))
     command = command_line()
     result = run_study(
@@ -69,8 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     result["machine"] = machine
     result["command"] = command
-    write_csv(RESULTS / f"{STUDY}.csv", result["records"])
-    write_json(RESULTS / f"{STUDY}.json", result)
+    save_results(STUDY, result["records"], result)
     write_docs(result, machine, command, plot(result, result["rules"]))
     print_report("Bench 6 — trust", command=command, machine=machine, table=table(result))
     print()

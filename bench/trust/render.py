@@ -8,8 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.bench.harness import DOCS, RESULTS, figure_link, markdown_table, pyplot, render_page, save_figure
+from fedledger.bench.harness import (
+    DOCS,
+    RESULTS,
+    files_section,
+    markdown_table,
+    plots_section,
+    pyplot,
+    save_figure,
+    save_page,
+)
 from fedledger.bench.trust.measure import HONEST, INTERMITTENT, MALICIOUS, SLEEPER
+
+STUDY = "trust"
 
 
 def plot(result: dict[str, Any], rules: Mapping[str, Any]) -> list[Path]:
@@ -153,20 +164,14 @@ def write_docs(result: dict[str, Any], machine: Mapping[str, str], command: str,
                 ],
             ),
         ),
-        ("Plots", "\n\n".join(figure_link(p) for p in plots)),
-        (
-            "Files",
-            "`bench/results/trust.csv` (one row per participant and round), `bench/results/trust.json` (everything, "
-            "incl. rules and participant ids).",
-        ),
+        plots_section(*plots),
+        files_section(STUDY, "one row per participant and round", "everything, incl. rules and participant ids"),
     ]
-    page = render_page(
+    return save_page(
+        DOCS / "bench-trust.md",
         "Bench 6 — trust scores and reward split",
         command=command,
         machine=machine,
         sections=sections,
         intro="Trust, status, verdicts and rewards as the contract records them, per participant and round.",
     )
-    path = DOCS / "bench-trust.md"
-    path.write_text(page)
-    return path
