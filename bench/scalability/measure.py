@@ -1,11 +1,10 @@
 """The measurements of the scalability study: one round of N new participants per size, on a ledger under
 test, and FinalizeRound's detector alone at sizes beyond the ledger runs.
 
-Each step of a round is a single contract transaction (or N of them, concurrently) timed under a step limit,
-so that the first one to fail or run out of time is the break point. That is why this module calls the SDK
-client transaction by transaction instead of running :class:`~fedledger.trainer.rounds.RoundDriver` (which
-has no per-step limit and adds store writes and event reads to the steps it times); the aggregation itself is
-:class:`~fedledger.trainer.strategy.FedAvg` and the in-process verdict is the contract's own
+The round is the :class:`~fedledger.trainer.rounds.RoundDriver`'s over
+:class:`~fedledger.bench.scalability.timed_rounds.TimedRounds`, which times each contract transaction (or N of
+them, concurrently) under a step limit, so that the first one to fail or run out of time is the break point;
+the aggregation is :class:`~fedledger.trainer.strategy.FedAvg` and the in-process verdict is the contract's own
 :func:`~fedledger.chaincode.verdicts.detect`.
 """
 
@@ -17,9 +16,8 @@ import logging
 import math
 import os
 import re
-import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -27,13 +25,14 @@ import numpy as np
 from fedledger.anomaly.features import direction_of, update_features
 from fedledger.bench.commit_latency.probe import FabricProbe
 from fedledger.bench.ledgers import EPSILON, SAMPLES, SCHEMA, SHAPES, LedgerUnderTest, until_discovered, zero_model
-from fedledger.bench.scalability.phases import Retrying, StepFailed, check_phase, run_concurrently, timed_call
+from fedledger.bench.scalability.phases import Retrying, StepFailed, check_phase, run_concurrently
+from fedledger.bench.scalability.timed_rounds import TimedRounds
 from fedledger.chaincode import errors as contract_errors
-from fedledger.chaincode.encoding import dumps
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.tensors import NDState, decode, encode
+from fedledger.trainer.rounds import RoundDriver
 from fedledger.trainer.strategy import FedAvg
 
 logger = logging.getLogger("bench.scalability")
@@ -154,43 +153,33 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
     return groups
 
 
-def verdict_in_process(number: int, rules: Rules, records: Sequence[Any], previous: Sequence[Any]) -> set[str]:
-    """The participants FinalizeRound would reject: the contract's verdict over ``records``, with the previous
-    round's accepted direction as FinalizeRound derives it."""
-    accepted = [u for u in previous if u.status == "accepted"]
-    direction = direction_of([u.features for u in accepted], [u.samples for u in accepted])
-    updates = [screened(r.features, samples=r.samples, epsilon=r.epsilon) for r in records]
-    verdicts = detect(number, rules, updates, direction)
-    return {r.participant for r, v in zip(records, verdicts, strict=True) if not v.accepted}
-
-
 def one_round(scale: ScaleLedger, n: int, settings: Settings, rng: np.random.Generator, model: Model) -> dict[str, Any]:
-    """Registers N new trainers and runs one full round with them; returns a result row (``model`` advances)."""
+    """Registers N new trainers and runs one full round with them through the round driver; returns a result
+    row (``model`` advances)."""
     limit = settings.step_limit
-    aggregator = scale.aggregator
     row: dict[str, Any] = {"backend": scale.name, "n": n, "load_1min": round(os.getloadavg()[0], 2)}
     tag = f"{n}-{int(time.time() * 1000) % 10**8:x}"
     started = time.perf_counter()
     trainers = scale.new_trainers(n, tag)
     row["issue_identities_s"] = round(time.perf_counter() - started, 3)
     retrying = Retrying()
-    try:
-        register = run_concurrently(
-            f"{scale.name} N={n} register",
-            [retrying(lambda c=c: c.register("trainer", dataset_size=1000, schema_hash=SCHEMA)) for c in trainers],
-            settings.workers,
-            limit,
-        )
-        row.update(register.stats("register"))
-        check_phase("RegisterParticipant", register, limit)
 
-        updates, malicious = make_updates(n, settings.malicious, rng)
-        number = max((r.number for r in aggregator.rounds()), default=0) + 1
-        _, row["open_round_s"] = timed_call(
-            "OpenRound",
-            lambda: aggregator.open_round(number, base_model=model.hash, deadline=time.time() + 7200),
-            limit,
-        )
+    def finalize_probe() -> Callable[[], dict[str, Any]]:
+        cpu_before, metrics_before = scale.cpu(), scale.metrics()
+        return lambda: {
+            "finalize_cpu_s": cpu_delta(cpu_before, scale.cpu()),
+            "finalize_shim": scale.shim_calls(metrics_before),
+        }
+
+    ledger = TimedRounds(
+        scale.aggregator, head=model.hash, state=model.state, limit=limit, row=row, probe=finalize_probe
+    )
+    ledger.previous = model.previous
+    updates, malicious = make_updates(n, settings.malicious, rng)
+    bad: dict[str, bool] = {}
+
+    def collect(number: int) -> None:
+        """Every trainer submits its update concurrently (the SubmitUpdate phase)."""
         submit = run_concurrently(
             f"{scale.name} N={n} submit",
             [
@@ -204,44 +193,27 @@ def one_round(scale: ScaleLedger, n: int, settings: Settings, rng: np.random.Gen
         )
         row.update(submit.stats("submit"))
         check_phase("SubmitUpdate", submit, limit)
-        by_participant = {
-            u.participant: (u, data, bad) for u, data, bad in zip(submit.results, updates, malicious, strict=True)
-        }
+        for record, data, is_bad in zip(submit.results, updates, malicious, strict=True):
+            ledger.payloads[record.participant] = data
+            bad[record.participant] = is_bad
 
-        _, row["close_round_s"] = timed_call("CloseRound", lambda: aggregator.close_round(number), limit)
-        cpu_before, metrics_before = scale.cpu(), scale.metrics()
-        finalized, row["finalize_s"] = timed_call("FinalizeRound", lambda: aggregator.finalize_round(number), limit)
-        row["finalize_cpu_s"] = cpu_delta(cpu_before, scale.cpu())
-        row["finalize_shim"] = scale.shim_calls(metrics_before)
-        row["accepted"] = len(finalized.accepted)
-        row["rejected"] = len(finalized.rejected)
-        rejected = set(finalized.rejected)
-        row["malicious_rejected"] = sum(1 for p, (_u, _d, bad) in by_participant.items() if bad and p in rejected)
-        row["honest_rejected"] = sum(1 for p, (_u, _d, bad) in by_participant.items() if not bad and p in rejected)
-
-        # What the aggregator reads next, and the detector alone over the same records in this process.
-        records, row["list_updates_s"] = timed_call("ListUpdates", lambda: aggregator.updates(number), limit)
-        row["update_record_bytes"] = round(statistics.median(len(dumps(r)) for r in records))
-        rules = aggregator.rules()
-        t0 = time.perf_counter()
-        here = verdict_in_process(number, rules, records, model.previous)
-        row["detector_in_process_s"] = round(time.perf_counter() - t0, 3)
-        row["verdicts_match"] = here == rejected
-
-        t0 = time.perf_counter()
-        accepted = [by_participant[p] for p in sorted(finalized.accepted)]
-        results = [(decode(data), SAMPLES) for _u, data, _bad in accepted]
-        new_state = FedAvg().aggregate_fit(number, model.state, results)
-        payload = encode(new_state)
-        row["fedavg_s"] = round(time.perf_counter() - t0, 3)
-        committed, row["commit_aggregate_s"] = timed_call(
-            "CommitAggregate",
-            lambda: aggregator.commit_aggregate(
-                number, payload, update_hashes=[u.hash for u, _d, _b in accepted], metrics={"bench": "scalability"}
-            ),
+    try:
+        register = run_concurrently(
+            f"{scale.name} N={n} register",
+            [retrying(lambda c=c: c.register("trainer", dataset_size=1000, schema_hash=SCHEMA)) for c in trainers],
+            settings.workers,
             limit,
         )
-        model.hash, model.state, model.previous = committed.hash, new_state, records
+        row.update(register.stats("register"))
+        check_phase("RegisterParticipant", register, limit)
+        outcome = RoundDriver(ledger, collect=collect, strategy=FedAvg()).run_round()
+        rejected = {u.participant for u in ledger.previous if u.status == "rejected"}
+        row["malicious_rejected"] = sum(1 for p, is_bad in bad.items() if is_bad and p in rejected)
+        row["honest_rejected"] = sum(1 for p, is_bad in bad.items() if not is_bad and p in rejected)
+        # decoding the accepted updates, FedAvg, encoding the aggregate: the aggregator's own work
+        own_work = outcome.seconds["fetch_verify"] + outcome.seconds["aggregation"] + ledger.encode_seconds
+        row["fedavg_s"] = round(own_work, 3)
+        model.hash, model.state, model.previous = ledger.model_hash, ledger.state, ledger.previous
         row["peak_rss_mb"] = scale.peak_rss_mb()
         row["status"] = "ok"
     except StepFailed as exc:
@@ -255,9 +227,6 @@ def one_round(scale: ScaleLedger, n: int, settings: Settings, rng: np.random.Gen
         scale.release(trainers)
         row["transient_retries"] = retrying.count
         row["transient_samples"] = retrying.samples
-    for key in ("open_round_s", "close_round_s", "finalize_s", "list_updates_s", "commit_aggregate_s"):
-        if key in row:
-            row[key] = round(row[key], 3)
     return row
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from fedledger.anomaly.features import update_features
 from fedledger.bench.scalability import fits, phases, render
-from fedledger.bench.scalability.measure import cpu_delta, make_updates, verdict_in_process
+from fedledger.bench.scalability.measure import cpu_delta, make_updates
+from fedledger.bench.scalability.timed_rounds import verdict_in_process
 from fedledger.chaincode.records import Rules
 from fedledger.tensors import decode
 
