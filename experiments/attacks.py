@@ -50,7 +50,7 @@ from fedledger.experiments.update_attacks import (
     sign_flip,
     sign_flip_norm_matched,
 )
-from fedledger.tensors import to_numpy
+from fedledger.tensors import NDState, to_numpy
 from fedledger.trainer.data import TextDataset
 from fedledger.trainer.member import Member
 
@@ -75,8 +75,6 @@ __all__ = [
     "sign_flip",
     "sign_flip_norm_matched",
 ]
-
-NDState = dict[str, np.ndarray]
 
 
 class Attack(StrEnum):

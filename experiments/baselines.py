@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fedledger.tensors import to_numpy
+from fedledger.tensors import NDState, State, to_numpy
 from fedledger.trainer.aggregate import apply_delta
 from fedledger.trainer.strategy import Strategy
 
@@ -57,9 +57,6 @@ __all__ = [
     "trimmed_mean",
     "unflatten",
 ]
-
-State = Mapping[str, Any]
-NDState = dict[str, np.ndarray]
 
 
 class SelectionMismatchError(RuntimeError):

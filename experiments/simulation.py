@@ -36,7 +36,6 @@ __all__ = ["ClientReport", "RoundReport", "SimulationConfig", "SimulationResult"
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class SimulationConfig:
     """Federation shape: clients, rounds, partitioning and the held-out split."""

@@ -32,13 +32,12 @@ defeats any detector that looks at magnitudes only, so only direction-aware feat
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from fedledger.tensors import to_numpy
+from fedledger.tensors import NDState, State, to_numpy
 from fedledger.trainer.aggregate import mean_std
 
 __all__ = [
@@ -55,9 +54,6 @@ __all__ = [
     "sign_flip",
     "sign_flip_norm_matched",
 ]
-
-State = Mapping[str, Any]
-NDState = dict[str, np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ __all__ = [
     "DTYPES",
     "Manifest",
     "NDState",
+    "State",
     "TensorFormatError",
     "check_manifest",
     "decode",
@@ -43,7 +44,10 @@ _NAMES = {dtype: name for name, dtype in DTYPES.items()}
 DEFAULT_DTYPE = "F32"
 
 Manifest = dict[str, list[Any]]
+#: A model or update state: tensor name -> array.
 NDState = dict[str, np.ndarray]
+#: Any state the codec accepts: arrays or torch tensors by name.
+State = Mapping[str, Any]
 
 
 class TensorFormatError(ValueError):
@@ -158,4 +162,3 @@ def num_parameters(manifest_or_state: Mapping[str, Any]) -> int:
         shape = value[0] if isinstance(value, list) else value.shape
         total += math.prod(int(d) for d in shape)
     return total
-

@@ -7,13 +7,12 @@ recompute an aggregate and compare hashes. Sort the inputs by a canonical key (e
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from fedledger.tensors import to_numpy
+from fedledger.tensors import NDState, State, to_numpy
 
 __all__ = [
     "AggregationError",
@@ -25,9 +24,6 @@ __all__ = [
     "mean_std",
     "subtract",
 ]
-
-State = Mapping[str, Any]
-NDState = dict[str, np.ndarray]
 
 
 class AggregationError(ValueError):

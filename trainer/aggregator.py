@@ -27,6 +27,7 @@ from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 
 logger = logging.getLogger(__name__)
 
+
 class Aggregator:
     """Opens, screens and commits rounds on the ledger as the aggregator identity of ``client``."""
 

@@ -31,7 +31,11 @@ def classification_metrics(
     average = "binary" if num_labels == 2 else "macro"
     labels = list(range(num_labels)) if num_labels > 2 else None
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, average=average, labels=labels, zero_division=0  # pyright: ignore[reportArgumentType]
+        y_true,
+        y_pred,
+        average=average,
+        labels=labels,
+        zero_division=0,  # pyright: ignore[reportArgumentType]
     )
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from fedledger.tensors import NDState
 from fedledger.trainer.aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-NDState = dict[str, np.ndarray]
 
 
 class Strategy(ABC):
