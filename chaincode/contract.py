@@ -7,8 +7,10 @@ lineage, rounds, updates, finalize, disputes, queries); importing them registers
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import dumps
+from fedledger.chaincode.encoding import decode_arguments, dumps
 from fedledger.chaincode.errors import ContractError, NotFound
 from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
 from fedledger.chaincode.registry import TRANSACTIONS, TransactionInfo, bind_arguments
@@ -31,9 +33,10 @@ class FedLedgerContract:
 
     name = CONTRACT_NAME
 
-    def invoke(self, ctx: LedgerContext, function: str, args: list[str]) -> bytes:
+    def invoke(self, ctx: LedgerContext, function: str, args: Sequence[bytes | str]) -> bytes:
+        """Runs ``function`` with ``args`` as the adapter received them (bytes are decoded here, as UTF-8)."""
         info = self.transaction(function)
-        result = info.fn(ctx, *bind_arguments(info, args))
+        result = info.fn(ctx, *bind_arguments(info, decode_arguments(args)))
         return dumps(result)
 
     def transaction(self, function: str) -> TransactionInfo:

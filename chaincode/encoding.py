@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from fedledger.chaincode.errors import InvalidArgument
@@ -30,6 +31,37 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes) -> Any:
     return json.loads(data.decode())
+
+
+#: Longest JSON argument any transaction takes (rules, metrics, update hash lists).
+MAX_JSON_BYTES = 1 << 20
+
+
+def decode_arguments(raw: Sequence[bytes | str]) -> list[str]:
+    """Transaction arguments as text: each must be UTF-8 (the adapters hand the contract the bytes they got)."""
+    out = []
+    for position, value in enumerate(raw, start=1):
+        if isinstance(value, str):
+            out.append(value)
+            continue
+        try:
+            out.append(bytes(value).decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(
+                f"argument {position} is not UTF-8 text (byte {exc.start}); send binary data as transient data"
+            ) from None
+    return out
+
+
+def parse_text(name: str, text: str, *, max_bytes: int, required: bool = True) -> str:
+    """Free text (a reason, a name), stripped; refused when empty (if ``required``) or over ``max_bytes``."""
+    value = text.strip()
+    if required and not value:
+        raise InvalidArgument(f"{name} is required")
+    size = len(value.encode())
+    if size > max_bytes:
+        raise InvalidArgument(f"{name} is {size} bytes; the consortium rules allow at most {max_bytes}")
+    return value
 
 
 def parse_int(name: str, text: str, *, minimum: int | None = None) -> int:
@@ -58,8 +90,12 @@ def parse_json(name: str, text: str, expected: type | tuple[type, ...]) -> Any:
     def refuse_constant(constant: str) -> None:
         raise ValueError(f"{constant} is not allowed")
 
+    if len(text) > MAX_JSON_BYTES:
+        raise InvalidArgument(f"{name} is {len(text)} characters of JSON; at most {MAX_JSON_BYTES} are accepted")
     try:
         value = json.loads(text, parse_constant=refuse_constant)
+    except RecursionError:
+        raise InvalidArgument(f"{name} is JSON nested too deeply") from None
     except (TypeError, ValueError) as exc:
         raise InvalidArgument(f"{name} must be JSON: {exc}") from None
     if not isinstance(value, expected):

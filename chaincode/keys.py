@@ -16,6 +16,7 @@ MODEL_HEAD = "modelhead"
 ROUND = "round"
 UPDATE = "update"
 PARTICIPANT_UPDATE = "pupdate"
+UPDATE_BYTES = "updatebytes"  # (round, update hash) -> the participant who submitted those bytes
 ANOMALY = "anomaly"
 PAYOUT = "payout"
 DISPUTE = "dispute"

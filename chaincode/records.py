@@ -34,6 +34,7 @@ class Rules:
     detector_max_deviation: float = 6.0
     detector_n_estimators: int = 200
     sketch_dim: int = 512
+    max_text_bytes: int = 1024  # any free-text argument: reasons, names
     reward_per_round: int = 1000
     trust_prior_accepted: float = 4.0
     trust_prior_rejected: float = 1.0

@@ -24,6 +24,7 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "detector_min_deviation": (float, 0.0, None),
     "detector_max_deviation": (float, 0.0, None),
     "sketch_dim": (int, 4, 4096),
+    "max_text_bytes": (int, 16, 1_000_000),
     "reward_per_round": (int, 0, None),
     "trust_prior_accepted": (float, 0.0, None),
     "trust_prior_rejected": (float, 0.0, None),

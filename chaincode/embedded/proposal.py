@@ -71,5 +71,6 @@ def build_header(
     )
 
 
-def decode_args(fields: Mapping[str, Any]) -> list[str]:
-    return [base64.b64decode(a).decode() for a in fields["args"]]
+def decode_args(fields: Mapping[str, Any]) -> list[bytes]:
+    """The transaction's arguments as the client sent them (the contract decodes them as text)."""
+    return [base64.b64decode(a) for a in fields["args"]]

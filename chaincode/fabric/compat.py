@@ -163,8 +163,12 @@ class CompatHandler(Handler):
         try:
             cc_input = chaincode_pb2.ChaincodeInput.FromString(msg.payload)
             stub = ChaincodeStub(self, msg.channel_id, msg.txid, cc_input, msg.proposal)
-            function, args = stub.get_function_and_parameters()
-            result = await self._dispatch(stub, function, args)
+            if not cc_input.args:
+                raise ValueError("no function name in the transaction payload")
+            # The shim's get_function_and_parameters() decodes every argument and raises a raw
+            # UnicodeDecodeError on invalid UTF-8; the contract decodes them itself, with a typed error.
+            function = bytes(cc_input.args[0]).decode("utf-8", "replace")
+            result = await self._dispatch(stub, function, [bytes(a) for a in cc_input.args[1:]])
         except Exception as exc:  # a malformed proposal must still get an answer
             LOG.exception("tx %s: %s failed before reaching the contract", msg.txid, action)
             result = Invocation(status=RESPONSE_ERROR, message=f"[INTERNAL] {type(exc).__name__}: {exc}")

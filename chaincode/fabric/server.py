@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ STOP_GRACE_S = 3.0
 
 
 class Contract(Protocol):
-    def invoke(self, ctx: Any, function: str, args: list[str]) -> bytes: ...
+    def invoke(self, ctx: Any, function: str, args: Sequence[bytes | str]) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class ContractDispatcher:
         self._contract = contract
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tx")
 
-    async def __call__(self, stub: Any, function: str, args: list[str]) -> Invocation:
+    async def __call__(self, stub: Any, function: str, args: Sequence[bytes]) -> Invocation:
         loop = asyncio.get_running_loop()
         ctx = FabricLedgerContext(stub, loop)
         try:

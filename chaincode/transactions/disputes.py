@@ -16,7 +16,7 @@ import dataclasses
 
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import parse_choice
+from fedledger.chaincode.encoding import parse_choice, parse_text
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
@@ -46,9 +46,8 @@ def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, rea
     # A member suspended by the very rejection it contests must still be able to contest it.
     filer = require_participant(ctx, allow_suspended=True)
     number = parse_round(round_number)
-    if not reason.strip():
-        raise InvalidArgument("a dispute needs a reason")
     record = require_round(ctx, number)
+    text = parse_text("a dispute's reason", reason, max_bytes=rules_of(ctx, record).max_text_bytes)
     update = require_update(ctx, number, participant_id)
     if filer.status != "active" and not (filer.id == participant_id and update.status == "rejected"):
         raise PermissionDenied(f"{filer.id} is suspended: {filer.status_reason}")
@@ -73,7 +72,7 @@ def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, rea
         participant=participant_id,
         filed_by=filer.id,
         kind="contest_rejection" if update.status == "rejected" else "contest_acceptance",
-        reason=reason.strip(),
+        reason=text,
         opened_at=now,
         voting_deadline=now + rules.dispute_voting_seconds,
     )
@@ -88,6 +87,9 @@ def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decisi
     number = parse_round(round_number)
     choice = parse_choice("decision", decision, ("uphold", "overturn"))
     dispute = require_dispute(ctx, number, participant_id)
+    text = parse_text(
+        "a vote's reason", reason, max_bytes=rules_of(ctx, require_round(ctx, number)).max_text_bytes, required=False
+    )
     if dispute.status != "open":
         raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
     if auditor.id == dispute.filed_by:
@@ -101,7 +103,7 @@ def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decisi
     vote_key = [keys.round_attr(number), participant_id, auditor.id]
     if state.read(ctx, Vote, keys.VOTE, vote_key) is not None:
         raise AlreadyExists(f"{auditor.id} already voted on dispute {dispute.id}")
-    vote = Vote(number, participant_id, auditor.id, auditor.mspid, choice, reason.strip(), now)
+    vote = Vote(number, participant_id, auditor.id, auditor.mspid, choice, text, now)
     state.write(ctx, keys.VOTE, vote_key, vote)
     emit(ctx, "VoteCast", {"dispute": dispute.id, "voter": auditor.id, "decision": choice})
     return vote

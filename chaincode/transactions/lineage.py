@@ -5,7 +5,7 @@ from __future__ import annotations
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.caller import caller_of
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import loads, parse_hash
+from fedledger.chaincode.encoding import loads, parse_hash, parse_text
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, NotFound
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules, require_participant
@@ -21,6 +21,7 @@ MODEL_FIELD = "model"
 def register_genesis_model(ctx: LedgerContext, name: str) -> ModelVersion:
     """Records the starting adapter (transient ``model``): its hash and tensor manifest, version 0."""
     rules = current_rules(ctx)
+    name = parse_text("the model name", name, max_bytes=rules.max_text_bytes)
     caller = caller_of(ctx.get_creator())
     if not (caller.is_admin and caller.mspid in rules.admin_msps):
         require_participant(ctx, "aggregator")

@@ -7,7 +7,7 @@ import dataclasses
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.caller import caller_of
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import parse_choice, parse_hash, parse_int
+from fedledger.chaincode.encoding import parse_choice, parse_hash, parse_int, parse_text
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, PermissionDenied
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules, registered, require_admin
@@ -53,13 +53,12 @@ def register_participant(ctx: LedgerContext, role: str, dataset_size: str, schem
 def _set_status(ctx: LedgerContext, participant_id: str, status: str, reason: str) -> Participant:
     rules = current_rules(ctx)
     admin = require_admin(ctx, rules)
-    if not reason.strip():
-        raise InvalidArgument("a reason is required")
+    text = parse_text("a reason", reason, max_bytes=rules.max_text_bytes)
     participant = state.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
     if participant.status == status:
         raise FailedPrecondition(f"participant {participant_id} is already {status}")
     updated = dataclasses.replace(
-        participant, status=status, status_reason=f"{reason.strip()} (by {admin.id})", auto_suspended=False
+        participant, status=status, status_reason=f"{text} (by {admin.id})", auto_suspended=False
     )
     state.write(ctx, keys.PARTICIPANT, [participant_id], updated)
     event = "ParticipantSuspended" if status == "suspended" else "ParticipantReinstated"

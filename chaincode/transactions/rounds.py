@@ -6,7 +6,7 @@ import dataclasses
 
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_int
+from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_int, parse_text
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules, require_participant
@@ -87,13 +87,12 @@ def abandon_round(ctx: LedgerContext, round_number: str, reason: str) -> Round:
             f"round {record.number} is {record.status}; only open, closed, or finalized rounds with no "
             "accepted update can be abandoned"
         )
-    if not reason.strip():
-        raise InvalidArgument("a reason is required")
+    text = parse_text("a reason", reason, max_bytes=current_rules(ctx).max_text_bytes)
     if any(d.status == "open" for d in state.scan(ctx, Dispute, keys.DISPUTE, [keys.round_attr(record.number)])):
         raise FailedPrecondition(f"round {record.number} has open disputes; resolve them before abandoning it")
     ended = dataclasses.replace(record, status="abandoned", closed_at=record.closed_at or ctx.get_tx_timestamp())
     state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], ended)
-    emit(ctx, "RoundAbandoned", {"round": record.number, "reason": reason.strip()})
+    emit(ctx, "RoundAbandoned", {"round": record.number, "reason": text})
     return ended
 
 

@@ -65,6 +65,15 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
 
     data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
     parsed = decode_payload(data, "update", expected=require_model(ctx, record.base_model).manifest)
+    digest = sha256_hex(data)
+    # A point read of one key per (round, bytes): two members with different updates never touch the same key,
+    # so concurrent submissions in a block do not conflict; a copy of another member's update is refused.
+    copied = ctx.get_state(keys.composite_key(keys.UPDATE_BYTES, [keys.round_attr(number), digest]))
+    if copied is not None:
+        raise AlreadyExists(
+            f"round {number} already holds an update with these exact bytes (sha256 {digest}); "
+            "submit the update you trained yourself"
+        )
     features = update_features(parsed, sketch_dim=rules.sketch_dim)
     if features["l2_norm"] > rules.max_update_norm:
         raise RuleViolation(f"update L2 norm {features['l2_norm']:.4g} exceeds the bound {rules.max_update_norm}")
@@ -72,7 +81,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     update = Update(
         round=number,
         participant=trainer.id,
-        hash=sha256_hex(data),
+        hash=digest,
         size=len(data),
         samples=n_samples,
         epsilon=eps,
@@ -86,6 +95,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     state.write(
         ctx, keys.PARTICIPANT_UPDATE, [trainer.id, keys.round_attr(number)], {"epsilon": eps, "hash": update.hash}
     )
+    state.write(ctx, keys.UPDATE_BYTES, [keys.round_attr(number), digest], {"participant": trainer.id})
     emit(ctx, "UpdateSubmitted", {"round": number, "participant": trainer.id, "hash": update.hash})
     return update
 

@@ -314,7 +314,7 @@ REFUSALS: list[Any] = [
         _nothing,
         lambda j: j.attacker.open_dispute(1, ATTACKER, "   "),
         InvalidArgument,
-        "needs a reason",
+        "reason is required",
         id="blank-reason",
     ),
     pytest.param(

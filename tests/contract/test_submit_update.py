@@ -284,3 +284,19 @@ def test_an_update_in_another_dtype_is_refused_and_the_round_still_completes(con
     assert outcome.number == 1 and outcome.started_at == "collect"
     assert aggregator.round(1).status == "aggregated"
     assert sorted(u["hash"] for u in outcome.model.updates) == sorted(u.hash for u in aggregator.updates(1))
+
+
+def test_a_copy_of_another_members_update_is_refused_and_changes_nothing(consortium, round1, updates):
+    aggregator, (author, copier) = round1
+    original = updates.bytes()
+    authored = submit(author, updates, data=original)
+    before = world(aggregator)
+    with pytest.raises(AlreadyExists, match="exact bytes"):
+        submit(copier, updates, data=original)
+    assert world(aggregator) == before
+    own = submit(copier, updates)  # its own update is accepted, and the author keeps its record
+    assert own.hash != authored.hash
+    assert {u.participant: u.hash for u in aggregator.updates(1)} == {
+        authored.participant: authored.hash,
+        own.participant: own.hash,
+    }

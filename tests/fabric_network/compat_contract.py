@@ -10,11 +10,13 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from fedledger.chaincode.context import LedgerContext
+from fedledger.chaincode.encoding import decode_arguments
 from fedledger.chaincode.errors import InvalidArgument, NotFound
 from fedledger.chaincode.keys import composite_key
 
@@ -31,11 +33,11 @@ class CompatTestContract:
         self._peak = 0
         self._lock = threading.Lock()
 
-    def invoke(self, ctx: LedgerContext, function: str, args: list[str]) -> bytes:
+    def invoke(self, ctx: LedgerContext, function: str, args: Sequence[bytes | str]) -> bytes:
         method = getattr(self, f"_tx_{function}", None)
         if method is None:
             raise NotFound(f"transaction {function!r} does not exist")
-        return method(ctx, *args)
+        return method(ctx, *decode_arguments(args))
 
     # --- state -----------------------------------------------------------------------------
 
