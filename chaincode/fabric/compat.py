@@ -120,8 +120,8 @@ class Invocation:
         self.event = event
 
 
-# dispatcher(stub, function, args) -> Invocation; runs on the event loop, may off-load work.
-Dispatcher = Callable[[Any, str, list[str]], Awaitable[Invocation]]
+# dispatcher(stub, function, raw argument bytes) -> Invocation; runs on the event loop, may off-load work.
+Dispatcher = Callable[[Any, str, list[bytes]], Awaitable[Invocation]]
 
 
 class CompatHandler(Handler):

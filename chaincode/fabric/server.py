@@ -72,7 +72,7 @@ class ContractDispatcher:
         self._contract = contract
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tx")
 
-    async def __call__(self, stub: Any, function: str, args: Sequence[bytes]) -> Invocation:
+    async def __call__(self, stub: Any, function: str, args: list[bytes]) -> Invocation:
         loop = asyncio.get_running_loop()
         ctx = FabricLedgerContext(stub, loop)
         try:
