@@ -22,7 +22,7 @@ from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import NDState, decode, encode, manifest, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 
-__all__ = ["InMemoryRounds", "Screen", "Submission", "accept_all", "contract_screen"]
+__all__ = ["HeldUpdate", "InMemoryRounds", "Screen", "accept_all", "contract_screen"]
 
 #: ``screen(round, rules, screened features, previous direction) -> verdicts``, one per update, in order.
 Screen = Callable[[int, Rules, Sequence[Mapping[str, Any]], Sequence[float]], list[Verdict]]
@@ -43,7 +43,9 @@ def accept_all(
 
 
 @dataclass
-class Submission:
+class HeldUpdate:
+    """One submitted update as the contract would hold it: its commitment, features and (later) verdict."""
+
     participant: str
     hash: str
     samples: int
@@ -71,9 +73,9 @@ class _Round:
     number: int
     base: str
     status: str = "open"  # open -> finalized -> aggregated | abandoned
-    submissions: dict[str, Submission] = field(default_factory=dict)
+    submissions: dict[str, HeldUpdate] = field(default_factory=dict)
 
-    def accepted(self) -> list[Submission]:
+    def accepted(self) -> list[HeldUpdate]:
         return sorted((s for s in self.submissions.values() if s.verdict and s.verdict.accepted), key=lambda s: s.hash)
 
 
@@ -110,7 +112,7 @@ class InMemoryRounds:
         delta = decode(payload, expected=self.manifest, what="update")
         features = update_features(delta, sketch_dim=self.rules.sketch_dim)
         digest = sha256_hex(payload)
-        record.submissions[participant] = Submission(participant, digest, samples, epsilon, delta, features)
+        record.submissions[participant] = HeldUpdate(participant, digest, samples, epsilon, delta, features)
         return digest
 
     # -- the RoundLedger protocol --------------------------------------------------------------

@@ -37,6 +37,12 @@ class Aggregator:
         self.round_seconds = round_seconds
         self._events: dict[str, tuple[str, int]] = {}  # update hash -> (tx id, block)
         self._opened_in: dict[int, int] = {}  # round -> block of its OpenRound
+        self._bases: dict[int, ModelVersion] = {}  # round -> its base model (a round's base never changes)
+
+    def _base(self, number: int) -> ModelVersion:
+        if number not in self._bases:
+            self._bases[number] = self.client.model(self.client.round(number).base_model)
+        return self._bases[number]
 
     # -- setup --------------------------------------------------------------------------------
     def ensure_registered(self) -> None:
@@ -90,11 +96,11 @@ class Aggregator:
         self._index_submissions(number)
 
     def base_state(self, number: int) -> NDState:
-        base = self.client.model(self.client.round(number).base_model)
+        base = self._base(number)
         return decode(self.store.get(base.hash), expected=base.manifest, what=f"base model {base.hash}")
 
     def contributions(self, number: int) -> list[Contribution]:
-        base = self.client.model(self.client.round(number).base_model)
+        base = self._base(number)
         accepted = sorted((u for u in self.client.updates(number) if u.status == "accepted"), key=lambda u: u.hash)
         return [
             Contribution(
@@ -110,8 +116,7 @@ class Aggregator:
         self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
     ) -> RoundOutcome:
         """CommitAggregate of ``state`` built from ``used``; AbandonRound when nothing was accepted."""
-        record = self.client.round(number)
-        base = self.client.model(record.base_model)
+        base = self._base(number)
         model = None
         if used:
             payload = encode(state, like=base.manifest)

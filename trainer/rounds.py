@@ -82,9 +82,6 @@ class RoundOutcome:
     seconds: dict[str, float] = field(default_factory=dict)  # STEPS -> wall seconds
     started_at: Step = "open"  # where the driver took the round up: "open" unless it resumed one
 
-    @property
-    def model_hash(self) -> str | None:
-        return getattr(self.model, "hash", None)
 
 
 class RoundLedger(Protocol):
