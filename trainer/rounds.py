@@ -83,7 +83,6 @@ class RoundOutcome:
     started_at: Step = "open"  # where the driver took the round up: "open" unless it resumed one
 
 
-
 class RoundLedger(Protocol):
     """Where a round's state lives, and how updates are screened."""
 
