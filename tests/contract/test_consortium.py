@@ -77,6 +77,8 @@ def test_rules_change_by_non_admin_changes_nothing(consortium):
         ({"member_msps": "Org2MSP"}, "list of MSP IDs"),
         ({"trust_suspend_below": 2}, "must be <= 1"),
         ({"dispute_quorum": True}, "must be a number"),
+        ({"max_text_bytes": 8}, "max_text_bytes must be >= 16"),
+        ({"max_text_bytes": 10**7}, "max_text_bytes must be <= 1000000"),
     ],
 )
 def test_invalid_rules_are_refused_and_change_nothing(consortium, patch, message):
