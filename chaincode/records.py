@@ -35,6 +35,8 @@ class Rules:
     detector_n_estimators: int = 200
     sketch_dim: int = 512
     max_text_bytes: int = 1024  # any free-text argument: reasons, names
+    max_participant_share: float = 0.5  # of a round's FedAvg weight and of its reward
+    max_organisation_share: float = 0.5
     reward_per_round: int = 1000
     trust_prior_accepted: float = 4.0
     trust_prior_rejected: float = 1.0
@@ -121,6 +123,7 @@ class Update:
     status: str = "submitted"  # submitted | accepted | rejected
     score: float | None = None
     reason: str = ""
+    weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
 
 
 @dataclass

@@ -25,6 +25,8 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "detector_max_deviation": (float, 0.0, None),
     "sketch_dim": (int, 4, 4096),
     "max_text_bytes": (int, 16, 1_000_000),
+    "max_participant_share": (float, 0.01, 1.0),
+    "max_organisation_share": (float, 0.01, 1.0),
     "reward_per_round": (int, 0, None),
     "trust_prior_accepted": (float, 0.0, None),
     "trust_prior_rejected": (float, 0.0, None),

@@ -106,7 +106,7 @@ class Aggregator:
             Contribution(
                 u.hash,
                 u.participant,
-                u.samples,
+                u.weight,
                 decode(self.store.get(u.hash), expected=base.manifest, what=f"update {u.hash}"),
             )
             for u in accepted

@@ -86,9 +86,9 @@ def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strateg
         on_ledger = sorted(u.hash for u in client.updates(model.round) if u.status == "accepted")
         if accepted != on_ledger and not client.round(model.round).revised_after_aggregate:
             raise _Mismatch(f"model v{model.version} lists updates that are not round {model.round}'s accepted set")
-        samples = {u["hash"]: u["samples"] for u in model.updates}
+        weights = {u["hash"]: u["weight"] for u in model.updates}
         results = [
-            (_decode(_open(store, h, f"update {h}"), genesis.manifest, f"update {h}"), samples[h]) for h in accepted
+            (_decode(_open(store, h, f"update {h}"), genesis.manifest, f"update {h}"), weights[h]) for h in accepted
         ]
         state = strategy.aggregate_fit(model.round, state, results)
         recomputed = sha256_hex(encode(state, like=genesis.manifest))

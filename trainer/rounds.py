@@ -59,7 +59,7 @@ class Contribution:
 
     hash: str
     participant: str
-    samples: int
+    weight: int  # its FedAvg weight: the ledger's capped weight units (simulations: its samples)
     delta: NDState
 
 
@@ -191,7 +191,7 @@ class RoundDriver:
         base = self.ledger.base_state(number)
         used = self.ledger.contributions(number)
         lap("fetch_verify")
-        state = self.strategy.aggregate_fit(number, base, [(c.delta, c.samples) for c in used]) if used else base
+        state = self.strategy.aggregate_fit(number, base, [(c.delta, c.weight) for c in used]) if used else base
         lap("aggregation")
         metrics = dict(self.evaluate(state)) if self.evaluate is not None else {}
         lap("evaluation")

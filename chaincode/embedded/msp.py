@@ -151,4 +151,3 @@ def add_user(org: Organization, user: str, *, ou: str = "client") -> Path:
     (msp / "cacerts").mkdir(parents=True, exist_ok=True)
     (msp / "cacerts" / org.ca_cert_path.name).write_bytes(org.ca_cert_path.read_bytes())
     return msp
-

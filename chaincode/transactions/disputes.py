@@ -23,7 +23,7 @@ from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.records import Dispute, Round, Update, Vote
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
-from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, pay_round
+from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import require_update, round_updates, rules_of
 
 
@@ -117,12 +117,11 @@ def _overturn(ctx: LedgerContext, record: Round, update: Update) -> None:
         status="accepted" if now_accepted else "rejected",
         reason=f"{update.reason}; verdict overturned by dispute",
     )
-    state.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], flipped)
     delta = 1 if now_accepted else -1
     apply_verdict_to_participant(ctx, rules, update.participant, delta, -delta)
     updates = round_updates(ctx, record.number)
     updates = [flipped if u.participant == update.participant else u for u in updates]
-    pay_round(ctx, record, updates)
+    updates = settle_round(ctx, rules, record, updates)
     revised = dataclasses.replace(
         record,
         accepted=[u.participant for u in updates if u.status == "accepted"],

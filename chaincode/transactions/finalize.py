@@ -18,7 +18,7 @@ from fedledger.chaincode.records import Anomaly, ModelVersion, Round, Update
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.lineage import MODEL_FIELD, require_model
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
-from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, pay_round
+from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import round_updates, rules_of
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import sha256_hex
@@ -29,7 +29,7 @@ def _screened(update: Update) -> dict[str, Any]:
 
 
 def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
-    """Sketch of the previous round's global update: its accepted updates weighted by samples, as FedAvg.
+    """Sketch of the previous round's global update: its accepted updates weighted as in FedAvg.
 
     Derived from the sketches already on the ledger (count sketches are linear), so nothing extra is
     stored and no aggregator can bias it. ``[]`` when there is no judged previous round.
@@ -40,7 +40,7 @@ def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
     if previous is None or previous.status not in ("finalized", "aggregated"):
         return []
     accepted = [u for u in round_updates(ctx, previous.number) if u.status == "accepted"]
-    return direction_of([u.features for u in accepted], [u.samples for u in accepted])
+    return direction_of([u.features for u in accepted], [u.weight for u in accepted])
 
 
 @transaction("FinalizeRound")
@@ -67,7 +67,6 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
     for update, verdict in zip(updates, verdicts, strict=True):
         status = "accepted" if verdict.accepted else "rejected"
         update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)
-        state.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], update)
         apply_verdict_to_participant(ctx, rules, update.participant, int(verdict.accepted), int(not verdict.accepted))
         if not verdict.accepted:
             anomaly = Anomaly(
@@ -83,7 +82,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
             )
             state.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
         judged.append(update)
-    pay_round(ctx, record, judged)
+    judged = settle_round(ctx, rules, record, judged)
     finalized = dataclasses.replace(
         record,
         status="finalized",
@@ -135,7 +134,12 @@ def commit_aggregate(ctx: LedgerContext, round_number: str, update_hashes: str, 
         parent=base.hash,
         round=record.number,
         updates=[
-            {"participant": accepted[h].participant, "hash": h, "samples": accepted[h].samples}
+            {
+                "participant": accepted[h].participant,
+                "hash": h,
+                "samples": accepted[h].samples,
+                "weight": accepted[h].weight,
+            }
             for h in sorted(accepted, key=lambda h: accepted[h].participant)
         ],
         manifest=base.manifest,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.records import Participant, Payout, Round, Rules, Update
-from fedledger.chaincode.trust import split_pool, trust_score
+from fedledger.chaincode.trust import trust_score
+from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, quantise
 
 
 def apply_verdict_to_participant(
@@ -37,17 +39,32 @@ def apply_verdict_to_participant(
     return updated
 
 
-def pay_round(ctx: LedgerContext, record: Round, updates: list[Update]) -> dict[str, int]:
-    """(Re)writes the payout of every update of the round from the current verdicts."""
-    contributions = {u.participant: u.samples * u.trust_at_submit for u in updates if u.status == "accepted"}
-    amounts = split_pool(record.reward_pool, contributions)
+def settle_round(ctx: LedgerContext, rules: Rules, record: Round, updates: list[Update]) -> list[Update]:
+    """(Re)writes every update of the round with its FedAvg weight, and its payout, from the current verdicts.
+
+    Weight: accepted updates split WEIGHT_UNITS in proportion to their samples, capped per participant and
+    per organisation. Reward: the pool split in proportion to weight x trust at submission, capped the same way.
+    Returns the updates as written.
+    """
+    caps = {"participant_cap": rules.max_participant_share, "organisation_cap": rules.max_organisation_share}
+    accepted = [u for u in updates if u.status == "accepted"]
+    weight_split = capped_shares({u.participant: u.samples for u in accepted}, **caps)
+    weights = quantise(WEIGHT_UNITS, weight_split.shares)
+    contributions = capped_shares(
+        {u.participant: weights[u.participant] * Fraction(u.trust_at_submit) for u in accepted}, **caps
+    ).shares
+    amounts = quantise(record.reward_pool, contributions)
+    written = []
     for update in updates:
+        weighted = dataclasses.replace(update, weight=weights.get(update.participant, 0))
+        state.write(ctx, keys.UPDATE, [keys.round_attr(record.number), update.participant], weighted)
+        written.append(weighted)
         payout = Payout(
             round=record.number,
             participant=update.participant,
             amount=amounts.get(update.participant, 0),
-            contribution=round(contributions.get(update.participant, 0.0), 6),
+            contribution=round(float(contributions.get(update.participant, 0)), 6),
             tx_id=ctx.get_tx_id(),
         )
         state.write(ctx, keys.PAYOUT, [update.participant, keys.round_attr(record.number)], payout)
-    return amounts
+    return written

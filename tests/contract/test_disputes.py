@@ -145,7 +145,10 @@ def test_owner_contests_rejection_and_auditor_of_another_org_overturns_it(judged
     balances = observer.balances()
     assert balances[ATTACKER] > 0
     assert sum(balances.values()) == pools_paid(observer) == 1000
-    assert set(balances.values()) == {200}  # equal samples and trust: the pool splits five ways
+    # equal samples and trust: each organisation's half of the pool (the default cap) splits among its members
+    org1 = [balances[p] for p in balances if p.startswith("Org1MSP")]
+    org2 = [balances[p] for p in balances if p.startswith("Org2MSP")]
+    assert (sorted(org1), sorted(org2)) == ([166, 167, 167], [250, 250])
     # the anomaly record is immutable history: it stays after the overturn
     assert [a.participant for a in observer.anomalies(1)] == [ATTACKER]
 
@@ -570,7 +573,8 @@ def test_events_and_history_show_the_ruling(judged: Judged) -> None:
     assert participant_history[-1]["tx_id"] == ruling_tx
     assert participant_history[-1]["value"]["trust"] > participant_history[-2]["value"]["trust"]
     payouts = judged.observer.history("payout", ATTACKER, 1)
-    assert [h["value"]["amount"] for h in payouts] == [0, 200]
+    assert [h["value"]["amount"] for h in payouts] == [0, judged.observer.balances()[ATTACKER]]
+    assert payouts[-1]["value"]["amount"] > 0
     assert payouts[-1]["tx_id"] == ruling_tx
 
 

@@ -93,8 +93,9 @@ def endorse(
     timeout: float = 120,
 ) -> proposal_response_pb2.ProposalResponse:
     _, proposal = signed_proposal(identity, channel, chaincode, args, transient or {})
-    return process(endpoint, tls_root_cert, host_override, proposal,
-                   max_message_bytes=max_message_bytes, timeout=timeout)
+    return process(
+        endpoint, tls_root_cert, host_override, proposal, max_message_bytes=max_message_bytes, timeout=timeout
+    )
 
 
 def process(

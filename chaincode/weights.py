@@ -1,0 +1,94 @@
+"""Capped shares: how a round's FedAvg weight and reward pool are split so that no single participant and no
+single organisation can hold more than the rules allow, however large the numbers it (or its admin) declared.
+
+Every participant gets the same multiple of its value (samples), except that no one exceeds the participant
+cap, and an organisation whose members would together exceed the organisation cap has its members' multiple
+lowered until it fits. The common multiple is then set so that the shares sum to 1. When the caps cannot all
+hold (e.g. only one organisation has accepted updates), everyone gets its largest allowed share, scaled up to
+sum to 1: there is no one else to give the weight to, and the result says so (``feasible`` is False).
+
+Shares are exact fractions (no float rounding, so every endorsing peer computes the same split), then
+quantised to integer units with the largest-remainder method: the units always sum to the total exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+
+#: A round's accepted updates share this many weight units; an update's FedAvg factor is weight / WEIGHT_UNITS.
+WEIGHT_UNITS = 1_000_000
+
+
+def organisation_of(participant_id: str) -> str:
+    """The MSP ID part of a participant id ``MSPID:common name``."""
+    return participant_id.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Split:
+    shares: dict[str, Fraction]
+    feasible: bool
+
+
+def capped_shares(
+    values: Mapping[str, Fraction | int | float], *, participant_cap: float, organisation_cap: float
+) -> Split:
+    """Shares of ``values`` (participant id -> non-negative value) under both caps (fractions of the total)."""
+    # repr: the decimal the rules were written in (0.3 is 3/10, not the binary float nearest to it)
+    p_cap, o_cap = Fraction(repr(float(participant_cap))), Fraction(repr(float(organisation_cap)))
+    exact = {pid: Fraction(v) for pid, v in sorted(values.items())}
+    if any(v < 0 for v in exact.values()):
+        raise ValueError("capped_shares needs non-negative values")
+    if not exact:
+        return Split({}, feasible=True)
+    if not any(exact.values()):
+        return Split({pid: Fraction(1, len(exact)) for pid in exact}, feasible=False)
+    most: dict[str, Fraction] = {}  # the largest share each participant may hold
+    for org in sorted({organisation_of(pid) for pid in exact}):
+        members = [pid for pid in exact if organisation_of(pid) == org]
+        fits = _multiple([p_cap] * len(members), [exact[pid] for pid in members], o_cap)
+        for pid in members:
+            most[pid] = p_cap if fits is None else min(p_cap, fits * exact[pid])
+    multiple = _multiple(list(most.values()), list(exact.values()), Fraction(1))
+    if multiple is None:
+        total = sum(most.values(), Fraction(0))
+        return Split({pid: most[pid] / total for pid in exact}, feasible=False)
+    return Split({pid: min(most[pid], multiple * exact[pid]) for pid in exact}, feasible=True)
+
+
+def _multiple(caps: list[Fraction], values: list[Fraction], target: Fraction) -> Fraction | None:
+    """The smallest t with sum_i min(caps_i, t * values_i) == target, or None if even t = infinity falls short.
+
+    The sum is piecewise linear in t with a kink where each term reaches its cap (t = cap / value): walk the
+    kinks in order, and solve the linear piece the target falls in.
+    """
+    terms = sorted((c / v, c, v) for c, v in zip(caps, values, strict=True) if v > 0)
+    capped, slope = Fraction(0), sum((v for _, _, v in terms), Fraction(0))
+    for kink, cap, value in terms:
+        if capped + kink * slope >= target:
+            return (target - capped) / slope
+        capped, slope = capped + cap, slope - value
+    return None
+
+
+def quantise(total: int, shares: Mapping[str, Fraction]) -> dict[str, int]:
+    """Integer parts of ``total`` in proportion to ``shares``; they sum to ``total`` exactly (0 if no one).
+
+    Largest remainder, ties broken by participant id, so the result does not depend on dict order.
+    """
+    if not shares or total <= 0:
+        return {pid: 0 for pid in shares}
+    whole = sum(shares.values(), Fraction(0))
+    exact = (
+        {pid: total * s / whole for pid, s in shares.items()}
+        if whole > 0
+        else {pid: Fraction(total, len(shares)) for pid in shares}
+    )
+    amounts = {pid: int(value) for pid, value in exact.items()}
+    remainder = total - sum(amounts.values())
+    by_fraction = sorted(exact, key=lambda pid: (-(exact[pid] - amounts[pid]), pid))
+    for pid in by_fraction[:remainder]:
+        amounts[pid] += 1
+    return amounts

@@ -1,0 +1,76 @@
+"""Capped shares: no participant and no organisation exceeds its cap, and the split is exact."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, organisation_of, quantise
+
+
+def test_an_inflated_member_is_held_to_its_cap_and_the_rest_keep_their_ratio() -> None:
+    values = {"Org1MSP:liar": 10**9, "Org1MSP:a": 100, "Org2MSP:b": 100, "Org2MSP:c": 300}
+    split = capped_shares(values, participant_cap=0.3, organisation_cap=0.6)
+    assert split.feasible
+    assert split.shares["Org1MSP:liar"] == Fraction(3, 10)
+    # c (3/7 of the remaining 0.7) is over the cap too; a and b, equal, split what is left
+    assert split.shares["Org2MSP:c"] == Fraction(3, 10)
+    assert split.shares["Org1MSP:a"] == split.shares["Org2MSP:b"] == Fraction(2, 10)
+    assert sum(split.shares.values()) == 1
+
+
+def test_an_organisation_is_held_to_its_cap() -> None:
+    values = {"Org1MSP:a": 1000, "Org1MSP:b": 1000, "Org1MSP:c": 1000, "Org2MSP:d": 10}
+    split = capped_shares(values, participant_cap=1.0, organisation_cap=0.5)
+    assert split.feasible
+    assert sum(s for p, s in split.shares.items() if p.startswith("Org1")) == Fraction(1, 2)
+    assert split.shares["Org2MSP:d"] == Fraction(1, 2)
+
+
+def test_caps_that_cannot_hold_are_reported_and_the_shares_still_sum_to_one() -> None:
+    split = capped_shares({"Org1MSP:a": 5, "Org1MSP:b": 15}, participant_cap=1.0, organisation_cap=0.5)
+    assert not split.feasible
+    assert split.shares == {"Org1MSP:a": Fraction(1, 4), "Org1MSP:b": Fraction(3, 4)}
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from(["Org1MSP", "Org2MSP", "Org3MSP", "Org4MSP"]), st.text("abcdef", min_size=1)),
+        st.integers(min_value=0, max_value=10**12),
+        min_size=1,
+        max_size=12,
+    ),
+    st.sampled_from([0.1, 0.25, 0.34, 0.5, 1.0]),
+    st.sampled_from([0.25, 0.34, 0.5, 0.75, 1.0]),
+)
+def test_caps_hold_whenever_they_can(raw: dict[tuple[str, str], int], p_cap: float, o_cap: float) -> None:
+    values = {f"{org}:{name}": v for (org, name), v in raw.items()}
+    split = capped_shares(values, participant_cap=p_cap, organisation_cap=o_cap)
+    assert sum(split.shares.values()) == 1
+    assert all(s >= 0 for s in split.shares.values())
+    orgs = {organisation_of(p) for p in values}
+    if split.feasible:
+        assert max(split.shares.values()) <= Fraction(str(p_cap))
+        for org in orgs:
+            assert sum(s for p, s in split.shares.items() if organisation_of(p) == org) <= Fraction(str(o_cap))
+    else:  # infeasible only when the caps cannot cover the whole weight
+        members = {org: sum(1 for p, v in values.items() if organisation_of(p) == org and v > 0) for org in orgs}
+        reachable = sum(min(Fraction(str(o_cap)), n * Fraction(str(p_cap))) for n in members.values())
+        assert reachable < 1
+    units = quantise(WEIGHT_UNITS, split.shares)
+    assert sum(units.values()) == WEIGHT_UNITS
+
+
+def test_quantise_is_exact_and_independent_of_order() -> None:
+    shares = {"b": Fraction(1, 3), "a": Fraction(1, 3), "c": Fraction(1, 3)}
+    assert quantise(1000, shares) == {"a": 334, "b": 333, "c": 333}
+    assert quantise(1000, dict(reversed(list(shares.items())))) == quantise(1000, shares)
+    assert quantise(0, shares) == {"a": 0, "b": 0, "c": 0}
+
+
+def test_negative_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="non-negative"):
+        capped_shares({"Org1MSP:a": -1}, participant_cap=1.0, organisation_cap=1.0)
