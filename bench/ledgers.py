@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedledger.bench.harness import ROOT, comma_list
+from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.embedded.bootstrap import create_consortium, open_consortium
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.connection import LedgerLocation, open_client
 from fedledger.sdk.embedded import forget_ledger
 from fedledger.tensors import encode
@@ -94,6 +95,7 @@ class LedgerUnderTest:
         self._members = members  # Fabric: issues identities, knows each org's gateway peer
         self._folder = folder  # the TemporaryDirectory of an embedded consortium, or of issued identities
         self._backends: dict[int, Any] = {}
+        self._admins: dict[str, FedLedgerClient] = {}
         if members is not None:
             self.member_msps = sorted(o.mspid for o in members.profile.orgs.values())
         else:
@@ -134,6 +136,24 @@ class LedgerUnderTest:
         client = open_client(self.location, *self._members.identity(mspid, name, admin=admin), **options)
         self._backends[id(client)] = client.contract.backend
         return client
+
+    def admins(self) -> dict[str, FedLedgerClient]:
+        """A client of every member organisation's admin, by MSP ID (the benchmark plays every party)."""
+        if not self._admins:
+            self._admins = {mspid: self.client(mspid, "Admin", admin=True) for mspid in self.member_msps}
+        return self._admins
+
+    def enrol(self, client: FedLedgerClient, *, dataset_size: int, schema_hash: str) -> None:
+        """Has ``client``'s organisation admin enrol it as a trainer (unless it already is)."""
+        mspid, _, name = client.whoami()["id"].partition(":")
+        with contextlib.suppress(contract_errors.FailedPrecondition):
+            self.admins()[mspid].enrol_trainer(name, dataset_size=dataset_size, schema_hash=schema_hash)
+
+    def grant(self, client: FedLedgerClient, role: str) -> None:
+        """Has a quorum of the organisations' admins grant ``role`` to ``client``, which then registers."""
+        grant_role(list(self.admins().values()), client.whoami()["id"], role)
+        with contextlib.suppress(contract_errors.AlreadyExists):
+            client.register(role)
 
     def backend(self, client: FedLedgerClient) -> Any:
         """The Fabric gateway backend of ``client`` (to time a transaction's steps one by one)."""

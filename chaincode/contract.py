@@ -1,8 +1,8 @@
 """FedLedgerContract: the single entry point the ledger adapters call.
 
 It knows nothing about Fabric: an adapter builds a LedgerContext for the transaction and calls
-``invoke``. The transactions themselves live in one module per domain (consortium, participants,
-lineage, rounds, updates, finalize, disputes, queries); importing them registers them.
+``invoke``. The transactions themselves live in one module per domain (consortium, governance, participants,
+lineage, rounds, updates, finalize, aggregate, disputes, queries); importing them registers them.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from fedledger.chaincode.registry import TRANSACTIONS, TransactionInfo, bind_arg
 
 # Importing registers each domain's transactions.
 from fedledger.chaincode.transactions import (  # noqa: F401
+    aggregate,
     consortium,
     disputes,
     finalize,
+    governance,
     lineage,
     participants,
     queries,

@@ -16,15 +16,6 @@ def current_rules(ctx: LedgerContext) -> Rules:
     return rules
 
 
-def require_admin(ctx: LedgerContext, rules: Rules) -> Caller:
-    caller = caller_of(ctx.get_creator())
-    if not caller.is_admin or caller.mspid not in rules.admin_msps:
-        raise PermissionDenied(
-            f"{caller.id} is not a consortium admin (needs an OU=admin certificate of {', '.join(rules.admin_msps)})"
-        )
-    return caller
-
-
 def registered(ctx: LedgerContext, caller: Caller) -> Participant | None:
     participant = state.read(ctx, Participant, keys.PARTICIPANT, [caller.id])
     if participant is not None and participant.cert_fingerprint != caller.fingerprint:

@@ -17,10 +17,16 @@ ROUND = "round"
 UPDATE = "update"
 PARTICIPANT_UPDATE = "pupdate"
 UPDATE_BYTES = "updatebytes"  # (round, update hash) -> the participant who submitted those bytes
+AGGREGATE_CHUNK = "aggchunk"  # (round, chunk) -> a chunk of the round's aggregate (AggregateChunks)
 ANOMALY = "anomaly"
 PAYOUT = "payout"
 DISPUTE = "dispute"
 VOTE = "vote"
+ENROLMENT = "enrolment"  # participant id -> its organisation admin's attestation (trainers)
+GRANT = "grant"  # participant id -> an aggregator or auditor role approved by a quorum of organisations
+PROPOSAL = "proposal"
+APPROVAL = "approval"  # (proposal id, MSP ID): one key per approving organisation, no hot counter
+OPEN_PROPOSAL = "openproposal"  # (action, role, subject) -> the id of the open proposal for it
 
 
 def composite_key(object_type: str, attributes: list[str]) -> str:

@@ -61,10 +61,20 @@ _REQUIRED = _FIELDS[:4]
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _show(value: Any) -> str:
+    """A short one-line rendering of a refused value for an error message."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        return f"an integer of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _real(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> float:
     """``value`` as a float if it is a finite non-bool number for which ``ok`` holds; refused otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not ok(value):
-        raise InvalidArgument(f"{name} must be a number in {allowed}, got {value!r}")
+    # (ints are compared as ints: float() of a 400-digit JSON integer would overflow)
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, bool) or not finite or not ok(value):
+        raise InvalidArgument(f"{name} must be a number in {allowed}, got {_show(value)}")
     return float(value)
 
 
@@ -92,17 +102,16 @@ class DPParams:
         if (
             isinstance(steps, bool)
             or not isinstance(steps, int | float)
-            or not math.isfinite(steps)
+            or not 1 <= steps <= MAX_STEPS  # also refuses NaN, before is_integer() could see it
             or not float(steps).is_integer()
-            or not 1 <= steps <= MAX_STEPS
         ):
-            raise InvalidArgument(f"steps must be an integer in [1, {MAX_STEPS:_}], got {steps!r}")
+            raise InvalidArgument(f"steps must be an integer in [1, {MAX_STEPS:_}], got {_show(steps)}")
         if self.accountant != "rdp":
             raise InvalidArgument(
-                f'accountant must be "rdp", got {self.accountant!r}: the ledger composes ε with the RDP '
+                f'accountant must be "rdp", got {_show(self.accountant)}: the ledger composes ε with the RDP '
                 'accountant, so train with accountant="rdp"'
             )
-        # Normalise JSON integers (e.g. "delta": 0 is refused above, "noise_multiplier": 1 becomes 1.0).
+        # Store the declared types whatever JSON produced: "noise_multiplier": 1 -> 1.0, "steps": 100.0 -> 100.
         object.__setattr__(self, "noise_multiplier", sigma)
         object.__setattr__(self, "sample_rate", rate)
         object.__setattr__(self, "delta", delta)

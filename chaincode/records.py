@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 ROLES = ("trainer", "aggregator", "auditor")
+#: Roles a quorum of organisations grants; trainers are enrolled by their own organisation's admin.
+QUORUM_ROLES = ("aggregator", "auditor")
 
 
 @dataclass
@@ -37,6 +39,13 @@ class Rules:
     max_text_bytes: int = 1024  # any free-text argument: reasons, names
     max_participant_share: float = 0.5  # of a round's FedAvg weight and of its reward
     max_organisation_share: float = 0.5
+    server_optimizer: str = "fedavg"  # the server step the peers recompute at CommitAggregate: fedavg | fedadam
+    server_lr: float = 1.0  # fedavg: x' = x + server_lr * weighted mean of the deltas
+    fedadam_eta: float = 1e-2
+    fedadam_beta_1: float = 0.9
+    fedadam_beta_2: float = 0.99
+    fedadam_tau: float = 1e-3
+    aggregate_chunk_elements: int = 65_536  # elements per chunk of the aggregate's commitments (chaincode.aggregation)
     reward_per_round: int = 1000
     trust_prior_accepted: float = 4.0
     trust_prior_rejected: float = 1.0
@@ -44,7 +53,11 @@ class Rules:
     trust_suspend_below: float = 0.4
     dispute_window_seconds: float = 86400.0
     dispute_voting_seconds: float = 86400.0
-    dispute_quorum: int = 1
+    dispute_quorum: int = 1  # organisations
+    governance_quorum: int = (
+        0  # organisations whose admins must approve a role, a revocation, a rules change; 0 = majority
+    )
+    max_clock_skew_seconds: float = 300.0  # endorsers refuse proposals stamped further than this from their clock
     created_at: float = 0.0
     created_by: str = ""
 
@@ -58,13 +71,57 @@ class Participant:
     role: str
     dataset_size: int
     schema_hash: str
-    status: str  # active | suspended
+    status: str  # active | suspended | revoked
     status_reason: str
     registered_at: float
     trust: float
     accepted_count: int = 0
     rejected_count: int = 0
     auto_suspended: bool = False
+    inherited_rejected: int = 0  # rejections of its organisation's suspended members, counted against its trust
+    approved_by: list[str] = field(default_factory=list)  # the admins who enrolled it or approved its role
+
+
+@dataclass
+class Enrolment:
+    """A trainer enrolled by its own organisation's admin, who attests its dataset."""
+
+    participant: str
+    dataset_size: int
+    schema_hash: str
+    enrolled_by: str
+    enrolled_at: float
+    tx_id: str
+    inherited_rejected: int = 0
+
+
+@dataclass
+class Grant:
+    """An aggregator or auditor role, approved by the admins of a quorum of organisations."""
+
+    participant: str
+    role: str
+    proposal: str
+    approved_by: list[str]
+    granted_at: float
+
+
+@dataclass
+class Proposal:
+    """A governance act that needs a quorum of organisations: a role, a revocation, a rules change, an early close."""
+
+    id: str  # the proposing transaction's id
+    action: str  # grant | revoke | rules | close_round
+    subject: str  # participant id, round number, or "" for rules
+    role: str
+    changes: dict[str, Any]
+    proposed_by: str
+    proposed_at: float
+    rules_version: int
+    status: str = "open"  # open | applied
+    approvals: list[str] = field(default_factory=list)  # MSP IDs, in approval order
+    applied_at: float | None = None
+    applied_tx: str = ""
 
 
 @dataclass
@@ -83,6 +140,11 @@ class ModelVersion:
     timestamp: float
     metrics: dict[str, Any] = field(default_factory=dict)
     name: str = ""
+    chunk_elements: int = 0  # the chunk size of its commitments (the rules of the round that made it)
+    chunk_hashes: list[str] = field(default_factory=list)
+    server_optimizer: dict[str, Any] = field(default_factory=dict)  # the step that made it, as the rules named it
+    optimizer_state: str | None = None  # sha256 of its server optimiser state file (FedAdam's m and v)
+    optimizer_chunk_hashes: dict[str, list[str]] = field(default_factory=dict)  # "m", "v" -> chunk hashes
 
 
 @dataclass
@@ -103,6 +165,8 @@ class Round:
     revised_after_aggregate: bool = False
     detector_seed: int | None = None
     direction_round: int | None = None  # the round whose accepted updates gave the detector's previous direction
+    expected: list[str] = field(default_factory=list)  # active trainers when it opened: who may close it early
+    closed_by: str = ""
 
 
 @dataclass
@@ -124,6 +188,21 @@ class Update:
     score: float | None = None
     reason: str = ""
     weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
+    chunk_hashes: list[str] = field(default_factory=list)  # per chunk of the round's aggregate_chunk_elements
+
+
+@dataclass
+class AggregateChunk:
+    """Chunk ``chunk`` of a round's aggregate, computed by the endorsing peers (AggregateChunks): the hashes of
+    the new model's, m's and v's chunk, for the inputs hashed in ``inputs``. CommitAggregate deletes it."""
+
+    round: int
+    chunk: int
+    inputs: str
+    model: str
+    m: str | None
+    v: str | None
+    tx_id: str
 
 
 @dataclass

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from fedledger.chaincode.aggregation import SERVER_OPTIMIZERS
 from fedledger.chaincode.errors import InvalidArgument
 from fedledger.chaincode.records import Rules
 
@@ -27,6 +28,12 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "max_text_bytes": (int, 16, 1_000_000),
     "max_participant_share": (float, 0.01, 1.0),
     "max_organisation_share": (float, 0.01, 1.0),
+    "server_lr": (float, 1e-9, 1e3),
+    "fedadam_eta": (float, 1e-9, 1e3),
+    "fedadam_beta_1": (float, 0.0, 0.999999),
+    "fedadam_beta_2": (float, 0.0, 0.999999),
+    "fedadam_tau": (float, 1e-12, 1e3),
+    "aggregate_chunk_elements": (int, 16, 1 << 24),
     "reward_per_round": (int, 0, None),
     "trust_prior_accepted": (float, 0.0, None),
     "trust_prior_rejected": (float, 0.0, None),
@@ -35,6 +42,8 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "dispute_window_seconds": (float, 0.0, None),
     "dispute_voting_seconds": (float, 0.0, None),
     "dispute_quorum": (int, 1, None),
+    "governance_quorum": (int, 0, None),
+    "max_clock_skew_seconds": (float, 1.0, 3600.0),
 }
 
 
@@ -73,6 +82,12 @@ def apply_patch(current: Rules, patch: dict[str, Any]) -> Rules:
             values[name] = _check_msps(name, value)
         elif name == "detector_contamination":
             values[name] = _check_contamination(value)
+        elif name == "server_optimizer":
+            if value not in SERVER_OPTIMIZERS:
+                raise InvalidArgument(
+                    f"rule server_optimizer must be one of {', '.join(SERVER_OPTIMIZERS)}, got {value!r}"
+                )
+            values[name] = value
         elif name == "detector_score_threshold":
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise InvalidArgument(f"rule {name} must be a number or null, got {value!r}")

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from fedledger.chaincode.errors import ContractError, PermissionDenied
 from fedledger.experiments.attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import to_numpy
 from fedledger.trainer.aggregator import Aggregator
@@ -96,12 +96,17 @@ def run_federation(
 
     admin = connect(orgs[0], "Admin", True)
     try:
-        admin.init_consortium({"member_msps": orgs, **dict(cfg.rules)})
+        # the server step the endorsing peers recompute is the strategy's (unless cfg.rules says otherwise)
+        optimizer = strategy.server_optimizer()
+        server_rules = optimizer.rules() if optimizer is not None else {}
+        admin.init_consortium({"member_msps": orgs, **server_rules, **dict(cfg.rules)})
     except ContractError as exc:
         logger.info("consortium already initialised (%s); joining it", exc)
+    admins = [admin, *(connect(org, "Admin", True) for org in orgs[1:])]
     auditor = connect(orgs[-1], "auditor", False)
     if auditor.whoami()["participant"] is None:
-        auditor.register("auditor", dataset_size=0, schema_hash="0" * 64)
+        grant_role(admins, auditor.whoami()["id"], "auditor")
+        auditor.register("auditor")
 
     train_set, test_set = train_test_split(dataset, test_fraction=cfg.test_fraction, seed=cfg.seed)
     test_tensors = to_tensor_dataset(test_set, tokenizer, task=task, max_length=train.max_length)
@@ -112,7 +117,7 @@ def run_federation(
         return {k: round(float(v), 6) for k, v in metrics.items()}
 
     aggregator = Aggregator(connect(orgs[0], "aggregator", False), store, round_seconds=cfg.round_seconds)
-    aggregator.ensure_registered()
+    aggregator.ensure_registered(admins)
     genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=model_name)
     initial = evaluate_state(aggregator.global_state()[1])
 
@@ -136,7 +141,7 @@ def run_federation(
             if attack.kind != Attack.NONE
             else Member(*member_args, journal=journal)
         )
-        member.ensure_registered(dataset_size=len(local), schema_hash=schema)
+        member.ensure_registered(dataset_size=len(local), schema_hash=schema, admin=admins[i % len(orgs)])
         member.restore()
         members.append(member)
         names[member.id] = name

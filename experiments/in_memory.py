@@ -21,6 +21,7 @@ from fedledger.chaincode.rules import apply_patch
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import NDState, decode, encode, manifest, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
+from fedledger.trainer.strategy import Strategy
 
 __all__ = ["HeldUpdate", "InMemoryRounds", "Screen", "accept_all", "contract_screen"]
 
@@ -158,8 +159,15 @@ class InMemoryRounds:
         return [Contribution(s.hash, s.participant, s.samples, s.delta) for s in self.rounds[number].accepted()]
 
     def commit(
-        self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
+        self,
+        number: int,
+        state: NDState,
+        used: Sequence[Contribution],
+        metrics: Mapping[str, float],
+        *,
+        strategy: Strategy | None = None,
     ) -> RoundOutcome:
+        """Keeps ``state`` as the new head; in memory nothing recomputes it, so any ``strategy`` will do."""
         record = self.rounds[number]
         if used:
             if sorted(c.hash for c in used) != [s.hash for s in record.accepted()]:

@@ -50,9 +50,7 @@ def patch_core(src: Path, dst: Path, builder_dir: Path) -> None:
         f"         path: {builder_dir}\n"
         "         propagateEnvironment: []\n"
     )
-    text, n_eb = re.subn(
-        r"(?m)^    externalBuilders:.*\n(?:^       .*\n|^\s*\n)*", builders + "\n", text, count=1
-    )
+    text, n_eb = re.subn(r"(?m)^    externalBuilders:.*\n(?:^       .*\n|^\s*\n)*", builders + "\n", text, count=1)
     if n_vm != 1 or n_eb != 1:
         raise SystemExit(f"core.yaml layout not recognised (vm.endpoint: {n_vm}, externalBuilders: {n_eb})")
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -86,9 +84,15 @@ def issue_tls(ca_cert: Path, ca_key: Path, out_dir: Path, hostname: str) -> None
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_encipherment=True, content_commitment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_encipherment=True,
+                content_commitment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -136,9 +140,7 @@ def _tar_bytes(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def ccaas_package(
-    out: Path, label: str, address: str, root_cert: Path, client_cert: Path, client_key: Path
-) -> None:
+def ccaas_package(out: Path, label: str, address: str, root_cert: Path, client_cert: Path, client_key: Path) -> None:
     """Writes a chaincode-as-a-service package: metadata.json + code.tar.gz{connection.json}.
 
     The peer dials ``address`` with mutual TLS: it checks the server against ``root_cert`` and
@@ -203,8 +205,11 @@ def _compute_group_update(original, updated):  # port of configtxlator's compute
             if kind == "groups":
                 _, g_write, _ = _compute_group_update(ctx.ConfigGroup(), upd)
                 write[name] = ctx.ConfigGroup(
-                    version=0, mod_policy=upd.mod_policy, policies=g_write.policies,
-                    values=g_write.values, groups=g_write.groups,
+                    version=0,
+                    mod_policy=upd.mod_policy,
+                    policies=g_write.policies,
+                    values=g_write.values,
+                    groups=g_write.groups,
                 )
             else:
                 write[name] = make_read(upd, 0)
@@ -223,10 +228,20 @@ def _compute_group_update(original, updated):  # port of configtxlator's compute
     def differs(a, b) -> bool:
         return a.SerializeToString(deterministic=True) != b.SerializeToString(deterministic=True)
 
-    pr, pw, ps, pu = maps("policies", original.policies, updated.policies, policy,
-                          lambda a, b: a.mod_policy != b.mod_policy or differs(a.policy, b.policy))
-    vr, vw, vs, vu = maps("values", original.values, updated.values, value,
-                          lambda a, b: a.mod_policy != b.mod_policy or a.value != b.value)
+    pr, pw, ps, pu = maps(
+        "policies",
+        original.policies,
+        updated.policies,
+        policy,
+        lambda a, b: a.mod_policy != b.mod_policy or differs(a.policy, b.policy),
+    )
+    vr, vw, vs, vu = maps(
+        "values",
+        original.values,
+        updated.values,
+        value,
+        lambda a, b: a.mod_policy != b.mod_policy or a.value != b.value,
+    )
     gr, gw, gs, gu = maps("groups", original.groups, updated.groups, None, None)
 
     if not (pu or vu or gu or original.mod_policy != updated.mod_policy):
@@ -243,9 +258,7 @@ def _compute_group_update(original, updated):  # port of configtxlator's compute
             w[name] = same
     return (
         ctx.ConfigGroup(version=original.version, policies=pr, values=vr, groups=gr),
-        ctx.ConfigGroup(
-            version=original.version + 1, policies=pw, values=vw, groups=gw, mod_policy=updated.mod_policy
-        ),
+        ctx.ConfigGroup(version=original.version + 1, policies=pw, values=vw, groups=gw, mod_policy=updated.mod_policy),
         True,
     )
 

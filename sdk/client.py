@@ -7,23 +7,29 @@ id and block number of the most recent submit (the provenance a model card cites
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from fedledger.chaincode import errors as contract_errors
+from fedledger.chaincode.aggregation import OPTIMIZER_FIELD
 from fedledger.chaincode.records import (
     Anomaly,
     Dispute,
+    Enrolment,
     ModelVersion,
     Participant,
     Payout,
+    Proposal,
     Round,
     Rules,
     Update,
     Vote,
     from_dict,
 )
+from fedledger.sdk.aggregate import DEFAULT_MAX_PROPOSAL_BYTES, AggregateInputs
 from fedledger.sdk.backend import SubmitResult
 from fedledger.sdk.gateway import Argument, Contract, EventStream, Network
 
@@ -50,6 +56,7 @@ class FedLedgerClient:
         self.contract = contract
         self.network = network
         self.last_result: SubmitResult | None = None
+        self.last_chunk_results: list[SubmitResult | None] = []  # the AggregateChunks of the last commit_aggregate
 
     # -- plumbing ---------------------------------------------------------------------------
     def _submit(self, name: str, *args: Argument, transient: Mapping[str, bytes] | None = None) -> Any:
@@ -76,15 +83,42 @@ class FedLedgerClient:
     def init_consortium(self, rules: Mapping[str, Any] | None = None) -> Rules:
         return self._one(Rules, self._submit("InitConsortium", json.dumps(dict(rules or {}))))
 
-    def update_rules(self, changes: Mapping[str, Any]) -> Rules:
-        return self._one(Rules, self._submit("UpdateRules", json.dumps(dict(changes))))
-
     def rules(self, version: int | None = None) -> Rules:
         return self._one(Rules, self._evaluate("GetRules", "" if version is None else version))
 
+    # -- governance: acts a quorum of organisations approves -------------------------------------------
+    def propose_rules(self, changes: Mapping[str, Any]) -> Proposal:
+        return self._one(Proposal, self._submit("ProposeRules", json.dumps(dict(changes))))
+
+    def propose_role(self, participant_id: str, role: str) -> Proposal:
+        return self._one(Proposal, self._submit("ProposeRole", participant_id, role))
+
+    def propose_revocation(self, participant_id: str, reason: str) -> Proposal:
+        return self._one(Proposal, self._submit("ProposeRevocation", participant_id, reason))
+
+    def propose_early_close(self, round_number: int) -> Proposal:
+        return self._one(Proposal, self._submit("ProposeEarlyClose", round_number))
+
+    def approve(self, proposal_id: str) -> Proposal:
+        return self._one(Proposal, self._submit("ApproveProposal", proposal_id))
+
+    def proposal(self, proposal_id: str) -> Proposal:
+        return self._one(Proposal, self._evaluate("GetProposal", proposal_id))
+
+    def proposals(self) -> list[Proposal]:
+        return self._many(Proposal, self._evaluate("ListProposals"))
+
     # -- participants -------------------------------------------------------------------------
-    def register(self, role: str, *, dataset_size: int, schema_hash: str) -> Participant:
-        return self._one(Participant, self._submit("RegisterParticipant", role, dataset_size, schema_hash))
+    def enrol_trainer(self, common_name: str, *, dataset_size: int, schema_hash: str) -> Enrolment:
+        """As an organisation admin: enrols (or re-attests) a trainer of this organisation and its dataset."""
+        return self._one(Enrolment, self._submit("EnrolTrainer", common_name, dataset_size, schema_hash))
+
+    def enrolment(self, participant_id: str) -> Enrolment:
+        return self._one(Enrolment, self._evaluate("GetEnrolment", participant_id))
+
+    def register(self, role: str) -> Participant:
+        """Registers this identity in the role its organisation enrolled it for, or a quorum granted it."""
+        return self._one(Participant, self._submit("RegisterParticipant", role))
 
     def suspend(self, participant_id: str, reason: str) -> Participant:
         return self._one(Participant, self._submit("SuspendParticipant", participant_id, reason))
@@ -115,9 +149,7 @@ class FedLedgerClient:
         return self._many(ModelVersion, self._evaluate("GetLineage", model_hash))
 
     # -- rounds -------------------------------------------------------------------------------
-    def open_round(
-        self, number: int, *, base_model: str, deadline: float, rules_version: int | None = None
-    ) -> Round:
+    def open_round(self, number: int, *, base_model: str, deadline: float, rules_version: int | None = None) -> Round:
         version = rules_version if rules_version is not None else self.rules().version
         return self._one(Round, self._submit("OpenRound", number, base_model, repr(float(deadline)), version))
 
@@ -160,16 +192,49 @@ class FedLedgerClient:
         return self._one(Round, self._submit("FinalizeRound", number))
 
     def commit_aggregate(
-        self, round_number: int, model: bytes, *, update_hashes: list[str], metrics: Mapping[str, Any] | None = None
+        self,
+        round_number: int,
+        model: bytes,
+        *,
+        base: bytes,
+        updates: Mapping[str, bytes],
+        update_hashes: Sequence[str] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        optimizer_state: bytes | None = None,
+        base_optimizer_state: bytes | None = None,
+        max_proposal_bytes: int = DEFAULT_MAX_PROPOSAL_BYTES,
     ) -> ModelVersion:
+        """Commits ``model``, the aggregate of round ``round_number``; the endorsers recompute it.
+
+        They need what it is made of, as transient data: the ``base`` model's bytes, ``updates`` (update hash ->
+        bytes, every accepted update) and, for FedAdam, the new ``optimizer_state`` and the base model's
+        (``base_optimizer_state``, after the first step). ``update_hashes`` (default: the keys of ``updates``)
+        is the set the aggregate claims to use. A round whose inputs do not fit in one proposal of
+        ``max_proposal_bytes`` goes as AggregateChunks transactions first (``last_chunk_results``), then
+        CommitAggregate (``last_result``).
+        """
+        inputs = AggregateInputs.for_round(
+            self, round_number, base=base, updates=updates, base_moments=base_optimizer_state
+        )
+        fixed = {MODEL_FIELD: model}
+        if optimizer_state is not None:
+            fixed[OPTIMIZER_FIELD] = optimizer_state
+        plan = inputs.plan(max_proposal_bytes, sum(len(v) for v in fixed.values()))
+        chunk_results = []
+        for first, count in plan.batches:
+            self._submit("AggregateChunks", round_number, first, count, transient=inputs.transient(first, count))
+            chunk_results.append(self.last_result)
+        self.last_chunk_results = chunk_results
+        inline = plan.chunks - plan.inline_from
         return self._one(
             ModelVersion,
             self._submit(
                 "CommitAggregate",
                 round_number,
-                json.dumps(sorted(update_hashes)),
+                json.dumps(sorted(update_hashes if update_hashes is not None else updates)),
                 json.dumps(dict(metrics or {})),
-                transient={MODEL_FIELD: model},
+                plan.inline_from if inline else "",
+                transient={**fixed, **inputs.transient(plan.inline_from, inline)},
             ),
         )
 
@@ -198,12 +263,35 @@ class FedLedgerClient:
     # -- rewards, trust, history --------------------------------------------------------------------
     def balance(self, participant_id: str) -> Balance:
         data = self._evaluate("GetBalance", participant_id)
-        return Balance(
-            data["participant"], data["balance"], self._many(Payout, data["payouts"]), data["epsilon_spent"]
-        )
+        return Balance(data["participant"], data["balance"], self._many(Payout, data["payouts"]), data["epsilon_spent"])
 
     def balances(self) -> dict[str, int]:
         return self._evaluate("ListBalances")
 
     def history(self, kind: str, *ids: str | int) -> list[dict[str, Any]]:
         return self._evaluate("GetHistory", kind, *ids)
+
+
+def with_quorum(admins: Sequence[FedLedgerClient], propose: Callable[[FedLedgerClient], Proposal]) -> Proposal:
+    """Proposes with the first organisation admin, then has the others approve until the act applies.
+
+    ``admins`` are clients of different member organisations' admins, e.g.
+    ``with_quorum(admins, lambda a: a.propose_role("Org1MSP:aggregator", "aggregator"))``.
+    """
+    proposal = propose(admins[0])
+    for admin in admins[1:]:
+        if proposal.status == "applied":
+            break
+        proposal = admin.approve(proposal.id)
+    if proposal.status != "applied":
+        raise ValueError(
+            f"proposal {proposal.id} has {len(proposal.approvals)} approval(s) after every given admin approved; "
+            "the rules' governance_quorum needs more member organisations"
+        )
+    return proposal
+
+
+def grant_role(admins: Sequence[FedLedgerClient], participant_id: str, role: str) -> None:
+    """Setup scripts: grants ``role`` with a quorum of ``admins`` unless it was already granted."""
+    with contextlib.suppress(contract_errors.AlreadyExists):
+        with_quorum(admins, lambda admin: admin.propose_role(participant_id, role))

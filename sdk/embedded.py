@@ -85,9 +85,7 @@ class EmbeddedBackend:
         committed = self._call(proposal, self._ledger.submit)
         return SubmitResult(committed.tx_id, committed.block_number, committed.result)  # type: ignore[attr-defined]
 
-    def chaincode_events(
-        self, channel: str, chaincode: str, *, start_block: int | None = None
-    ) -> _EventIterator:
+    def chaincode_events(self, channel: str, chaincode: str, *, start_block: int | None = None) -> _EventIterator:
         iterator = _EventIterator(self._ledger, chaincode, start_block)
         self._streams.append(iterator)
         return iterator

@@ -23,8 +23,9 @@ from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_co
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger
 from fedledger.chaincode.embedded.msp import Organization, add_user
 from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
+from fedledger.chaincode.records import Rules
 from fedledger.identity import Identity, Signer, load_msp_identity
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, with_quorum
 from fedledger.sdk.embedded import forget_ledger, shared_ledger
 from fedledger.sdk.gateway import Gateway, connect
 
@@ -204,6 +205,41 @@ def world(client: FedLedgerClient) -> dict[str, Any]:
     return snapshot
 
 
+def common_name(mspid: str, name: str) -> str:
+    return participant_id(mspid, name).split(":", 1)[1]
+
+
+def admins(consortium: Consortium) -> list[FedLedgerClient]:
+    """A client of every member organisation's admin, the consortium's founder first."""
+    founder = consortium.admin()
+    members = founder.rules().member_msps
+    return [founder, *(consortium.admin(m) for m in members if m != "Org1MSP")]
+
+
+def enrol(
+    consortium: Consortium, mspid: str, name: str, *, dataset_size: int = 1000, schema: str = SCHEMA
+) -> FedLedgerClient:
+    """``name`` of ``mspid`` enrolled by its organisation's admin, then registered as a trainer."""
+    consortium.admin(mspid).enrol_trainer(common_name(mspid, name), dataset_size=dataset_size, schema_hash=schema)
+    client = consortium.client(mspid, name)
+    client.register("trainer")
+    return client
+
+
+def grant(consortium: Consortium, mspid: str, name: str, role: str) -> FedLedgerClient:
+    """``name`` of ``mspid`` granted ``role`` by a quorum of the member organisations, then registered."""
+    with_quorum(admins(consortium), lambda admin: admin.propose_role(participant_id(mspid, name), role))
+    client = consortium.client(mspid, name)
+    client.register(role)
+    return client
+
+
+def change_rules(consortium: Consortium, changes: dict[str, Any]) -> Rules:
+    """A rules change approved by a quorum of the member organisations."""
+    with_quorum(admins(consortium), lambda admin: admin.propose_rules(changes))
+    return consortium.admin().rules()
+
+
 def ready_round(
     consortium: Consortium,
     *,
@@ -211,16 +247,11 @@ def ready_round(
     rules: dict[str, Any] | None = None,
     deadline_in: float = 3600.0,
 ) -> tuple[FedLedgerClient, list[FedLedgerClient], str]:
-    """Initialised consortium, an aggregator, registered trainers (alternating orgs) and round 1 open."""
+    """Initialised consortium, an aggregator, enrolled trainers (alternating orgs) and round 1 open."""
     admin = consortium.admin()
     admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], **(rules or {})})
-    aggregator = consortium.client("Org1MSP", "aggregator")
-    aggregator.register("aggregator", dataset_size=0, schema_hash=SCHEMA)
+    aggregator = grant(consortium, "Org1MSP", "aggregator", "aggregator")
     genesis = aggregator.register_genesis_model(zero_model(), name="test-adapter")
+    clients = [enrol(consortium, "Org1MSP" if i % 2 == 0 else "Org2MSP", f"trainer{i}") for i in range(trainers)]
     aggregator.open_round(1, base_model=genesis.hash, deadline=consortium.now() + deadline_in)
-    clients = []
-    for i in range(trainers):
-        client = consortium.client("Org1MSP" if i % 2 == 0 else "Org2MSP", f"trainer{i}")
-        client.register("trainer", dataset_size=1000, schema_hash=SCHEMA)
-        clients.append(client)
     return aggregator, clients, genesis.hash

@@ -5,8 +5,9 @@ ledger says the federation is. Driven by :class:`~fedledger.trainer.rounds.Round
 OpenRound → the driver's collect hook (``wait_for_updates`` counts UpdateSubmitted events until the
 deadline or every expected member) → CloseRound + FinalizeRound (the contract's detector rules on every
 update) → read the ACCEPTED updates from the store, each verified against its on-chain hash → the
-driver's strategy aggregates and evaluates → CommitAggregate with the exact accepted set and the metrics
-(AbandonRound when nothing was accepted).
+driver's strategy aggregates and evaluates → CommitAggregate with the exact accepted set and the metrics,
+and what the endorsers need to recompute the aggregate: the base model's and the updates' bytes, and
+FedAdam's moments (AbandonRound when nothing was accepted).
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from fedledger.chaincode.errors import NotFound
+from fedledger.chaincode.aggregation import encode_moments
+from fedledger.chaincode.errors import NotFound, PermissionDenied
 from fedledger.chaincode.records import ModelVersion
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import NDState, decode, encode, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
+from fedledger.trainer.strategy import Strategy, check_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +48,27 @@ class Aggregator:
         return self._bases[number]
 
     # -- setup --------------------------------------------------------------------------------
-    def ensure_registered(self) -> None:
-        if self.client.whoami()["participant"] is None:
-            self.client.register("aggregator", dataset_size=0, schema_hash="0" * 64)
+    def ensure_registered(self, admins: Sequence[FedLedgerClient] = ()) -> None:
+        """Registers in the aggregator role a quorum of organisations granted this identity.
+
+        ``admins`` (simulations that play every party): clients of the member organisations' admins, which
+        grant the role first.
+        """
+        whoami = self.client.whoami()
+        if whoami["participant"] is not None:
+            return
+        if admins:
+            grant_role(admins, whoami["id"], "aggregator")
+        try:
+            self.client.register("aggregator")
+        except PermissionDenied as exc:
+            if "holds no aggregator grant" not in str(exc):
+                raise
+            raise PermissionDenied(
+                f"{whoami['id']} holds no aggregator grant; a member organisation's admin runs: fedledger submit "
+                f"ProposeRole '{whoami['id']}' aggregator --ledger-dir <ledger> --msp-dir <admin msp> --mspid <MSP>, "
+                "and the admins of the other organisations: fedledger submit ApproveProposal <proposal id> ..."
+            ) from None
 
     def publish_genesis(self, state: Mapping[str, Any], *, name: str) -> ModelVersion:
         """Stores the initial adapter and registers it on the ledger (once; later calls return it)."""
@@ -113,16 +134,42 @@ class Aggregator:
         ]
 
     def commit(
-        self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
+        self,
+        number: int,
+        state: NDState,
+        used: Sequence[Contribution],
+        metrics: Mapping[str, float],
+        *,
+        strategy: Strategy,
     ) -> RoundOutcome:
-        """CommitAggregate of ``state`` built from ``used``; AbandonRound when nothing was accepted."""
+        """CommitAggregate of ``state`` built by ``strategy`` from ``used``; AbandonRound when nothing was accepted.
+
+        The endorsers recompute the aggregate: the commit sends the base model's and every used update's bytes
+        from the store and, for FedAdam, the strategy's new moments (kept in the store for the next round) and
+        the base model's. ``strategy`` must be the one the round's rules name (:class:`StrategyMismatch`).
+        """
         base = self._base(number)
         model = None
         if used:
+            check_strategy(strategy, self.client.rules(self.client.round(number).rules_version))
             payload = encode(state, like=base.manifest)
             self.store.put(payload)
+            optimizer = strategy.server_optimizer()
+            optimizer_state = base_optimizer_state = None
+            if optimizer is not None and optimizer.stateful:
+                moments = strategy.state_dict()
+                optimizer_state = encode_moments(moments["m"], moments["v"])
+                self.store.put(optimizer_state)
+                if base.optimizer_state is not None:
+                    base_optimizer_state = self.store.get(base.optimizer_state)
             model = self.client.commit_aggregate(
-                number, payload, update_hashes=[c.hash for c in used], metrics=dict(metrics)
+                number,
+                payload,
+                base=self.store.get(base.hash),
+                updates={c.hash: self.store.get(c.hash) for c in used},
+                metrics=dict(metrics),
+                optimizer_state=optimizer_state,
+                base_optimizer_state=base_optimizer_state,
             )
             step = "CommitAggregate"
         else:

@@ -2,7 +2,9 @@
 
 1. every update on the ledger opens from the store and hashes to its on-chain hash;
 2. every committed model is recomputed by replaying the strategy from the genesis adapter over
-   exactly the accepted updates of each round, and must hash to the committed model hash;
+   exactly the accepted updates of each round, and must hash to the committed model hash; a server
+   optimiser state committed with it (FedAdam's moments) must be the replayed one and be in the store.
+   The endorsing peers already recomputed each aggregate at CommitAggregate: this is the second check;
 3. the model card's provenance agrees with the ledger (models, update hashes, verdicts, tx ids),
    and its adapter bytes are the final committed model.
 """
@@ -13,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fedledger.chaincode.aggregation import encode_moments
+from fedledger.chaincode.records import ModelVersion
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import StoreError, UpdateStore
 from fedledger.tensors import Manifest, NDState, TensorFormatError, decode, encode, sha256_hex
@@ -98,7 +102,25 @@ def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strateg
                 f"{recomputed}, but the ledger committed {model.hash}"
             )
         _open(store, model.hash, f"model v{model.version}")
+        if model.optimizer_state is not None:
+            _check_optimizer_state(store, strategy, model)
         _count(report, "models recomputed")
+
+
+def _check_optimizer_state(store: UpdateStore, strategy: Strategy, model: ModelVersion) -> None:
+    moments = strategy.state_dict()
+    if "m" not in moments or "v" not in moments:
+        raise _Mismatch(
+            f"model v{model.version} carries a server optimiser state, but the audited strategy "
+            f"{strategy.describe()} keeps none"
+        )
+    replayed = sha256_hex(encode_moments(moments["m"], moments["v"]))
+    if replayed != model.optimizer_state:
+        raise _Mismatch(
+            f"model v{model.version}'s optimiser state replays to {replayed}, but the ledger committed "
+            f"{model.optimizer_state}"
+        )
+    _open(store, model.optimizer_state, f"model v{model.version}'s optimiser state")
 
 
 def _check_card(client: FedLedgerClient, card_dir: Path, report: AuditReport) -> None:

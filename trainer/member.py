@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedledger.chaincode.errors import NotFound
+from fedledger.chaincode.errors import NotFound, PermissionDenied
 from fedledger.chaincode.records import Update
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
@@ -69,10 +69,27 @@ class Member:
             self._id = str(self.client.whoami()["id"])
         return self._id
 
-    def ensure_registered(self, *, dataset_size: int, schema_hash: str) -> None:
-        """Registers as a trainer unless the ledger already knows this identity."""
-        if self.client.whoami()["participant"] is None:
-            self.client.register("trainer", dataset_size=dataset_size, schema_hash=schema_hash)
+    def ensure_registered(self, *, dataset_size: int, schema_hash: str, admin: FedLedgerClient | None = None) -> None:
+        """Registers as a trainer unless the ledger already knows this identity.
+
+        The organisation's admin must have enrolled it first (EnrolTrainer attests its dataset); otherwise the
+        error says the exact command the admin runs, with this member's dataset size and schema hash.
+        ``admin`` (simulations that play every party): this organisation's admin client, which enrols it first.
+        """
+        if self.client.whoami()["participant"] is not None:
+            return
+        if admin is not None:
+            admin.enrol_trainer(self.id.partition(":")[2], dataset_size=dataset_size, schema_hash=schema_hash)
+        try:
+            self.client.register("trainer")
+        except PermissionDenied as exc:
+            if "not enrolled" not in str(exc):
+                raise
+            mspid, _, name = self.id.partition(":")
+            raise PermissionDenied(
+                f"{self.id} is not enrolled; the admin of {mspid} runs: fedledger submit EnrolTrainer '{name}' "
+                f"{dataset_size} {schema_hash} --ledger-dir <ledger> --msp-dir <admin msp> --mspid {mspid}"
+            ) from None
 
     def global_state(self, round_number: int) -> dict[str, Any]:
         """The round's base adapter, read from the store and verified against the ledger's hash."""

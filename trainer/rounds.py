@@ -105,9 +105,17 @@ class RoundLedger(Protocol):
         ...
 
     def commit(
-        self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
+        self,
+        number: int,
+        state: NDState,
+        used: Sequence[Contribution],
+        metrics: Mapping[str, float],
+        *,
+        strategy: Strategy,
     ) -> RoundOutcome:
-        """Record the new global state built from exactly ``used`` (or abandon the round when it is empty)."""
+        """Record the new global state ``strategy`` built from exactly ``used`` (or abandon the round when it is
+        empty). A ledger that recomputes the aggregate (the contract) also records the strategy's server state
+        (FedAdam's moments) and refuses a strategy its rules do not name."""
         ...
 
     def head(self) -> str:
@@ -197,7 +205,7 @@ class RoundDriver:
         lap("evaluation")
         if self.checkpoint is not None and used:
             save_strategy_state(self.strategy, self.checkpoint, model_hash=self.ledger.digest(state))
-        outcome = self.ledger.commit(number, state, used, metrics)
+        outcome = self.ledger.commit(number, state, used, metrics, strategy=self.strategy)
         lap("commit_aggregate")
         outcome.seconds = {**seconds, **outcome.seconds}
         outcome.started_at = step

@@ -1,7 +1,10 @@
 """Server strategies: how accepted client deltas become the next global adapter.
 
 Like Flower's ``Strategy``, a strategy is a small object with an ``aggregate_fit`` hook; the arithmetic lives
-in the pure functions of :mod:`fedledger.trainer.aggregate`. A strategy with server state (FedAdam's moments)
+in the pure functions of :mod:`fedledger.trainer.aggregate`, which are the contract's
+(:mod:`fedledger.chaincode.aggregation`): the endorsing peers recompute every aggregate of FedAvg and FedAdam
+from the round's rules, so a strategy on a ledger must be the one those rules name (:meth:`server_optimizer`,
+:func:`strategy_from_rules`). A strategy with server state (FedAdam's moments)
 exposes it through :meth:`Strategy.state_dict` / :meth:`Strategy.load_state_dict`; :func:`save_strategy_state`
 and :func:`load_strategy_state` keep it in a checkpoint file tied to the global model it belongs to, so that a
 restarted aggregator continues with the same state (the round driver does this after every commit).
@@ -20,16 +23,19 @@ from typing import Any
 import numpy as np
 
 from fedledger.tensors import NDState
-from fedledger.trainer.aggregate import FedAdamState, apply_delta, fedadam_step, fedavg
+from fedledger.trainer.aggregate import FedAdamState, ServerOptimizer, aggregate
 
 __all__ = [
     "FedAdam",
     "FedAvg",
     "Strategy",
+    "StrategyMismatch",
     "StrategyStateError",
+    "check_strategy",
     "load_strategy_state",
     "make_strategy",
     "save_strategy_state",
+    "strategy_from_rules",
 ]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +76,11 @@ class Strategy(ABC):
         """Name and hyper-parameters, e.g. for a model card."""
         return {"name": self.name}
 
+    def server_optimizer(self) -> ServerOptimizer | None:
+        """The contract's name for this strategy's server step, or None if the contract cannot recompute it (a
+        baseline of experiments/): only the contract's own strategies can commit to a ledger."""
+        return None
+
 
 class FedAvg(Strategy):
     """Sample-weighted FedAvg of deltas: ``global + server_lr * sum_i n_i/N * delta_i``."""
@@ -87,12 +98,14 @@ class FedAvg(Strategy):
         global_state: Mapping[str, Any],
         results: Sequence[tuple[Mapping[str, Any], int]],
     ) -> NDState:
-        avg = fedavg(results)
         logger.debug("round %d: FedAvg of %d updates", server_round, len(results))
-        return apply_delta(global_state, avg, server_lr=self.server_lr)
+        return aggregate(global_state, results, self.server_optimizer())[0]
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "server_lr": self.server_lr}
+
+    def server_optimizer(self) -> ServerOptimizer:
+        return ServerOptimizer("fedavg", server_lr=self.server_lr)
 
 
 class FedAdam(Strategy):
@@ -119,10 +132,9 @@ class FedAdam(Strategy):
         global_state: Mapping[str, Any],
         results: Sequence[tuple[Mapping[str, Any], int]],
     ) -> NDState:
-        avg = fedavg(results)
-        new_state, self.moments = fedadam_step(
-            global_state, avg, self.moments, eta=self.eta, beta_1=self.beta_1, beta_2=self.beta_2, tau=self.tau
-        )
+        new_state, moments = aggregate(global_state, results, self.server_optimizer(), self.moments)
+        assert moments is not None
+        self.moments = moments
         return new_state
 
     def state_dict(self) -> dict[str, Any]:
@@ -136,6 +148,9 @@ class FedAdam(Strategy):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "eta": self.eta, "beta_1": self.beta_1, "beta_2": self.beta_2, "tau": self.tau}
 
+    def server_optimizer(self) -> ServerOptimizer:
+        return ServerOptimizer("fedadam", eta=self.eta, beta_1=self.beta_1, beta_2=self.beta_2, tau=self.tau)
+
 
 def make_strategy(name: str, **kwargs: Any) -> Strategy:
     """``"fedavg"`` or ``"fedadam"`` with keyword hyper-parameters."""
@@ -143,6 +158,30 @@ def make_strategy(name: str, **kwargs: Any) -> Strategy:
     if name not in strategies:
         raise ValueError(f"Unknown strategy {name!r}; choose one of {sorted(strategies)}.")
     return strategies[name](**kwargs)
+
+
+def strategy_from_rules(rules: Any) -> Strategy:
+    """The strategy a round's :class:`~fedledger.chaincode.records.Rules` name (``server_optimizer`` and its
+    parameters): the one whose aggregates the endorsing peers accept."""
+    optimizer = ServerOptimizer.from_rules(rules)
+    params = {k: v for k, v in optimizer.describe().items() if k != "name"}
+    return make_strategy(optimizer.name, **params)
+
+
+class StrategyMismatch(ValueError):
+    """A strategy other than the one the round's rules name: the endorsing peers would refuse its aggregate."""
+
+
+def check_strategy(strategy: Strategy, rules: Any) -> None:
+    """Raises :class:`StrategyMismatch` unless ``strategy`` computes the server step ``rules`` name."""
+    wanted = ServerOptimizer.from_rules(rules)
+    have = strategy.server_optimizer()
+    if have is None or not have.same_as(wanted):
+        raise StrategyMismatch(
+            f"the rules (version {rules.version}) aggregate with {wanted.describe()}, but the round driver's strategy "
+            f"is {strategy.describe()}: run it with the strategy the rules name (strategy_from_rules), or change the "
+            "rules (server_optimizer and its parameters) by a rules proposal"
+        )
 
 
 class StrategyStateError(RuntimeError):

@@ -142,12 +142,12 @@ class SubmitBench:
         with contextlib.suppress(contract_errors.AlreadyExists):
             until_discovered(lambda: admin.init_consortium({"member_msps": ledger.member_msps}))
         self.aggregator = ledger.client(first, f"bench-aggregator-{tag}")
-        self.aggregator.register("aggregator", dataset_size=0, schema_hash=SCHEMA)
+        ledger.grant(self.aggregator, "aggregator")
         self.genesis = self._genesis()
         self.trainers = [
             ledger.client(ledger.orgs[i % len(ledger.orgs)], f"bench-trainer{i}-{tag}") for i in range(trainers)
         ]
-        _register_all(self.trainers, workers, self.name)
+        _register_all(ledger, self.trainers, workers, self.name)
 
     def _genesis(self) -> str:
         try:
@@ -179,10 +179,11 @@ class SubmitBench:
         return self.ledger.retried()
 
 
-def _register_all(clients: Sequence[FedLedgerClient], workers: int, what: str) -> None:
+def _register_all(ledger: LedgerUnderTest, clients: Sequence[FedLedgerClient], workers: int, what: str) -> None:
     def register(client: FedLedgerClient) -> None:
+        ledger.enrol(client, dataset_size=1000, schema_hash=SCHEMA)
         with contextlib.suppress(contract_errors.AlreadyExists):
-            client.register("trainer", dataset_size=1000, schema_hash=SCHEMA)
+            client.register("trainer")
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futures = [pool.submit(register, c) for c in clients]

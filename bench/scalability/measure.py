@@ -82,7 +82,7 @@ class ScaleLedger:
             else {}
         )
         self.aggregator = ledger.client(ledger.orgs[0], f"scale-aggregator-{int(time.time()):x}", **waits, **limits)
-        self.aggregator.register("aggregator", dataset_size=0, schema_hash=SCHEMA)
+        ledger.grant(self.aggregator, "aggregator")
 
     def new_trainers(self, count: int, tag: str) -> list[FedLedgerClient]:
         """``count`` new identities alternating between the two organisations (not registered yet)."""
@@ -198,9 +198,16 @@ def one_round(scale: ScaleLedger, n: int, settings: Settings, rng: np.random.Gen
             bad[record.participant] = is_bad
 
     try:
+        enrol = run_concurrently(
+            f"{scale.name} N={n} enrol",
+            [retrying(lambda c=c: scale.ledger.enrol(c, dataset_size=1000, schema_hash=SCHEMA)) for c in trainers],
+            settings.workers,
+            limit,
+        )
+        check_phase("EnrolTrainer", enrol, limit)
         register = run_concurrently(
             f"{scale.name} N={n} register",
-            [retrying(lambda c=c: c.register("trainer", dataset_size=1000, schema_hash=SCHEMA)) for c in trainers],
+            [retrying(lambda c=c: c.register("trainer")) for c in trainers],
             settings.workers,
             limit,
         )

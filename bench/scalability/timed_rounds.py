@@ -23,6 +23,7 @@ from fedledger.chaincode.verdicts import detect, screened
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.tensors import NDState, decode, encode, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
+from fedledger.trainer.strategy import Strategy
 
 __all__ = ["TimedRounds", "verdict_in_process"]
 
@@ -31,7 +32,7 @@ def verdict_in_process(number: int, rules: Rules, records: Sequence[Any], previo
     """The participants FinalizeRound would reject: the contract's verdict over ``records``, with the previous
     round's accepted direction as FinalizeRound derives it."""
     accepted = [u for u in previous if u.status == "accepted"]
-    direction = direction_of([u.features for u in accepted], [u.samples for u in accepted])
+    direction = direction_of([u.features for u in accepted], [u.weight for u in accepted])
     updates = [screened(r.features, samples=r.samples, epsilon=r.epsilon) for r in records]
     verdicts = detect(number, rules, updates, direction)
     return {r.participant for r, v in zip(records, verdicts, strict=True) if not v.accepted}
@@ -114,19 +115,33 @@ class TimedRounds:
 
     def contributions(self, number: int) -> list[Contribution]:
         accepted = sorted((r for r in self._records if r.status == "accepted"), key=lambda r: r.hash)
-        return [Contribution(r.hash, r.participant, r.samples, decode(self.payloads[r.participant])) for r in accepted]
+        return [Contribution(r.hash, r.participant, r.weight, decode(self.payloads[r.participant])) for r in accepted]
 
     def commit(
-        self, number: int, state: NDState, used: Sequence[Contribution], metrics: Mapping[str, float]
+        self,
+        number: int,
+        state: NDState,
+        used: Sequence[Contribution],
+        metrics: Mapping[str, float],
+        *,
+        strategy: Strategy,
     ) -> RoundOutcome:
+        """CommitAggregate (with AggregateChunks first when the inputs do not fit in one proposal); the study runs
+        FedAvg, which keeps no server state."""
         started = time.perf_counter()
         payload = encode(state)
+        base = encode(self.state)
         self.encode_seconds = time.perf_counter() - started
+        by_hash = {r.hash: self.payloads[r.participant] for r in self._records}
         committed = self._timed(
             "commit_aggregate_s",
             "CommitAggregate",
             lambda: self.aggregator.commit_aggregate(
-                number, payload, update_hashes=[c.hash for c in used], metrics={"bench": "scalability"}
+                number,
+                payload,
+                base=base,
+                updates={c.hash: by_hash[c.hash] for c in used},
+                metrics={"bench": "scalability"},
             ),
         )
         self.model_hash, self.state, self.previous = committed.hash, state, self._records

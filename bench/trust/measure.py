@@ -80,6 +80,7 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
     from fedledger.experiments.attacks import AttackConfig, MaliciousMember
     from fedledger.experiments.demo_setup import DEMO_RULES, demo_train_config, load_demo_model
     from fedledger.experiments.federation import schema_hash
+    from fedledger.sdk.client import grant_role
     from fedledger.sdk.store import UpdateStore, create_key
     from fedledger.tensors import to_numpy
     from fedledger.trainer.aggregator import Aggregator
@@ -93,9 +94,11 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
         shutil.rmtree(out)
     out.mkdir(parents=True)
     with embedded_ledger(out / "consortium") as location:
-        location.client(ORGS[0], "Admin", admin=True).init_consortium({**DEMO_RULES, "member_msps": list(ORGS)})
+        admins = [location.client(org, "Admin", admin=True) for org in ORGS]
+        admins[0].init_consortium({**DEMO_RULES, "member_msps": list(ORGS)})
         observer = location.client(ORGS[1], "auditor")
-        observer.register("auditor", dataset_size=0, schema_hash="0" * 64)
+        grant_role(admins, observer.whoami()["id"], "auditor")
+        observer.register("auditor")
         store = UpdateStore(out / "store", create_key(out / "store.key"))
 
         model, tokenizer, label = load_demo_model(model_name, seed)
@@ -105,7 +108,7 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
         test_tensors = to_tensor_dataset(test_set, tokenizer, task="classification", max_length=train.max_length)
 
         aggregator = Aggregator(location.client(ORGS[0], "aggregator"), store, round_seconds=600.0)
-        aggregator.ensure_registered()
+        aggregator.ensure_registered(admins)
         aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=label)
 
         names = [*HONEST, INTERMITTENT, MALICIOUS, SLEEPER]
@@ -121,7 +124,7 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
                 if ROLES[name] == "honest"
                 else MaliciousMember(*member_args, attack=AttackConfig())
             )
-            member.ensure_registered(dataset_size=len(local), schema_hash=schema_hash(dataset))
+            member.ensure_registered(dataset_size=len(local), schema_hash=schema_hash(dataset), admin=admins[i % 2])
             members[name] = member
         ids = {name: m.id for name, m in members.items()}
 

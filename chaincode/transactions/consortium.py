@@ -1,4 +1,4 @@
-"""InitConsortium, UpdateRules, GetRules: versioned participation rules, admin only."""
+"""InitConsortium and GetRules: versioned participation rules (changes are proposals: governance.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import parse_int, parse_json
 from fedledger.chaincode.errors import AlreadyExists, PermissionDenied
 from fedledger.chaincode.events import emit
-from fedledger.chaincode.guards import current_rules, require_admin
+from fedledger.chaincode.guards import current_rules
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.rules import apply_patch
-
-
-def _store_rules(ctx: LedgerContext, rules: Rules) -> None:
-    state.write(ctx, keys.RULES, ["current"], rules)
-    state.write(ctx, keys.RULES, [keys.version_attr(rules.version)], rules)
+from fedledger.chaincode.transactions.governance import store_rules
 
 
 @transaction("InitConsortium")
@@ -39,25 +35,8 @@ def init_consortium(ctx: LedgerContext, rules_json: str = "{}") -> Rules:
         created_at=ctx.get_tx_timestamp(),
         created_by=caller.id,
     )
-    _store_rules(ctx, rules)
+    store_rules(ctx, rules)
     emit(ctx, "ConsortiumInitialised", {"version": 1, "by": caller.id})
-    return rules
-
-
-@transaction("UpdateRules")
-def update_rules(ctx: LedgerContext, rules_json: str) -> Rules:
-    """Applies a partial change to the rules as a new version; open rounds keep their version."""
-    current = current_rules(ctx)
-    caller = require_admin(ctx, current)
-    patch = parse_json("rules", rules_json, dict)
-    rules = apply_patch(current, patch)
-    if caller.mspid not in rules.admin_msps:
-        raise PermissionDenied(f"{caller.mspid} cannot remove itself from admin_msps")
-    rules = dataclasses.replace(
-        rules, version=current.version + 1, created_at=ctx.get_tx_timestamp(), created_by=caller.id
-    )
-    _store_rules(ctx, rules)
-    emit(ctx, "RulesUpdated", {"version": rules.version, "by": caller.id, "changed": sorted(patch)})
     return rules
 
 

@@ -1,11 +1,14 @@
-"""Disputes: contest a verdict; auditors of other organisations rule on it within a deadline.
+"""Disputes: contest a verdict; other organisations rule on it within a deadline, one vote each.
 
 - The owner of a rejected update may contest the rejection; any registered member may contest
   an accepted update. Filing is open for ``dispute_window_seconds`` after FinalizeRound.
-- Auditors whose organisation differs from the update owner's, other than the filer, vote uphold / overturn until
-  ``dispute_voting_seconds`` after filing, one vote each (one key per vote: no hot key).
-- ResolveDispute rules once ``dispute_quorum`` votes are in (majority; a tie upholds the verdict),
-  or, after the voting deadline without quorum, expires the dispute and the verdict stands.
+- Organisations vote, not identities: the first auditor of an organisation to vote casts its organisation's
+  one vote (one key per organisation: no hot key, and registering more auditors buys nothing). Neither the
+  update owner's organisation nor the filer's votes: both are parties. Voting is open until
+  ``dispute_voting_seconds`` after filing.
+- ResolveDispute rules once ``dispute_quorum`` organisations voted (majority; a tie upholds the verdict),
+  or, after the voting deadline without quorum, expires the dispute and the verdict stands. In a consortium of
+  two organisations a contested acceptance therefore always expires: no third party exists to rule on it.
 - Overturning flips the update's verdict, moves the owner's trust, and re-splits the round's
   reward pool (balances stay conserved). The anomaly record stays: it is immutable history.
 """
@@ -25,6 +28,7 @@ from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import require_update, round_updates, rules_of
+from fedledger.chaincode.weights import organisation_of
 
 
 def _dispute_key(number: int, participant_id: str) -> list[str]:
@@ -92,17 +96,18 @@ def cast_vote(ctx: LedgerContext, round_number: str, participant_id: str, decisi
     )
     if dispute.status != "open":
         raise FailedPrecondition(f"dispute {dispute.id} is already {dispute.status}")
-    if auditor.id == dispute.filed_by:
-        raise PermissionDenied(f"{auditor.id} filed dispute {dispute.id} and cannot vote on it")
-    owner_msp = participant_id.split(":", 1)[0]
+    owner_msp, filer_msp = organisation_of(participant_id), organisation_of(dispute.filed_by)
     if auditor.mspid == owner_msp:
         raise PermissionDenied(f"auditors of {owner_msp} cannot rule on an update of their own organisation")
+    if auditor.mspid == filer_msp:
+        raise PermissionDenied(f"{filer_msp} filed dispute {dispute.id}; the filer's organisation does not vote on it")
     now = ctx.get_tx_timestamp()
     if now > dispute.voting_deadline:
         raise FailedPrecondition(f"voting on dispute {dispute.id} closed at {dispute.voting_deadline}")
-    vote_key = [keys.round_attr(number), participant_id, auditor.id]
-    if state.read(ctx, Vote, keys.VOTE, vote_key) is not None:
-        raise AlreadyExists(f"{auditor.id} already voted on dispute {dispute.id}")
+    vote_key = [keys.round_attr(number), participant_id, auditor.mspid]
+    cast = state.read(ctx, Vote, keys.VOTE, vote_key)
+    if cast is not None:
+        raise AlreadyExists(f"{auditor.mspid} already voted on dispute {dispute.id} (through {cast.voter})")
     vote = Vote(number, participant_id, auditor.id, auditor.mspid, choice, text, now)
     state.write(ctx, keys.VOTE, vote_key, vote)
     emit(ctx, "VoteCast", {"dispute": dispute.id, "voter": auditor.id, "decision": choice})
@@ -147,7 +152,7 @@ def resolve_dispute(ctx: LedgerContext, round_number: str, participant_id: str) 
     if len(votes) < rules.dispute_quorum:
         if now <= dispute.voting_deadline:
             raise FailedPrecondition(
-                f"dispute {dispute.id} has {len(votes)} vote(s); a ruling needs a quorum of {rules.dispute_quorum} "
+                f"dispute {dispute.id} has {len(votes)} organisation vote(s); a ruling needs {rules.dispute_quorum} "
                 f"(voting closes at {dispute.voting_deadline})"
             )
         status = "expired"

@@ -1,4 +1,4 @@
-"""FinalizeRound runs the detector over the round; CommitAggregate records the new global model."""
+"""FinalizeRound runs the detector over the round (CommitAggregate, the new global model: aggregate.py)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,15 @@ from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import direction_of
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import parse_json
-from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from fedledger.chaincode.errors import FailedPrecondition
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
-from fedledger.chaincode.payloads import decode_payload, transient_bytes
-from fedledger.chaincode.records import Anomaly, ModelVersion, Round, Update
+from fedledger.chaincode.records import Anomaly, Round, Update
 from fedledger.chaincode.registry import transaction
-from fedledger.chaincode.transactions.lineage import MODEL_FIELD, require_model
-from fedledger.chaincode.transactions.rounds import parse_round, require_round
+from fedledger.chaincode.transactions.rounds import parse_round, require_closable, require_round
 from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import round_updates, rules_of
 from fedledger.chaincode.verdicts import detect, screened
-from fedledger.tensors import sha256_hex
 
 
 def _screened(update: Update) -> dict[str, Any]:
@@ -48,10 +44,8 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
     require_participant(ctx, "aggregator")
     record = require_round(ctx, parse_round(round_number))
     now = ctx.get_tx_timestamp()
-    if record.status == "open" and now < record.deadline:
-        raise FailedPrecondition(
-            f"round {record.number} is open until {record.deadline}; close it (CloseRound) or wait for the deadline"
-        )
+    if record.status == "open":
+        require_closable(ctx, record)
     if record.status not in ("open", "closed"):
         raise FailedPrecondition(f"round {record.number} is already {record.status}")
     rules = rules_of(ctx, record)
@@ -100,62 +94,3 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
         {"round": record.number, "accepted": finalized.accepted, "rejected": finalized.rejected},
     )
     return finalized
-
-
-@transaction("CommitAggregate")
-def commit_aggregate(ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str = "{}") -> ModelVersion:
-    """Records the new global model (transient ``model``) built from exactly the accepted updates."""
-    aggregator = require_participant(ctx, "aggregator")
-    record = require_round(ctx, parse_round(round_number))
-    used = parse_json("update_hashes", update_hashes, list)
-    scores = parse_json("metrics", metrics, dict)
-    if record.status != "finalized":
-        raise FailedPrecondition(f"round {record.number} is {record.status}; only a finalized round can be aggregated")
-    accepted = {u.hash: u for u in round_updates(ctx, record.number) if u.status == "accepted"}
-    if not accepted:
-        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
-    if len(used) != len(set(used)) or set(used) != set(accepted):
-        missing = sorted(set(accepted) - set(used))
-        extra = sorted(set(used) - set(accepted))
-        raise InvalidArgument(
-            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
-            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
-        )
-    base = require_model(ctx, record.base_model)
-    rules = rules_of(ctx, record)
-    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
-    decode_payload(data, "aggregate", expected=base.manifest)
-    model_hash = sha256_hex(data)
-    if ctx.get_state(keys.composite_key(keys.MODEL, [model_hash])) is not None:
-        raise AlreadyExists(f"model {model_hash} is already on the ledger")
-    model = ModelVersion(
-        hash=model_hash,
-        version=base.version + 1,
-        parent=base.hash,
-        round=record.number,
-        updates=[
-            {
-                "participant": accepted[h].participant,
-                "hash": h,
-                "samples": accepted[h].samples,
-                "weight": accepted[h].weight,
-            }
-            for h in sorted(accepted, key=lambda h: accepted[h].participant)
-        ],
-        manifest=base.manifest,
-        size=len(data),
-        committed_by=aggregator.id,
-        tx_id=ctx.get_tx_id(),
-        timestamp=ctx.get_tx_timestamp(),
-        metrics=scores,
-    )
-    state.write(ctx, keys.MODEL, [model.hash], model)
-    state.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": model.version})
-    state.write(
-        ctx,
-        keys.ROUND,
-        [keys.round_attr(record.number)],
-        dataclasses.replace(record, status="aggregated", aggregate=model.hash),
-    )
-    emit(ctx, "AggregateCommitted", {"round": record.number, "model": model.hash, "version": model.version})
-    return model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fedledger.chaincode import keys, state
+from fedledger.chaincode.aggregation import Layout
 from fedledger.chaincode.caller import caller_of
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import loads, parse_hash, parse_text
@@ -19,7 +20,8 @@ MODEL_FIELD = "model"
 
 @transaction("RegisterGenesisModel")
 def register_genesis_model(ctx: LedgerContext, name: str) -> ModelVersion:
-    """Records the starting adapter (transient ``model``): its hash and tensor manifest, version 0."""
+    """Records the starting adapter (transient ``model``): its hash, chunk hashes and tensor manifest, version 0;
+    its optimiser state is zero (no ``optimizer_state``)."""
     rules = current_rules(ctx)
     name = parse_text("the model name", name, max_bytes=rules.max_text_bytes)
     caller = caller_of(ctx.get_creator())
@@ -29,18 +31,21 @@ def register_genesis_model(ctx: LedgerContext, name: str) -> ModelVersion:
         raise AlreadyExists("a genesis model is already registered; new versions come from CommitAggregate")
     data = transient_bytes(ctx, MODEL_FIELD, max_bytes=rules.max_update_bytes)
     parsed = decode_payload(data, "model")
+    shape = manifest(parsed)
     model = ModelVersion(
         hash=sha256_hex(data),
         version=0,
         parent=None,
         round=None,
         updates=[],
-        manifest=manifest(parsed),
+        manifest=shape,
         size=len(data),
         committed_by=caller.id,
         tx_id=ctx.get_tx_id(),
         timestamp=ctx.get_tx_timestamp(),
         name=name,
+        chunk_elements=rules.aggregate_chunk_elements,
+        chunk_hashes=Layout(shape).chunk_hashes(parsed, rules.aggregate_chunk_elements),
     )
     state.write(ctx, keys.MODEL, [model.hash], model)
     state.write(ctx, keys.MODEL_HEAD, [], {"hash": model.hash, "version": 0})

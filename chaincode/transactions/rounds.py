@@ -10,7 +10,7 @@ from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_i
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules, require_participant
-from fedledger.chaincode.records import Dispute, Round
+from fedledger.chaincode.records import Dispute, Participant, Round
 from fedledger.chaincode.registry import transaction
 
 DONE = ("aggregated", "abandoned")
@@ -58,22 +58,58 @@ def open_round(ctx: LedgerContext, round_number: str, base_model_hash: str, dead
         opened_by=aggregator.id,
         opened_at=now,
         reward_pool=rules.reward_per_round,
+        expected=[
+            p.id
+            for p in state.scan(ctx, Participant, keys.PARTICIPANT, [])
+            if p.role == "trainer" and p.status == "active" and p.mspid in rules.member_msps
+        ],
     )
     state.write(ctx, keys.ROUND, [keys.round_attr(number)], record)
     emit(ctx, "RoundOpened", {"round": number, "base_model": base, "deadline": due})
     return record
 
 
+def missing_submissions(ctx: LedgerContext, record: Round) -> list[str]:
+    """Expected trainers of an open round that have not submitted yet."""
+    submitted = {
+        loads(v)["participant"]
+        for _k, v in ctx.get_state_by_partial_composite_key(keys.UPDATE, [keys.round_attr(record.number)])
+    }
+    return [p for p in record.expected if p not in submitted]
+
+
+def close_round_now(ctx: LedgerContext, number: int, by: str) -> Round:
+    record = require_round(ctx, number)
+    if record.status != "open":
+        raise FailedPrecondition(f"round {record.number} is {record.status}, not open")
+    closed = dataclasses.replace(record, status="closed", closed_at=ctx.get_tx_timestamp(), closed_by=by)
+    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
+    emit(ctx, "RoundClosed", {"round": record.number, "by": by})
+    return closed
+
+
+def require_closable(ctx: LedgerContext, record: Round) -> None:
+    """An open round closes at its deadline, or earlier once every expected trainer submitted; otherwise only
+    a quorum of organisations may close it early (ProposeEarlyClose), so no aggregator can shut out late members."""
+    if ctx.get_tx_timestamp() >= record.deadline:
+        return
+    missing = missing_submissions(ctx, record)
+    if missing:
+        raise FailedPrecondition(
+            f"round {record.number} is open until {record.deadline} and {len(missing)} expected trainer(s) have not "
+            f"submitted ({', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}); wait for the deadline, or "
+            "have a quorum of organisations approve ProposeEarlyClose"
+        )
+
+
 @transaction("CloseRound")
 def close_round(ctx: LedgerContext, round_number: str) -> Round:
-    require_participant(ctx, "aggregator")
+    aggregator = require_participant(ctx, "aggregator")
     record = require_round(ctx, parse_round(round_number))
     if record.status != "open":
         raise FailedPrecondition(f"round {record.number} is {record.status}, not open")
-    closed = dataclasses.replace(record, status="closed", closed_at=ctx.get_tx_timestamp())
-    state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
-    emit(ctx, "RoundClosed", {"round": record.number})
-    return closed
+    require_closable(ctx, record)
+    return close_round_now(ctx, record.number, aggregator.id)
 
 
 @transaction("AbandonRound")

@@ -19,7 +19,7 @@ def apply_verdict_to_participant(
     participant = state.require(ctx, Participant, keys.PARTICIPANT, [participant_id], f"participant {participant_id}")
     accepted = participant.accepted_count + accepted_delta
     rejected = participant.rejected_count + rejected_delta
-    trust = trust_score(rules, accepted, rejected)
+    trust = trust_score(rules, accepted, rejected + participant.inherited_rejected)
     status, reason, auto = participant.status, participant.status_reason, participant.auto_suspended
     if status == "active" and trust < rules.trust_suspend_below:
         status, auto = "suspended", True

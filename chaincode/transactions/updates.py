@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fedledger.anomaly.features import update_features
 from fedledger.chaincode import keys, state
+from fedledger.chaincode.aggregation import Layout
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import loads, parse_float, parse_int
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, RuleViolation
@@ -64,7 +65,8 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     _check_budget(ctx, trainer, rules, n_samples, eps)
 
     data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
-    parsed = decode_payload(data, "update", expected=require_model(ctx, record.base_model).manifest)
+    base_manifest = require_model(ctx, record.base_model).manifest
+    parsed = decode_payload(data, "update", expected=base_manifest)
     digest = sha256_hex(data)
     # A point read of one key per (round, bytes): two members with different updates never touch the same key,
     # so concurrent submissions in a block do not conflict; a copy of another member's update is refused.
@@ -90,6 +92,8 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
         submitted_at=now,
         tx_id=ctx.get_tx_id(),
         trust_at_submit=trainer.trust,
+        # what CommitAggregate checks each chunk of these bytes against (chaincode.aggregation)
+        chunk_hashes=Layout(base_manifest).chunk_hashes(parsed, rules.aggregate_chunk_elements),
     )
     state.write(ctx, keys.UPDATE, [keys.round_attr(number), trainer.id], update)
     state.write(

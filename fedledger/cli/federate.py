@@ -62,7 +62,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     aggregator.add_argument("--rounds", type=int, default=1)
     aggregator.add_argument("--expect", type=int, required=True, help="members expected per round")
     aggregator.add_argument("--round-seconds", type=float, default=600.0, help="round deadline")
-    aggregator.add_argument("--strategy", choices=["fedavg", "fedadam"], default="fedavg")
+    aggregator.add_argument(
+        "--strategy",
+        choices=["fedavg", "fedadam"],
+        help="default: the one the consortium's rules name (server_optimizer); the peers refuse any other",
+    )
     aggregator.add_argument(
         "--card",
         type=Path,
@@ -172,7 +176,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
     from fedledger.trainer.provenance import publish_card
     from fedledger.trainer.rounds import RoundDriver, RoundOutcome
-    from fedledger.trainer.strategy import make_strategy
+    from fedledger.trainer.strategy import check_strategy, make_strategy, strategy_from_rules
 
     client = open_client(args)
     model, tokenizer = _model(args)
@@ -202,7 +206,8 @@ def _run_aggregator(args: argparse.Namespace) -> int:
             print(f"round {outcome.number}: model v{model.version} {model.hash} {json.dumps(outcome.metrics)}")
 
     checkpoint = args.checkpoint or args.store.parent / "aggregator" / "strategy.safetensors"
-    strategy = make_strategy(args.strategy)
+    strategy = make_strategy(args.strategy) if args.strategy else strategy_from_rules(client.rules())
+    check_strategy(strategy, client.rules())
     driver = RoundDriver(
         aggregator,
         collect=collect,

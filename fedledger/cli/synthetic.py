@@ -23,6 +23,7 @@ from tqdm import tqdm
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.cli.tables import render
+from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key
 from fedledger.tensors import encode
@@ -71,14 +72,19 @@ def run_synthetic(args: argparse.Namespace) -> int:
     location = LedgerLocation("embedded", consortium.base)
     admin = location.client("Org1MSP", "Admin", admin=True)
     admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0})
+    admins = {mspid: location.client(mspid, "Admin", admin=True) for mspid in ("Org1MSP", "Org2MSP")}
     aggregator = Aggregator(location.client("Org1MSP", "aggregator"), store)
-    aggregator.ensure_registered()
+    aggregator.ensure_registered(list(admins.values()))
     auditor = location.client("Org2MSP", "auditor")
-    auditor.register("auditor", dataset_size=0, schema_hash="0" * 64)
+    grant_role(list(admins.values()), auditor.whoami()["id"], "auditor")
+    auditor.register("auditor")
     trainers = {}
     for mspid, name, size in TRAINERS:
         trainers[name] = location.client(mspid, name)
-        trainers[name].register("trainer", dataset_size=size, schema_hash="5" * 64)
+        admins[mspid].enrol_trainer(
+            trainers[name].whoami()["id"].partition(":")[2], dataset_size=size, schema_hash="5" * 64
+        )
+        trainers[name].register("trainer")
 
     client = aggregator.client
     events: list[str] = []

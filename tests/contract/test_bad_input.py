@@ -25,9 +25,9 @@ def test_deeply_nested_json_is_refused(consortium):
     admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
     before = world(admin)
     with pytest.raises(InvalidArgument, match="nested too deeply"):
-        admin.contract.submit("UpdateRules", arguments=["[" * 100_000 + "]" * 100_000])
+        admin.contract.submit("ProposeRules", arguments=["[" * 100_000 + "]" * 100_000])
     with pytest.raises(InvalidArgument, match="at most"):
-        admin.contract.submit("UpdateRules", arguments=['{"x": "' + "a" * (1 << 20) + '"}'])
+        admin.contract.submit("ProposeRules", arguments=['{"x": "' + "a" * (1 << 20) + '"}'])
     assert world(admin) == before
 
 

@@ -1,4 +1,4 @@
-"""InitConsortium / UpdateRules / GetRules: admin only, versioned, every change on the ledger."""
+"""InitConsortium / ProposeRules / GetRules: versioned, every change approved by a quorum and on the ledger."""
 
 from __future__ import annotations
 
@@ -41,11 +41,19 @@ def test_init_by_a_client_identity_is_refused(consortium):
         user.rules()
 
 
-def test_update_rules_makes_a_new_version_and_keeps_history(consortium):
+def test_a_rules_change_applies_once_a_quorum_of_organisations_approves(consortium):
     admin = consortium.admin()
-    admin.init_consortium()
-    updated = admin.update_rules({"epsilon_total": 20.0, "dispute_quorum": 2})
+    admin.init_consortium({"member_msps": ["Org2MSP"]})
+    proposal = admin.propose_rules({"epsilon_total": 20.0, "dispute_quorum": 2})
+    assert (proposal.status, proposal.approvals) == ("open", ["Org1MSP"])  # one of the two organisations
+    assert admin.rules().version == 1  # one organisation alone changes nothing
+    with pytest.raises(AlreadyExists, match="Org1MSP already approved"):
+        admin.approve(proposal.id)
+    applied = consortium.admin("Org2MSP").approve(proposal.id)
+    assert (applied.status, applied.approvals) == ("applied", ["Org1MSP", "Org2MSP"])
+    updated = admin.rules()
     assert (updated.version, updated.epsilon_total, updated.dispute_quorum) == (2, 20.0, 2)
+    assert admin.proposal(proposal.id) == applied
     assert admin.rules(version=1).epsilon_total == 50.0
     assert admin.rules().version == 2
     history = admin.history("rules")
@@ -56,13 +64,27 @@ def test_update_rules_makes_a_new_version_and_keeps_history(consortium):
 def test_rules_change_by_non_admin_changes_nothing(consortium):
     admin = consortium.admin()
     admin.init_consortium({"member_msps": ["Org2MSP"]})
-    before = world(admin)
+    before, ledger = world(admin), consortium.ledger_state()
     org2_admin = consortium.admin("Org2MSP")  # an admin, but of an organisation that is not a rules admin
     trainer = consortium.client("Org1MSP", "trainer0")
-    for caller in (org2_admin, trainer):
-        with pytest.raises(PermissionDenied, match="not a consortium admin"):
-            caller.update_rules({"reward_per_round": 1})
-    assert world(admin) == before
+    for caller, message in ((org2_admin, "not an admin organisation"), (trainer, "not the admin of a member")):
+        with pytest.raises(PermissionDenied, match=message):
+            caller.propose_rules({"reward_per_round": 1})
+    assert world(admin) == before and consortium.ledger_state() == ledger
+
+
+def test_a_stale_rules_proposal_cannot_apply(consortium):
+    """Two proposals against version 1: once one applies, the other would silently undo it; it is refused."""
+    admin, org2 = consortium.admin(), consortium.admin("Org2MSP")
+    admin.init_consortium({"member_msps": ["Org2MSP"]})
+    first = admin.propose_rules({"reward_per_round": 10})
+    second = admin.propose_rules({"reward_per_round": 20, "epsilon_total": 40.0})
+    org2.approve(first.id)
+    before, ledger = world(admin), consortium.ledger_state()
+    with pytest.raises(FailedPrecondition, match="rules changed .* propose the change again"):
+        org2.approve(second.id)
+    assert world(admin) == before and consortium.ledger_state() == ledger
+    assert admin.rules().reward_per_round == 10
 
 
 @pytest.mark.parametrize(
@@ -86,7 +108,7 @@ def test_invalid_rules_are_refused_and_change_nothing(consortium, patch, message
     admin.init_consortium()
     before = world(admin)
     with pytest.raises(InvalidArgument, match=message):
-        admin.update_rules(patch)
+        admin.propose_rules(patch)
     assert world(admin) == before
 
 
@@ -102,6 +124,6 @@ def test_malformed_rules_json_is_refused(consortium, text):
 def test_wrong_argument_count_and_unknown_transaction(consortium):
     admin = consortium.admin()
     with pytest.raises(InvalidArgument, match="takes rules_json"):
-        admin.contract.submit_transaction("UpdateRules")
+        admin.contract.submit_transaction("ProposeRules")
     with pytest.raises(EndorseError, match="does not exist"):
         admin.contract.submit_transaction("MintTokens", "1000")

@@ -26,7 +26,16 @@ from fedledger.chaincode.errors import (
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import EndorseError
 
-from ..support import SCHEMA, Consortium, EmbeddedLedgerConsortium, UpdateFactory, participant_id, ready_round, world
+from ..support import (
+    Consortium,
+    EmbeddedLedgerConsortium,
+    UpdateFactory,
+    change_rules,
+    grant,
+    participant_id,
+    ready_round,
+    world,
+)
 
 DETECTING = {"detector_min_updates": 4}
 WINDOW = 86400.0  # the default dispute_window_seconds
@@ -44,7 +53,7 @@ class Judged:
     consortium: Consortium
     aggregator: FedLedgerClient
     trainers: list[FedLedgerClient]
-    auditors: dict[str, FedLedgerClient]  # "Org1MSP" / "Org2MSP" / "Org2MSP#2"
+    auditors: dict[str, FedLedgerClient]  # one per member organisation, by MSP ID
 
     @property
     def attacker(self) -> FedLedgerClient:
@@ -55,8 +64,13 @@ class Judged:
         return self.consortium.admin()
 
 
-def judge(consortium: Consortium, updates: UpdateFactory, rules: dict[str, Any] | None = None) -> Judged:
-    aggregator, trainers, _genesis = ready_round(consortium, rules={**DETECTING, **(rules or {})})
+def judge(
+    consortium: Consortium, updates: UpdateFactory, rules: dict[str, Any] | None = None, *, members: int = 2
+) -> Judged:
+    """Round 1 judged; ``members=3`` adds Org3MSP as a member organisation: a third party to rule on
+    disputes between Org1 and Org2 (embedded only: the Fabric test network has two organisations)."""
+    msps = ["Org1MSP", "Org2MSP", "Org3MSP"][:members]
+    aggregator, trainers, _genesis = ready_round(consortium, rules={**DETECTING, "member_msps": msps, **(rules or {})})
     for i, trainer in enumerate(trainers):
         tensors = updates.honest()
         if i == 4:
@@ -70,19 +84,28 @@ def judge(consortium: Consortium, updates: UpdateFactory, rules: dict[str, Any] 
         participant_id(("Org1MSP", "Org2MSP")[i % 2], f"trainer{i}") for i in range(4)
     )
     assert [a.participant for a in aggregator.anomalies(1)] == [ATTACKER]
-    auditors = {
-        "Org1MSP": consortium.client("Org1MSP", "auditor1"),
-        "Org2MSP": consortium.client("Org2MSP", "auditor2"),
-        "Org2MSP#2": consortium.client("Org2MSP", "auditor3"),
-    }
-    for auditor in auditors.values():
-        auditor.register("auditor", dataset_size=0, schema_hash=SCHEMA)
+    auditors = {mspid: grant(consortium, mspid, f"auditor{i + 1}", "auditor") for i, mspid in enumerate(msps)}
     return Judged(consortium, aggregator, trainers, auditors)
 
 
 @pytest.fixture
 def judged(consortium: Consortium, updates: UpdateFactory) -> Judged:
     return judge(consortium, updates)
+
+
+@pytest.fixture
+def members3(tmp_path) -> Iterator[Consortium]:
+    """An embedded consortium whose CAs issue Org1, Org2 and Org3 identities."""
+    orgs = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com", "Org3MSP": "org3.example.com"}
+    network = EmbeddedLedgerConsortium(tmp_path / "three", orgs)
+    yield network
+    network.close()
+
+
+@pytest.fixture
+def judged3(members3: Consortium, updates: UpdateFactory) -> Judged:
+    """Org3 is a member: a third party to disputes between Org1 and Org2."""
+    return judge(members3, updates, members=3)
 
 
 def state(consortium: Consortium) -> dict[str, Any]:
@@ -168,12 +191,13 @@ def test_overturned_rejection_must_be_in_the_aggregate(judged: Judged, updates: 
 # -- an acceptance contested -----------------------------------------------------------------------
 
 
-def test_contest_of_accepted_update_by_another_member_is_upheld(judged: Judged) -> None:
+def test_contest_of_accepted_update_by_another_member_is_upheld(judged3: Judged) -> None:
+    judged = judged3
     observer = judged.observer
     before = world(observer)
     dispute = judged.trainers[1].open_dispute(1, HONEST_ORG1, "suspiciously close to the mean")
     assert (dispute.kind, dispute.filed_by) == ("contest_acceptance", HONEST_ORG2)
-    judged.auditors["Org2MSP"].cast_vote(1, HONEST_ORG1, "uphold", "nothing anomalous")
+    judged.auditors["Org3MSP"].cast_vote(1, HONEST_ORG1, "uphold", "nothing anomalous")
     ruling = judged.aggregator.resolve_dispute(1, HONEST_ORG1)
     assert (ruling.status, ruling.votes_uphold, ruling.votes_overturn) == ("upheld", 1, 0)
 
@@ -182,12 +206,13 @@ def test_contest_of_accepted_update_by_another_member_is_upheld(judged: Judged) 
     assert after == before  # verdicts, trust, balances: all as they were
 
 
-def test_contest_of_accepted_update_overturned_rejects_it(judged: Judged) -> None:
+def test_contest_of_accepted_update_overturned_rejects_it(judged3: Judged) -> None:
+    judged = judged3
     observer = judged.observer
     trust = observer.participant(HONEST_ORG1).trust
     anomalies = observer.anomalies()
     judged.auditors["Org2MSP"].open_dispute(1, HONEST_ORG1, "memorised test data")
-    judged.auditors["Org2MSP#2"].cast_vote(1, HONEST_ORG1, "overturn")
+    judged.auditors["Org3MSP"].cast_vote(1, HONEST_ORG1, "overturn")
     assert judged.trainers[3].resolve_dispute(1, HONEST_ORG1).status == "overturned"
 
     assert observer.update(1, HONEST_ORG1).status == "rejected"
@@ -202,18 +227,56 @@ def test_contest_of_accepted_update_overturned_rejects_it(judged: Judged) -> Non
 
 
 def test_overturn_after_aggregate_marks_the_round_revised_and_keeps_the_lineage(
-    judged: Judged, updates: UpdateFactory
+    judged3: Judged, updates: UpdateFactory
 ) -> None:
+    judged = judged3
     accepted = [u.hash for u in judged.aggregator.updates(1) if u.status == "accepted"]
     model = judged.aggregator.commit_aggregate(1, updates.bytes(), update_hashes=accepted)
     judged.trainers[1].open_dispute(1, HONEST_ORG1, "late evidence of poisoning")
-    judged.auditors["Org2MSP"].cast_vote(1, HONEST_ORG1, "overturn")
-    judged.auditors["Org2MSP"].resolve_dispute(1, HONEST_ORG1)
+    judged.auditors["Org3MSP"].cast_vote(1, HONEST_ORG1, "overturn")
+    judged.auditors["Org3MSP"].resolve_dispute(1, HONEST_ORG1)
 
     record = judged.observer.round(1)
     assert (record.status, record.aggregate, record.revised_after_aggregate) == ("aggregated", model.hash, True)
     assert judged.observer.model(model.hash) == model  # the lineage records what was actually used
     assert sum(judged.observer.balances().values()) == 1000
+
+
+# -- one vote per organisation ---------------------------------------------------------------------------
+
+
+def test_auditors_of_one_organisation_cast_one_vote_and_cannot_overturn_alone(
+    members3: Consortium, updates: UpdateFactory
+) -> None:
+    """The attack: an organisation registers three auditors to overturn the rejection of a poisoned update.
+
+    Votes count per organisation, so its second and third auditors are refused, the quorum of two
+    organisations is never met, the dispute expires and the poisoned update stays rejected and unpaid.
+    """
+    judged = judge(members3, updates, {"dispute_quorum": 2}, members=3)
+    extra = [grant(members3, "Org2MSP", f"auditor-extra{i}", "auditor") for i in range(2)]
+    judged.attacker.open_dispute(1, ATTACKER, "false positive")
+    judged.auditors["Org2MSP"].cast_vote(1, ATTACKER, "overturn")
+    for auditor in extra:
+        with refused(members3, AlreadyExists, "Org2MSP already voted"):
+            auditor.cast_vote(1, ATTACKER, "overturn")
+    with refused(members3, FailedPrecondition, "has 1 organisation vote"):
+        judged.attacker.resolve_dispute(1, ATTACKER)
+    members3.advance(VOTING + 1)
+    assert judged.attacker.resolve_dispute(1, ATTACKER).status == "expired"
+    assert judged.observer.update(1, ATTACKER).status == "rejected"
+    assert judged.observer.balances()[ATTACKER] == 0
+
+
+def test_a_contested_acceptance_between_two_organisations_has_no_judge_and_expires(judged: Judged) -> None:
+    """Org2 contests Org1's accepted update: both are parties, no third organisation exists, the verdict stands."""
+    judged.trainers[1].open_dispute(1, HONEST_ORG1, "suspiciously close to the mean")
+    for auditor, message in (("Org1MSP", "own organisation"), ("Org2MSP", "filer's organisation")):
+        with refused(judged.consortium, PermissionDenied, message):
+            judged.auditors[auditor].cast_vote(1, HONEST_ORG1, "overturn")
+    judged.consortium.advance(VOTING + 1)
+    assert judged.aggregator.resolve_dispute(1, HONEST_ORG1).status == "expired"
+    assert judged.observer.update(1, HONEST_ORG1).status == "accepted"
 
 
 # -- rulings: quorum, ties, expiry ----------------------------------------------------------------------
@@ -227,12 +290,12 @@ def test_overturn_after_aggregate_marks_the_round_revised_and_keeps_the_lineage(
         pytest.param(["overturn", "uphold"], "upheld", id="tie-upholds"),
     ],
 )
-def test_quorum_of_two_rules_by_majority(
-    consortium: Consortium, updates: UpdateFactory, decisions: list[str], status: str
+def test_quorum_of_two_organisations_rules_by_majority(
+    members3: Consortium, updates: UpdateFactory, decisions: list[str], status: str
 ) -> None:
-    judged = judge(consortium, updates, {"dispute_quorum": 2})
+    judged = judge(members3, updates, {"dispute_quorum": 2}, members=3)
     judged.attacker.open_dispute(1, ATTACKER, "false positive")
-    for auditor, decision in zip([judged.auditors["Org2MSP"], judged.auditors["Org2MSP#2"]], decisions, strict=True):
+    for auditor, decision in zip([judged.auditors["Org2MSP"], judged.auditors["Org3MSP"]], decisions, strict=True):
         auditor.cast_vote(1, ATTACKER, decision)
     ruling = judged.attacker.resolve_dispute(1, ATTACKER)
     assert ruling.status == status
@@ -362,7 +425,7 @@ REFUSALS: list[Any] = [
     ),
     pytest.param(
         {},
-        lambda j: j.observer.suspend(HONEST_ORG2, "investigation"),
+        lambda j: j.consortium.admin("Org2MSP").suspend(HONEST_ORG2, "investigation"),
         lambda j: j.trainers[1].open_dispute(1, HONEST_ORG1, "x"),
         PermissionDenied,
         "is suspended",
@@ -419,14 +482,17 @@ REFUSALS: list[Any] = [
     pytest.param(
         {},
         _open_and_resolve,
-        lambda j: j.auditors["Org2MSP#2"].cast_vote(1, ATTACKER, "uphold"),
+        lambda j: j.auditors["Org2MSP"].cast_vote(1, ATTACKER, "uphold"),
         FailedPrecondition,
         "already overturned",
         id="vote-after-ruling",
     ),
     pytest.param(
         {},
-        lambda j: (_open_against_attacker(j), j.observer.suspend(participant_id("Org2MSP", "auditor2"), "x")),
+        lambda j: (
+            _open_against_attacker(j),
+            j.consortium.admin("Org2MSP").suspend(participant_id("Org2MSP", "auditor2"), "x"),
+        ),
         lambda j: j.auditors["Org2MSP"].cast_vote(1, ATTACKER, "overturn"),
         PermissionDenied,
         "is suspended",
@@ -437,7 +503,7 @@ REFUSALS: list[Any] = [
         _open_against_attacker,
         lambda j: j.attacker.resolve_dispute(1, ATTACKER),
         FailedPrecondition,
-        "needs a quorum of 1",
+        "a ruling needs 1",
         id="ruling-without-any-vote",
     ),
     pytest.param(
@@ -445,7 +511,7 @@ REFUSALS: list[Any] = [
         _open_and_vote,
         lambda j: j.attacker.resolve_dispute(1, ATTACKER),
         FailedPrecondition,
-        "has 1 vote.*quorum of 2",
+        "has 1 organisation vote.*needs 2",
         id="ruling-without-quorum-of-two",
     ),
     pytest.param(
@@ -501,24 +567,13 @@ def test_dispute_before_the_verdict_is_refused(consortium: Consortium, updates: 
             trainers[1].open_dispute(1, HONEST_ORG1, "premature")
 
 
-@pytest.fixture
-def three_orgs(tmp_path) -> Iterator[Consortium]:
-    """Org3MSP is on the channel (its certificates are valid) but not in the consortium's member_msps.
-
-    Embedded only: on Fabric, Org3 exists only after ``make add-org`` (tests/fabric_network/test_add_org.py).
-    """
-    orgs = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com", "Org3MSP": "org3.example.com"}
-    network = EmbeddedLedgerConsortium(tmp_path / "three", orgs)
-    yield network
-    network.close()
-
-
-def test_identity_of_an_org_outside_member_msps_cannot_dispute(three_orgs: Consortium, updates: UpdateFactory) -> None:
+def test_identity_of_an_org_outside_member_msps_cannot_dispute(members3: Consortium, updates: UpdateFactory) -> None:
+    three_orgs = members3  # Org3's certificates are valid, but Org3 is not in member_msps here
     judged = judge(three_orgs, updates)
     assert three_orgs.admin().rules().member_msps == ["Org1MSP", "Org2MSP"]
     outsider = three_orgs.client("Org3MSP", "auditor")
     with refused(three_orgs, PermissionDenied, "Org3MSP is not a consortium member"):
-        outsider.register("auditor", dataset_size=0, schema_hash=SCHEMA)
+        outsider.register("auditor")
     with refused(three_orgs, PermissionDenied, "not a registered participant"):
         outsider.open_dispute(1, HONEST_ORG1, "we were not invited")
     judged.attacker.open_dispute(1, ATTACKER, "false positive")
@@ -594,13 +649,14 @@ def test_owner_auto_suspended_by_the_rejection_can_still_contest_it(
 
 
 def test_member_of_an_org_removed_from_member_msps_cannot_dispute(judged: Judged) -> None:
-    judged.observer.update_rules({"member_msps": ["Org1MSP"]})
+    change_rules(judged.consortium, {"member_msps": ["Org1MSP"]})
     with refused(judged.consortium, PermissionDenied, "not a consortium member"):
         judged.trainers[1].open_dispute(1, HONEST_ORG1, "we are out but still here")
 
 
-def test_overturn_in_an_abandoned_round_cannot_pay_its_pool(judged: Judged) -> None:
-    auditor_of = {"Org1MSP": judged.auditors["Org2MSP"], "Org2MSP": judged.auditors["Org1MSP"]}
+def test_overturn_in_an_abandoned_round_cannot_pay_its_pool(judged3: Judged) -> None:
+    judged = judged3
+    auditor_of = {"Org1MSP": judged.auditors["Org3MSP"], "Org2MSP": judged.auditors["Org3MSP"]}
     for i in range(4):  # members overturn every acceptance: nothing accepted, the round can be abandoned
         owner = participant_id(("Org1MSP", "Org2MSP")[i % 2], f"trainer{i}")
         judged.trainers[(i + 1) % 4].open_dispute(1, owner, "poisoned")
@@ -616,15 +672,16 @@ def test_overturn_in_an_abandoned_round_cannot_pay_its_pool(judged: Judged) -> N
     assert record.accepted == [] and judged.observer.balances()[ATTACKER] == 0
 
 
-def test_a_round_with_open_disputes_cannot_be_abandoned(judged: Judged) -> None:
-    auditor_of = {"Org1MSP": judged.auditors["Org2MSP"], "Org2MSP": judged.auditors["Org1MSP"]}
+def test_a_round_with_open_disputes_cannot_be_abandoned(judged3: Judged) -> None:
+    judged = judged3
+    auditor_of = {"Org1MSP": judged.auditors["Org3MSP"], "Org2MSP": judged.auditors["Org3MSP"]}
     for i in range(4):
         owner = participant_id(("Org1MSP", "Org2MSP")[i % 2], f"trainer{i}")
         judged.trainers[(i + 1) % 4].open_dispute(1, owner, "poisoned")
         if i < 3:
             auditor_of[owner.split(":")[0]].cast_vote(1, owner, "overturn")
             judged.attacker.resolve_dispute(1, owner)
-    judged.auditors["Org1MSP"].cast_vote(1, participant_id("Org2MSP", "trainer3"), "overturn")
+    judged.auditors["Org3MSP"].cast_vote(1, participant_id("Org2MSP", "trainer3"), "overturn")
     judged.attacker.resolve_dispute(1, participant_id("Org2MSP", "trainer3"))
     assert judged.observer.round(1).accepted == []
     judged.attacker.open_dispute(1, ATTACKER, "false positive")
@@ -635,5 +692,5 @@ def test_a_round_with_open_disputes_cannot_be_abandoned(judged: Judged) -> None:
 def test_the_filer_of_a_dispute_cannot_vote_on_it(judged: Judged) -> None:
     filer = judged.auditors["Org2MSP"]
     filer.open_dispute(1, HONEST_ORG1, "looks poisoned to me")
-    with refused(judged.consortium, PermissionDenied, "cannot vote on it"):
+    with refused(judged.consortium, PermissionDenied, "the filer's organisation does not vote on it"):
         filer.cast_vote(1, HONEST_ORG1, "overturn")

@@ -39,7 +39,7 @@ from fedledger.chaincode.records import Dispute, Participant, Round, Update
 from fedledger.chaincode.trust import trust_score
 from fedledger.sdk.client import FedLedgerClient
 
-from ..support import SCHEMA, EmbeddedLedgerConsortium, UpdateFactory, participant_id, ready_round
+from ..support import SCHEMA, EmbeddedLedgerConsortium, UpdateFactory, grant, participant_id, ready_round
 
 RULES: dict[str, Any] = {
     "detector_min_updates": 4,
@@ -80,7 +80,7 @@ class LedgerMachine(RuleBasedStateMachine):
         )
         self.observer = self.consortium.admin()
         for mspid, name in AUDITORS:
-            self.consortium.client(mspid, name).register("auditor", dataset_size=0, schema_hash=SCHEMA)
+            grant(self.consortium, mspid, name, "auditor")
         self.quorum = quorum
 
     def teardown(self) -> None:
@@ -155,13 +155,17 @@ class LedgerMachine(RuleBasedStateMachine):
         pid = participant_id(*TRAINERS[index])
         fresh = pid not in self.participants()
         client = self.client(TRAINERS[index])
-        self.attempt("register", fresh, lambda: client.register("trainer", dataset_size=500, schema_hash=SCHEMA))
+        if fresh:  # its organisation's admin enrols it first (EnrolTrainer is not what this rule tests)
+            mspid = TRAINERS[index][0]
+            self.consortium.admin(mspid).enrol_trainer(pid.partition(":")[2], dataset_size=500, schema_hash=SCHEMA)
+        self.attempt("register", fresh, lambda: client.register("trainer"))
 
     @rule(index=st.integers(0, len(TRAINERS) + len(AUDITORS) - 1), suspend=st.booleans(), by_admin=st.booleans())
     def set_status(self, index: int, suspend: bool, by_admin: bool) -> None:
         pid = participant_id(*(TRAINERS + AUDITORS)[index])
         p = self.participants().get(pid)
-        expect = by_admin and p is not None and (p.status == "active") == suspend
+        # an admin acts on its own organisation's members only (the observer is Org1's admin)
+        expect = by_admin and p is not None and p.mspid == "Org1MSP" and (p.status == "active") == suspend
         actor = self.observer if by_admin else self.client(TRAINERS[0])
         action = actor.suspend if suspend else actor.reinstate
         self.attempt("suspend" if suspend else "reinstate", expect, lambda: action(pid, "property test"))
@@ -218,11 +222,16 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- rounds ----------------------------------------------------------------------------------------------
     def _close(self, number: int) -> Round | None:
         record = self.round_or_none(number)
-        expect = record is not None and record.status == "open"
+        expect = record is not None and record.status == "open" and self._closable(record)
         return self.attempt("close", expect, lambda: self.aggregator.close_round(number))
 
+    def _closable(self, record: Round) -> bool:
+        """Early close: only once every trainer expected when the round opened has submitted."""
+        submitted = {u.participant for u in self.observer.updates(record.number)}
+        return self.now() >= record.deadline or set(record.expected) <= submitted
+
     def _finalize(self, record: Round) -> Round | None:
-        due = record.status == "closed" or (record.status == "open" and self.now() >= record.deadline)
+        due = record.status == "closed" or (record.status == "open" and self._closable(record))
         expect = due and len(self.observer.updates(record.number)) >= RULES["min_participants_per_round"]
         finalized = self.attempt("finalize", expect, lambda: self.aggregator.finalize_round(record.number))
         if finalized is not None:

@@ -26,7 +26,16 @@ from fedledger.sdk.store import UpdateStore, create_key
 from fedledger.trainer.aggregator import Aggregator
 from fedledger.trainer.rounds import RoundDriver
 
-from ..support import SCHEMA, SHAPES, only_on, participant_id, ready_round, tensors_bytes, world, zero_model
+from ..support import (
+    SHAPES,
+    grant,
+    only_on,
+    participant_id,
+    ready_round,
+    tensors_bytes,
+    world,
+    zero_model,
+)
 
 
 @pytest.fixture
@@ -73,8 +82,7 @@ def test_unregistered_identity_is_refused(consortium, round1, updates):
 
 def test_wrong_role_is_refused(consortium, round1, updates):
     aggregator, _ = round1
-    auditor = consortium.client("Org2MSP", "auditor0")
-    auditor.register("auditor", dataset_size=0, schema_hash=SCHEMA)
+    auditor = grant(consortium, "Org2MSP", "auditor0", "auditor")
     before = world(aggregator)
     for caller in (auditor, aggregator):
         with pytest.raises(PermissionDenied, match="needs role trainer"):
@@ -84,7 +92,7 @@ def test_wrong_role_is_refused(consortium, round1, updates):
 
 def test_suspended_trainer_is_refused(consortium, round1, updates):
     aggregator, (trainer, _) = round1
-    consortium.admin().suspend(participant_id("Org1MSP", "trainer0"), "investigation")
+    consortium.admin("Org1MSP").suspend(participant_id("Org1MSP", "trainer0"), "investigation")
     before = world(aggregator)
     with pytest.raises(PermissionDenied, match="suspended"):
         submit(trainer, updates)

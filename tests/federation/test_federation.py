@@ -156,7 +156,7 @@ def test_a_restarted_member_does_not_submit_twice(tmp_path):
     model, tokenizer = tiny_model("bert", seed=1)
     model = apply_lora(model, seed=1)
     aggregator = Aggregator(run.client("Org1MSP", "aggregator"), run.store)
-    aggregator.ensure_registered()
+    aggregator.ensure_registered([admin, run.client("Org2MSP", "Admin", True)])
     aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name="tiny")
     aggregator.open(1)
     data = to_tensor_dataset(load_breast_cancer_text().subset(range(64)), tokenizer, max_length=48)
@@ -171,7 +171,7 @@ def test_a_restarted_member_does_not_submit_twice(tmp_path):
         )
 
     first = member()
-    first.ensure_registered(dataset_size=64, schema_hash="a" * 64)
+    first.ensure_registered(dataset_size=64, schema_hash="a" * 64, admin=admin)
     submitted = first.participate(1)
     again = member().participate(1)
     assert again.resumed and again.update.hash == submitted.update.hash

@@ -17,7 +17,7 @@ from fedledger.chaincode.errors import ContractError
 from fedledger.identity import ecdsa_signer, to_low_s
 from fedledger.sdk.embedded import shared_ledger
 
-from ..support import only_on, ready_round, world
+from ..support import common_name, only_on, ready_round, world
 
 # The embedded ledger itself (its blocks, signatures and sqlite state): the Fabric counterparts are the
 # peer's own checks, tested in tests/fabric_network and tests/sdk_fabric.
@@ -164,9 +164,12 @@ def test_concurrent_submissions_from_threads_all_commit(busy_ledger, updates):
     )
     aggregator.open_round(2, base_model=aggregator.latest_model().hash, deadline=consortium.now() + 600)
     clients = [consortium.client("Org1MSP" if i % 2 else "Org2MSP", f"member{i}") for i in range(8)]
+    for i, client in enumerate(clients):
+        mspid = "Org1MSP" if i % 2 else "Org2MSP"
+        consortium.admin(mspid).enrol_trainer(common_name(mspid, f"member{i}"), dataset_size=100, schema_hash="ab" * 32)
 
     def join_and_submit(client):
-        client.register("trainer", dataset_size=100, schema_hash="ab" * 32)
+        client.register("trainer")
         return client.submit_update(2, updates.bytes(), samples=10, epsilon=1.0, train_loss=0.2)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
