@@ -28,6 +28,7 @@ import numpy as np
 from fedledger.bench.harness import ROOT, comma_list
 from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.embedded.bootstrap import create_consortium, open_consortium
+from fedledger.chaincode.privacy_budget import DPParams
 from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.connection import LedgerLocation, open_client
 from fedledger.sdk.embedded import forget_ledger
@@ -47,7 +48,9 @@ SHAPES: dict[str, tuple[int, int]] = {
     "layers.1.q_proj.lora_B": (800, 8),
 }
 SCHEMA = hashlib.sha256(b"fedledger bench text,label").hexdigest()
-EPSILON = 0.001  # per update; far below any budget even after many rounds
+# DP-SGD parameters of every benchmark update: the contract composes their ε (~0.03 each with RDP), far below
+# any budget even after many rounds
+PRIVACY = DPParams(noise_multiplier=10.0, sample_rate=0.001, steps=100, delta=1e-5)
 SAMPLES = 100
 BACKENDS = ("embedded", "fabric")
 

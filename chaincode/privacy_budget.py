@@ -318,3 +318,24 @@ def epsilon_of(history: Iterable[DPParams], delta: float) -> float:
     if not total:
         return 0.0
     return epsilon_from_rdp(total, delta)
+
+
+def steps_within(
+    epsilon: float, *, noise_multiplier: float, sample_rate: float, delta: float, max_steps: int = 10_000_000
+) -> DPParams:
+    """The most DP-SGD steps at (``noise_multiplier``, ``sample_rate``) whose ε at ``delta`` stays within
+    ``epsilon``: how long a member may train under a budget. ValueError if even one step exceeds it."""
+
+    def spends(steps: int) -> float:
+        return epsilon_of([DPParams(noise_multiplier, sample_rate, steps, delta)], delta)
+
+    if spends(1) > epsilon:
+        raise ValueError(f"one step at noise {noise_multiplier}, rate {sample_rate} already spends more than {epsilon}")
+    low, high = 1, 2
+    while high <= max_steps and spends(high) <= epsilon:  # ε grows with the steps: double, then bisect
+        low, high = high, high * 2
+    high = min(high, max_steps + 1)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if spends(middle) <= epsilon else (low, middle)
+    return DPParams(noise_multiplier, sample_rate, low, delta)

@@ -24,8 +24,10 @@ class Rules:
     admin_msps: list[str] = field(default_factory=list)
     member_msps: list[str] = field(default_factory=list)
     min_samples_per_update: int = 1
-    epsilon_per_round: float = 10.0
+    epsilon_per_round: float = 10.0  # composed with the RDP accountant from the declared DP-SGD parameters
     epsilon_total: float = 50.0
+    dp_delta: float = 1e-5  # the δ of the total budget; a member's declared δ may not exceed it
+    require_dp: bool = False  # refuse updates declared without DP-SGD
     max_update_norm: float = 1.0e3
     max_update_bytes: int = 64 * 1024 * 1024
     min_participants_per_round: int = 2
@@ -178,7 +180,7 @@ class Update:
     hash: str
     size: int
     samples: int
-    epsilon: float
+    epsilon: float | None  # this round's ε, computed by the contract from ``privacy``; None without DP
     train_loss: float
     features: dict[str, Any]
     submitted_at: float
@@ -187,6 +189,7 @@ class Update:
     status: str = "submitted"  # submitted | accepted | rejected
     score: float | None = None
     reason: str = ""
+    privacy: dict[str, Any] = field(default_factory=dict)  # the declared DP-SGD parameters (privacy_budget.DPParams)
     weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
     chunk_hashes: list[str] = field(default_factory=list)  # per chunk of the round's aggregate_chunk_elements
 

@@ -17,6 +17,7 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "min_samples_per_update": (int, 1, None),
     "epsilon_per_round": (float, 0.0, None),
     "epsilon_total": (float, 0.0, None),
+    "dp_delta": (float, 1e-12, 0.1),
     "max_update_norm": (float, 0.0, None),
     "max_update_bytes": (int, 1, None),
     "min_participants_per_round": (int, 1, None),
@@ -80,6 +81,10 @@ def apply_patch(current: Rules, patch: dict[str, Any]) -> Rules:
             values[name] = _check_number(name, value)
         elif name in ("admin_msps", "member_msps"):
             values[name] = _check_msps(name, value)
+        elif name == "require_dp":
+            if not isinstance(value, bool):
+                raise InvalidArgument(f"rule {name} must be true or false, got {value!r}")
+            values[name] = value
         elif name == "detector_contamination":
             values[name] = _check_contamination(value)
         elif name == "server_optimizer":

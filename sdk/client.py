@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.aggregation import OPTIMIZER_FIELD
+from fedledger.chaincode.privacy_budget import DPParams
 from fedledger.chaincode.records import (
     Anomaly,
     Dispute,
@@ -167,16 +168,26 @@ class FedLedgerClient:
 
     # -- updates ------------------------------------------------------------------------------
     def submit_update(
-        self, round_number: int, update: bytes, *, samples: int, epsilon: float, train_loss: float
+        self,
+        round_number: int,
+        update: bytes,
+        *,
+        samples: int,
+        privacy: DPParams | None,
+        train_loss: float,
     ) -> Update:
-        """Sends the update bytes as transient data: they reach the endorsers, never a block."""
+        """Sends the update bytes as transient data: they reach the endorsers, never a block.
+
+        ``privacy``: the DP-SGD parameters this round was trained with (None without DP); the contract
+        computes ε from them with the RDP accountant and checks the budgets.
+        """
         return self._one(
             Update,
             self._submit(
                 "SubmitUpdate",
                 round_number,
                 samples,
-                repr(float(epsilon)),
+                json.dumps(privacy.to_dict()) if privacy is not None else "",
                 repr(float(train_loss)),
                 transient={UPDATE_FIELD: update},
             ),

@@ -8,6 +8,7 @@ transaction past deadlines.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from fedledger.chaincode.embedded.bootstrap import EmbeddedConsortium, create_co
 from fedledger.chaincode.embedded.ledger import EmbeddedLedger
 from fedledger.chaincode.embedded.msp import Organization, add_user
 from fedledger.chaincode.names import CONTRACT_NAME, DEFAULT_CHANNEL
+from fedledger.chaincode.privacy_budget import DPParams, steps_within
 from fedledger.chaincode.records import Rules
 from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.client import FedLedgerClient, with_quorum
@@ -155,8 +157,15 @@ def participant_id(mspid: str, name: str) -> str:
     return f"{mspid}:{name}@{domain}"
 
 
+#: Every tensor payload the tests made (tensors_bytes), by SHA-256: the tests' update store, from which
+#: tests/aggregates.py builds and commits a round's honest aggregate.
+PAYLOADS: dict[str, bytes] = {}
+
+
 def tensors_bytes(tensors: dict[str, np.ndarray]) -> bytes:
-    return save({k: np.ascontiguousarray(v, dtype=v.dtype) for k, v in tensors.items()})
+    data = save({k: np.ascontiguousarray(v, dtype=v.dtype) for k, v in tensors.items()})
+    PAYLOADS[hashlib.sha256(data).hexdigest()] = data
+    return data
 
 
 def zero_model() -> bytes:
@@ -203,6 +212,13 @@ def world(client: FedLedgerClient) -> dict[str, Any]:
     capture("balances", client.balances)
     capture("latest_model", lambda: asdict(client.latest_model()))
     return snapshot
+
+
+@functools.cache
+def dp(epsilon: float) -> DPParams:
+    """DP-SGD parameters (noise 2.0, sample rate 0.01, δ 1e-5) whose ε, by the RDP accountant, is just
+    within ``epsilon``: the contract computes ε from these, so tests state the budget they mean."""
+    return steps_within(epsilon, noise_multiplier=2.0, sample_rate=0.01, delta=1e-5)
 
 
 def common_name(mspid: str, name: str) -> str:

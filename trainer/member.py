@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fedledger.chaincode.errors import NotFound, PermissionDenied
+from fedledger.chaincode.privacy_budget import DPParams
 from fedledger.chaincode.records import Update
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore
@@ -148,7 +149,7 @@ class Member:
             round_number,
             payload,
             samples=meta["samples"],
-            epsilon=meta["epsilon"],
+            privacy=DPParams.parse(meta["privacy"]) if meta.get("privacy") else None,
             train_loss=meta["train_loss"],
         )
         submitted = time.perf_counter()
@@ -164,12 +165,23 @@ class Member:
         result = self.trainer.train_round(self.global_state(round_number), self.data, round_id=round_number)
         payload = encode(self.outgoing_delta(to_numpy(result.delta)))
         digest = self.store.put(payload)
-        # ε of this round alone; the contract sums rounds, an upper bound on the composed ε (basic composition).
-        epsilon = result.round_epsilon if result.round_epsilon is not None else 0.0
+        # The contract composes ε itself from these parameters (RDP, as Opacus' accountant does): ε is never declared.
+        privacy = (
+            DPParams(
+                noise_multiplier=float(result.noise_multiplier),
+                sample_rate=float(result.sample_rate),
+                steps=int(result.steps),
+                delta=float(result.dp_delta),
+                accountant=str(result.accountant),
+            ).to_dict()
+            if result.noise_multiplier is not None and result.sample_rate is not None and result.dp_delta is not None
+            else None
+        )
         meta = {
             "hash": digest,
             "samples": result.num_samples,
-            "epsilon": float(epsilon),
+            "privacy": privacy,
+            "local_epsilon": result.round_epsilon,
             "train_loss": float(result.train_loss),
             "steps": result.steps,
         }

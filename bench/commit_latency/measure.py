@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import statistics
 import threading
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from fedledger.bench.commit_latency.probe import FabricProbe
 from fedledger.bench.ledgers import (
-    EPSILON,
+    PRIVACY,
     SAMPLES,
     SCHEMA,
     SHAPES,
@@ -209,7 +210,7 @@ def measure(bench: SubmitBench, concurrency: int, n: int, run: int, rng: np.rand
     def submit(i: int) -> None:
         started = time.perf_counter()
         try:
-            trainers[i].submit_update(number, updates[i], samples=SAMPLES, epsilon=EPSILON, train_loss=TRAIN_LOSS)
+            trainers[i].submit_update(number, updates[i], samples=SAMPLES, privacy=PRIVACY, train_loss=TRAIN_LOSS)
         except Exception as exc:  # counted and reported; the run goes on
             with lock:
                 errors.append(f"{type(exc).__name__}: {exc}"[:300])
@@ -283,7 +284,7 @@ def lone_breakdown(bench: SubmitBench, count: int, rng: np.random.Generator) -> 
             location.channel,
             location.chaincode,
             "SubmitUpdate",
-            tuple(str(a).encode() for a in (number, SAMPLES, repr(EPSILON), repr(TRAIN_LOSS))),
+            tuple(str(a).encode() for a in (number, SAMPLES, json.dumps(PRIVACY.to_dict()), repr(TRAIN_LOSS))),
             {UPDATE_FIELD: make_update(rng)},
         )
         t0 = time.perf_counter()

@@ -24,10 +24,11 @@ import numpy as np
 
 from fedledger.anomaly.features import direction_of, update_features
 from fedledger.bench.commit_latency.probe import FabricProbe
-from fedledger.bench.ledgers import EPSILON, SAMPLES, SCHEMA, SHAPES, LedgerUnderTest, until_discovered, zero_model
+from fedledger.bench.ledgers import PRIVACY, SAMPLES, SCHEMA, SHAPES, LedgerUnderTest, until_discovered, zero_model
 from fedledger.bench.scalability.phases import Retrying, StepFailed, check_phase, run_concurrently
 from fedledger.bench.scalability.timed_rounds import TimedRounds
 from fedledger.chaincode import errors as contract_errors
+from fedledger.chaincode.privacy_budget import epsilon_of
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.sdk.client import FedLedgerClient
@@ -184,7 +185,7 @@ def one_round(scale: ScaleLedger, n: int, settings: Settings, rng: np.random.Gen
             f"{scale.name} N={n} submit",
             [
                 retrying(
-                    lambda c=c, u=u: c.submit_update(number, u, samples=SAMPLES, epsilon=EPSILON, train_loss=TRAIN_LOSS)
+                    lambda c=c, u=u: c.submit_update(number, u, samples=SAMPLES, privacy=PRIVACY, train_loss=TRAIN_LOSS)
                 )
                 for c, u in zip(trainers, updates, strict=True)
             ],
@@ -280,7 +281,7 @@ def detector_at_scale(sizes: Sequence[int], seed: int, limit: float) -> list[dic
             updates, _bad = make_updates(min(1000, n - len(records)), 0.1, rng)
             for data in updates:
                 features = update_features(decode(data), sketch_dim=rules.sketch_dim)
-                records.append(screened(features, samples=SAMPLES, epsilon=EPSILON))
+                records.append(screened(features, samples=SAMPLES, epsilon=epsilon_of([PRIVACY], PRIVACY.delta)))
         direction = direction_of(records[:n], [SAMPLES] * n)
         if not out:
             detect(2, rules, records[:50], direction)  # warm-up: first-call costs are not per-round costs

@@ -21,7 +21,7 @@ from fedledger.chaincode.verdicts import detect, screened
 
 
 def _screened(update: Update) -> dict[str, Any]:
-    return screened(update.features, samples=update.samples, epsilon=update.epsilon)
+    return screened(update.features, samples=update.samples, epsilon=update.epsilon or 0.0)
 
 
 def previous_direction(ctx: LedgerContext, number: int) -> list[float]:

@@ -245,17 +245,21 @@ def propose_early_close(ctx: LedgerContext, round_number: str) -> Proposal:
     return _open(ctx, rules, admin, "close_round", str(number), "", {})
 
 
+def _with_approvals(ctx: LedgerContext, proposal: Proposal) -> Proposal:
+    """An open proposal's approvals live in their own keys; show them on it."""
+    if proposal.status != "open":
+        return proposal
+    return dataclasses.replace(proposal, approvals=sorted(_approvals(ctx, proposal.id)))
+
+
 @transaction("GetProposal", submit=False)
 def get_proposal(ctx: LedgerContext, proposal_id: str) -> Proposal:
-    proposal = state.require(ctx, Proposal, keys.PROPOSAL, [proposal_id], f"proposal {proposal_id}")
-    if proposal.status == "open":
-        proposal = dataclasses.replace(proposal, approvals=sorted(_approvals(ctx, proposal.id)))
-    return proposal
+    return _with_approvals(ctx, state.require(ctx, Proposal, keys.PROPOSAL, [proposal_id], f"proposal {proposal_id}"))
 
 
 @transaction("ListProposals", submit=False)
 def list_proposals(ctx: LedgerContext) -> list[Proposal]:
-    return [get_proposal(ctx, p.id) for p in state.scan(ctx, Proposal, keys.PROPOSAL, [])]
+    return [_with_approvals(ctx, p) for p in state.scan(ctx, Proposal, keys.PROPOSAL, [])]
 
 
 # -- applying an approved proposal -------------------------------------------------------------------------------

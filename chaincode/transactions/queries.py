@@ -9,6 +9,7 @@ from fedledger.chaincode.caller import caller_of
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import loads, parse_hash
 from fedledger.chaincode.errors import InvalidArgument
+from fedledger.chaincode.guards import current_rules
 from fedledger.chaincode.records import Anomaly, Dispute, Participant, Payout, Vote
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.disputes import require_dispute
@@ -68,7 +69,7 @@ def get_balance(ctx: LedgerContext, participant_id: str) -> dict[str, Any]:
         "participant": participant_id,
         "balance": sum(p.amount for p in payouts),
         "payouts": payouts,
-        "epsilon_spent": epsilon_spent(ctx, participant_id),
+        "epsilon_spent": epsilon_spent(ctx, participant_id, current_rules(ctx)),
     }
 
 

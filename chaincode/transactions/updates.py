@@ -6,11 +6,12 @@ from fedledger.anomaly.features import update_features
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.aggregation import Layout
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import loads, parse_float, parse_int
+from fedledger.chaincode.encoding import loads, parse_float, parse_int, parse_json
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, RuleViolation
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.payloads import decode_payload, transient_bytes
+from fedledger.chaincode.privacy_budget import DPParams, epsilon_of
 from fedledger.chaincode.records import Participant, Round, Rules, Update
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.lineage import require_model
@@ -20,10 +21,15 @@ from fedledger.tensors import sha256_hex
 UPDATE_FIELD = "update"
 
 
-def epsilon_spent(ctx: LedgerContext, participant_id: str) -> float:
-    """Total ε of every update the participant ever submitted (derived, never a counter)."""
+def privacy_history(ctx: LedgerContext, participant_id: str) -> list[DPParams]:
+    """The DP-SGD parameters of every update the participant ever submitted (accepted or not: it trained)."""
     entries = ctx.get_state_by_partial_composite_key(keys.PARTICIPANT_UPDATE, [participant_id])
-    return sum(loads(value)["epsilon"] for _key, value in entries)
+    return [DPParams.parse(p) for _key, value in entries if (p := loads(value).get("privacy"))]
+
+
+def epsilon_spent(ctx: LedgerContext, participant_id: str, rules: Rules) -> float:
+    """ε of all the participant's DP updates composed with RDP at the rules' δ (derived, never a counter)."""
+    return epsilon_of(privacy_history(ctx, participant_id), rules.dp_delta)
 
 
 def rules_of(ctx: LedgerContext, record: Round) -> Rules:
@@ -32,26 +38,53 @@ def rules_of(ctx: LedgerContext, record: Round) -> Rules:
     )
 
 
-def _check_budget(ctx: LedgerContext, trainer: Participant, rules: Rules, samples: int, epsilon: float) -> None:
+def parse_privacy(text: str) -> DPParams | None:
+    """The declared DP-SGD parameters (a JSON object), or None for "" / "{}" (no DP)."""
+    data = parse_json("privacy", text or "{}", dict)
+    return DPParams.parse(data) if data else None
+
+
+def _check_budget(
+    ctx: LedgerContext, trainer: Participant, rules: Rules, samples: int, privacy: DPParams | None
+) -> float | None:
+    """Checks samples against the attestation and the composed ε against both budgets; returns this round's ε."""
     if samples < rules.min_samples_per_update:
         raise RuleViolation(f"an update must use at least {rules.min_samples_per_update} samples, got {samples}")
     if samples > trainer.dataset_size:
-        raise RuleViolation(f"samples ({samples}) exceed the attested dataset size ({trainer.dataset_size})")
-    if epsilon > rules.epsilon_per_round:
-        raise RuleViolation(f"epsilon {epsilon} exceeds the per-round budget {rules.epsilon_per_round}")
-    spent = epsilon_spent(ctx, trainer.id)
-    if spent + epsilon > rules.epsilon_total + 1e-12:
         raise RuleViolation(
-            f"epsilon {epsilon} would bring the total to {spent + epsilon:.4g}, over the budget {rules.epsilon_total}"
+            f"samples ({samples}) exceed the dataset size its organisation's admin attested ({trainer.dataset_size})"
         )
+    if privacy is None:
+        if rules.require_dp:
+            raise RuleViolation(
+                "the rules require DP-SGD: declare noise_multiplier, sample_rate, steps, delta (accountant rdp)"
+            )
+        return None
+    if privacy.delta > rules.dp_delta:
+        raise RuleViolation(f"delta {privacy.delta} is larger than the rules allow ({rules.dp_delta})")
+    epsilon = epsilon_of([privacy], privacy.delta)
+    if epsilon > rules.epsilon_per_round:
+        raise RuleViolation(
+            f"these DP-SGD parameters spend epsilon {epsilon:.4g} in one round (RDP accountant); the per-round "
+            f"budget is {rules.epsilon_per_round}"
+        )
+    total = epsilon_of([*privacy_history(ctx, trainer.id), privacy], rules.dp_delta)
+    if total > rules.epsilon_total:
+        raise RuleViolation(
+            f"this update would bring {trainer.id}'s composed epsilon to {total:.4g} at delta {rules.dp_delta}, over "
+            f"the budget {rules.epsilon_total}"
+        )
+    return epsilon
 
 
 @transaction("SubmitUpdate")
-def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: str, train_loss: str) -> Update:
+def submit_update(ctx: LedgerContext, round_number: str, samples: str, privacy: str, train_loss: str) -> Update:
+    """``privacy``: the DP-SGD parameters of this round's training as JSON ({noise_multiplier, sample_rate,
+    steps, delta, accountant}), or "" without DP; the contract computes ε from them, never takes it as given."""
     trainer = require_participant(ctx, "trainer")
     number = parse_round(round_number)
     n_samples = parse_int("samples", samples, minimum=1)
-    eps = parse_float("epsilon", epsilon, minimum=0.0)
+    dp = parse_privacy(privacy)
     loss = parse_float("train_loss", train_loss)
     record = require_round(ctx, number)
     now = ctx.get_tx_timestamp()
@@ -62,7 +95,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     if state.read(ctx, Update, keys.UPDATE, [keys.round_attr(number), trainer.id]) is not None:
         raise AlreadyExists(f"{trainer.id} already submitted an update for round {number}")
     rules = rules_of(ctx, record)
-    _check_budget(ctx, trainer, rules, n_samples, eps)
+    eps = _check_budget(ctx, trainer, rules, n_samples, dp)
 
     data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
     base_manifest = require_model(ctx, record.base_model).manifest
@@ -87,6 +120,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
         size=len(data),
         samples=n_samples,
         epsilon=eps,
+        privacy=dp.to_dict() if dp else {},
         train_loss=loss,
         features=features,
         submitted_at=now,
@@ -97,7 +131,10 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, epsilon: 
     )
     state.write(ctx, keys.UPDATE, [keys.round_attr(number), trainer.id], update)
     state.write(
-        ctx, keys.PARTICIPANT_UPDATE, [trainer.id, keys.round_attr(number)], {"epsilon": eps, "hash": update.hash}
+        ctx,
+        keys.PARTICIPANT_UPDATE,
+        [trainer.id, keys.round_attr(number)],
+        {"privacy": dp.to_dict() if dp else {}, "hash": update.hash},
     )
     state.write(ctx, keys.UPDATE_BYTES, [keys.round_attr(number), digest], {"participant": trainer.id})
     emit(ctx, "UpdateSubmitted", {"round": number, "participant": trainer.id, "hash": update.hash})

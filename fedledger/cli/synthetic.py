@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
+from fedledger.chaincode.privacy_budget import steps_within
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
@@ -38,6 +39,8 @@ TRAINERS = [
     ("Org2MSP", "mallory", 300),  # the malicious member
 ]
 MALICIOUS = "mallory"
+# What each member declares: DP-SGD at noise 2.0 and sample rate 0.01 for as many steps as ε 1.0 allows (RDP)
+PRIVACY = steps_within(1.0, noise_multiplier=2.0, sample_rate=0.01, delta=1e-5)
 LAYERS = 6
 RANK, HIDDEN = 8, 384  # LoRA rank 8 on a 384-wide encoder (all-MiniLM-L6-v2's shape)
 
@@ -106,7 +109,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
             payload = encode(delta)
             store.put(payload)
             try:
-                trainers[name].submit_update(number, payload, samples=size, epsilon=1.0, train_loss=0.5)
+                trainers[name].submit_update(number, payload, samples=size, privacy=PRIVACY, train_loss=0.5)
             except Exception as exc:  # a suspended member is refused by the contract: show it, carry on
                 tqdm.write(f"  {mspid}:{name} refused: {getattr(exc, 'contract_message', exc)}")
 

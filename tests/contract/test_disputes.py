@@ -26,11 +26,13 @@ from fedledger.chaincode.errors import (
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import EndorseError
 
+from ..aggregates import commit_round
 from ..support import (
     Consortium,
     EmbeddedLedgerConsortium,
     UpdateFactory,
     change_rules,
+    dp,
     grant,
     participant_id,
     ready_round,
@@ -75,7 +77,7 @@ def judge(
         tensors = updates.honest()
         if i == 4:
             tensors = {name: -10 * value for name, value in tensors.items()}
-        trainer.submit_update(1, updates.bytes(tensors), samples=100, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(1, updates.bytes(tensors), samples=100, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(1)
     record = aggregator.finalize_round(1)
     # Everything below relies on the detector's verdict: check it rather than assume it.
@@ -183,8 +185,8 @@ def test_overturned_rejection_must_be_in_the_aggregate(judged: Judged, updates: 
     hashes = [u.hash for u in judged.aggregator.updates(1)]
     without = [u.hash for u in judged.aggregator.updates(1) if u.participant != ATTACKER]
     with refused(judged.consortium, InvalidArgument, "exactly the 5 accepted updates"):
-        judged.aggregator.commit_aggregate(1, updates.bytes(), update_hashes=without)
-    model = judged.aggregator.commit_aggregate(1, updates.bytes(), update_hashes=hashes)
+        commit_round(judged.aggregator, 1, update_hashes=without)
+    model = commit_round(judged.aggregator, 1, update_hashes=hashes)
     assert sorted(u["hash"] for u in model.updates) == sorted(hashes)
 
 
@@ -231,7 +233,7 @@ def test_overturn_after_aggregate_marks_the_round_revised_and_keeps_the_lineage(
 ) -> None:
     judged = judged3
     accepted = [u.hash for u in judged.aggregator.updates(1) if u.status == "accepted"]
-    model = judged.aggregator.commit_aggregate(1, updates.bytes(), update_hashes=accepted)
+    model = commit_round(judged.aggregator, 1, update_hashes=accepted)
     judged.trainers[1].open_dispute(1, HONEST_ORG1, "late evidence of poisoning")
     judged.auditors["Org3MSP"].cast_vote(1, HONEST_ORG1, "overturn")
     judged.auditors["Org3MSP"].resolve_dispute(1, HONEST_ORG1)
@@ -560,7 +562,7 @@ def test_refused(
 def test_dispute_before_the_verdict_is_refused(consortium: Consortium, updates: UpdateFactory) -> None:
     aggregator, trainers, _genesis = ready_round(consortium, rules=DETECTING)
     for trainer in trainers:
-        trainer.submit_update(1, updates.bytes(), samples=100, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(1, updates.bytes(), samples=100, privacy=dp(1.0), train_loss=0.5)
     for step in (lambda: None, lambda: aggregator.close_round(1)):  # open, then closed: no verdict either way
         step()
         with refused(consortium, FailedPrecondition, "no verdict yet"):

@@ -12,7 +12,7 @@ from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import EndorseError
 
 from ..sdk_fabric.certs import issue_client_identity
-from ..support import SCHEMA, common_name, enrol, grant, participant_id, ready_round, world
+from ..support import SCHEMA, common_name, dp, enrol, grant, participant_id, ready_round, world
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_a_member_of_one_org_cannot_act_as_a_participant_of_another(consortium, 
     # A certificate of Org1's CA with the victim's name but another key: the contract keys by certificate
     twin = certified_by(consortium, "Org1MSP", "trainer0@org1.example.com", tmp_path / "twin")
     with pytest.raises(PermissionDenied, match="does not match the one it registered with"):
-        twin.submit_update(1, b"x", samples=10, epsilon=1.0, train_loss=0.1)
+        twin.submit_update(1, b"x", samples=10, privacy=dp(1.0), train_loss=0.1)
     assert world(admin) == before and consortium.ledger_state() == ledger_before
 
     # Org2's CA certifying Org1's name makes an Org2 participant, never Org1's
@@ -213,7 +213,7 @@ def test_revocation_by_quorum_and_of_a_trainer_by_its_own_organisation(consortiu
     assert admin.approve(pending.id).status == "applied"
     assert admin.participant(pid).status == "revoked"
     with pytest.raises(PermissionDenied, match="revoked"):
-        trainer.submit_update(1, b"x", samples=10, epsilon=1.0, train_loss=0.1)
+        trainer.submit_update(1, b"x", samples=10, privacy=dp(1.0), train_loss=0.1)
     with pytest.raises(FailedPrecondition, match="revoked.*enrol a new identity"):
         admin.enrol_trainer(common_name("Org1MSP", "trainer0"), dataset_size=100, schema_hash=SCHEMA)
 
@@ -234,7 +234,7 @@ def test_a_whitewashed_member_inherits_its_organisations_rejections(consortium, 
         tensors = updates.honest()
         if i == 4:
             tensors = {k: -10 * v for k, v in tensors.items()}
-        trainer.submit_update(1, updates.bytes(tensors), samples=100, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(1, updates.bytes(tensors), samples=100, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(1)
     assert aggregator.finalize_round(1).rejected == [participant_id("Org1MSP", "trainer4")]
     assert consortium.admin().participant(participant_id("Org1MSP", "trainer4")).status == "suspended"

@@ -15,7 +15,8 @@ from fedledger.chaincode.errors import (
     PermissionDenied,
 )
 
-from ..support import participant_id, ready_round, tensors_bytes, world, zero_model
+from ..aggregates import commit_round, honest_aggregate
+from ..support import dp, participant_id, ready_round, tensors_bytes, world, zero_model
 
 
 def attacked_round(consortium, updates, *, scale=-10.0, rules=None):
@@ -25,7 +26,7 @@ def attacked_round(consortium, updates, *, scale=-10.0, rules=None):
         tensors = updates.honest()
         if i == 4:
             tensors = {k: v * scale for k, v in tensors.items()}
-        trainer.submit_update(1, tensors_bytes(tensors), samples=100 + 10 * i, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(1, tensors_bytes(tensors), samples=100 + 10 * i, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(1)
     return aggregator, trainers, genesis, aggregator.finalize_round(1)
 
@@ -95,7 +96,7 @@ def test_finalize_rejects_the_attacker_and_records_everything(consortium, update
 
 def test_finalize_preconditions(consortium, updates):
     aggregator, trainers, _ = ready_round(consortium, trainers=2, rules={"min_participants_per_round": 2})
-    trainers[0].submit_update(1, updates.bytes(), samples=10, epsilon=1.0, train_loss=0.3)
+    trainers[0].submit_update(1, updates.bytes(), samples=10, privacy=dp(1.0), train_loss=0.3)
     before = world(aggregator)
     with pytest.raises(FailedPrecondition, match="open until"):
         aggregator.finalize_round(1)
@@ -113,7 +114,7 @@ def test_finalize_preconditions(consortium, updates):
 def test_small_rounds_are_accepted_without_detection(consortium, updates):
     aggregator, trainers, _ = ready_round(consortium, trainers=3, rules={"detector_min_updates": 4})
     for trainer in trainers:
-        trainer.submit_update(1, updates.bytes(), samples=10, epsilon=1.0, train_loss=0.3)
+        trainer.submit_update(1, updates.bytes(), samples=10, privacy=dp(1.0), train_loss=0.3)
     aggregator.close_round(1)
     finalized = aggregator.finalize_round(1)
     assert len(finalized.accepted) == 3
@@ -125,15 +126,13 @@ def test_commit_aggregate_must_use_exactly_the_accepted_set(consortium, updates)
     by_participant = {u.participant: u.hash for u in aggregator.updates(1)}
     accepted = [by_participant[p] for p in finalized.accepted]
     rejected = [by_participant[p] for p in finalized.rejected]
-    model = tensors_bytes(updates.honest())
+    model, _ = honest_aggregate(aggregator, 1)  # the peers recompute it: only the real aggregate is accepted
     before = world(aggregator)
     for wrong in (accepted[:-1], accepted + rejected, accepted + accepted[:1], [], accepted[:-1] + rejected):
         with pytest.raises(InvalidArgument, match="exactly the 4 accepted updates"):
             aggregator.contract.submit("CommitAggregate", arguments=[1, json.dumps(wrong)], transient={"model": model})
     with pytest.raises(InvalidArgument, match="has shape"):
-        aggregator.commit_aggregate(
-            1, tensors_bytes({k: v[:2] for k, v in updates.honest().items()}), update_hashes=accepted
-        )
+        commit_round(aggregator, 1, model=tensors_bytes({k: v[:2] for k, v in updates.honest().items()}))
     with pytest.raises(InvalidArgument, match="metrics must be JSON"):
         aggregator.contract.submit(
             "CommitAggregate",
@@ -142,7 +141,7 @@ def test_commit_aggregate_must_use_exactly_the_accepted_set(consortium, updates)
         )
     assert world(aggregator) == before
 
-    committed = aggregator.commit_aggregate(1, model, update_hashes=accepted, metrics={"accuracy": 0.91})
+    committed = commit_round(aggregator, 1, model=model, update_hashes=accepted, metrics={"accuracy": 0.91})
     assert (committed.version, committed.parent, committed.round) == (1, genesis, 1)
     assert sorted(u["hash"] for u in committed.updates) == sorted(accepted)
     assert committed.metrics == {"accuracy": 0.91}
@@ -150,7 +149,7 @@ def test_commit_aggregate_must_use_exactly_the_accepted_set(consortium, updates)
     assert [m.version for m in aggregator.lineage(committed.hash)] == [1, 0]
     assert aggregator.latest_model() == committed
     with pytest.raises(FailedPrecondition, match="is aggregated"):
-        aggregator.commit_aggregate(1, model, update_hashes=accepted)
+        commit_round(aggregator, 1, model=model, update_hashes=accepted)
 
 
 def test_lineage_over_three_rounds(consortium, updates):
@@ -160,11 +159,10 @@ def test_lineage_over_three_rounds(consortium, updates):
         if number > 1:
             aggregator.open_round(number, base_model=base, deadline=consortium.now() + 600)
         for trainer in trainers:
-            trainer.submit_update(number, updates.bytes(), samples=50, epsilon=1.0, train_loss=0.4)
+            trainer.submit_update(number, updates.bytes(), samples=50, privacy=dp(1.0), train_loss=0.4)
         aggregator.close_round(number)
         aggregator.finalize_round(number)
-        hashes = [u.hash for u in aggregator.updates(number) if u.status == "accepted"]
-        base = aggregator.commit_aggregate(number, tensors_bytes(updates.honest()), update_hashes=hashes).hash
+        base = commit_round(aggregator, number).hash
     chain = aggregator.lineage(base)
     assert [m.version for m in chain] == [3, 2, 1, 0]
     assert [m.round for m in chain] == [3, 2, 1, None]
@@ -177,14 +175,13 @@ def test_repeated_rejections_suspend_a_participant(consortium, updates):
     attacker = participant_id("Org1MSP", "trainer4")
     base = genesis
     for number in (2, 3):
-        hashes = [u.hash for u in aggregator.updates(number - 1) if u.status == "accepted"]
-        base = aggregator.commit_aggregate(number - 1, tensors_bytes(updates.honest()), update_hashes=hashes).hash
+        base = commit_round(aggregator, number - 1).hash
         aggregator.open_round(number, base_model=base, deadline=consortium.now() + 600)
         for i, trainer in enumerate(trainers):
             tensors = updates.honest()
             if i == 4:
                 tensors = {k: -10 * v for k, v in tensors.items()}
-            trainer.submit_update(number, tensors_bytes(tensors), samples=100, epsilon=1.0, train_loss=0.5)
+            trainer.submit_update(number, tensors_bytes(tensors), samples=100, privacy=dp(1.0), train_loss=0.5)
         aggregator.close_round(number)
         aggregator.finalize_round(number)
     participant = aggregator.participant(attacker)
@@ -227,19 +224,18 @@ def test_second_round_screens_against_the_previous_global_direction(consortium, 
     (same norm as the honest updates, opposite direction) is rejected in round 2 with an informative reason."""
     aggregator, trainers, _ = ready_round(consortium, rules={"detector_min_updates": 4})
     for trainer in trainers:
-        trainer.submit_update(1, updates.bytes(), samples=100, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(1, updates.bytes(), samples=100, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(1)
     first = aggregator.finalize_round(1)
     assert first.direction_round is None and len(first.accepted) == 5
-    hashes = [u.hash for u in aggregator.updates(1)]
-    base = aggregator.commit_aggregate(1, tensors_bytes(updates.honest()), update_hashes=hashes).hash
+    base = commit_round(aggregator, 1).hash
 
     aggregator.open_round(2, base_model=base, deadline=consortium.now() + 600)
     for i, trainer in enumerate(trainers):
         tensors = updates.honest()
         if i == 4:
             tensors = {k: -v for k, v in tensors.items()}
-        trainer.submit_update(2, tensors_bytes(tensors), samples=100, epsilon=1.0, train_loss=0.5)
+        trainer.submit_update(2, tensors_bytes(tensors), samples=100, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(2)
     second = aggregator.finalize_round(2)
     attacker = participant_id("Org1MSP", "trainer4")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from fedledger.chaincode.errors import (
     PermissionDenied,
     RuleViolation,
 )
+from fedledger.chaincode.privacy_budget import epsilon_of
 from fedledger.chaincode.records import Rules
 from fedledger.sdk.errors import ContractRejected, EndorseError
 from fedledger.sdk.store import UpdateStore, create_key
@@ -28,6 +30,7 @@ from fedledger.trainer.rounds import RoundDriver
 
 from ..support import (
     SHAPES,
+    dp,
     grant,
     only_on,
     participant_id,
@@ -48,9 +51,13 @@ def round1(consortium):
     return aggregator, trainers
 
 
-def submit(client, factory, *, round_number=1, data=None, samples=100, epsilon=1.0, loss=0.7):
+def submit(client, factory, *, round_number=1, data=None, samples=100, epsilon=1.0, loss=0.7, privacy=None):
     return client.submit_update(
-        round_number, data if data is not None else factory.bytes(), samples=samples, epsilon=epsilon, train_loss=loss
+        round_number,
+        data if data is not None else factory.bytes(),
+        samples=samples,
+        privacy=privacy or dp(epsilon),
+        train_loss=loss,
     )
 
 
@@ -60,7 +67,9 @@ def test_happy_path_records_commitment_and_features_not_bytes(consortium, round1
     data = tensors_bytes(tensors)
     record = submit(trainer, updates, data=data, samples=120, epsilon=1.5, loss=0.42)
     assert record.hash == hashlib.sha256(data).hexdigest()
-    assert (record.samples, record.epsilon, record.train_loss, record.status) == (120, 1.5, 0.42, "submitted")
+    assert (record.samples, record.train_loss, record.status) == (120, 0.42, "submitted")
+    assert record.privacy == dp(1.5).to_dict()  # what was declared: the training parameters, not an ε
+    assert record.epsilon == epsilon_of([dp(1.5)], 1e-5) and 1.49 < record.epsilon <= 1.5  # what the contract computed
     flat = np.concatenate([v.ravel().astype(np.float64) for _, v in sorted(tensors.items())])
     assert record.features["l2_norm"] == pytest.approx(np.linalg.norm(flat))
     assert len(decode_sketch(record.features["sketch"])) == Rules().sketch_dim
@@ -167,28 +176,65 @@ def test_closed_unknown_and_late_rounds_are_refused(consortium, round1, updates)
 def test_per_round_epsilon_budget_is_enforced(consortium, round1, updates):
     aggregator, (trainer, _) = round1
     before = world(aggregator)
-    with pytest.raises(RuleViolation, match="per-round budget 2.0"):
+    with pytest.raises(RuleViolation, match=r"spend epsilon 2\.5 in one round .*per-round budget is 2\.0"):
         submit(trainer, updates, epsilon=2.5)
     assert world(aggregator) == before
     submit(trainer, updates, epsilon=2.0)
-    assert trainer.balance(participant_id("Org1MSP", "trainer0")).epsilon_spent == 2.0
+    assert trainer.balance(participant_id("Org1MSP", "trainer0")).epsilon_spent == epsilon_of([dp(2.0)], 1e-5)
 
 
-def test_total_epsilon_budget_over_rounds(consortium, updates):
-    aggregator, (a, b), _ = ready_round(consortium, trainers=2, rules={"epsilon_per_round": 2.0, "epsilon_total": 3.0})
-    submit(a, updates, epsilon=2.0)
-    submit(b, updates, epsilon=2.0)
-    aggregator.close_round(1)
-    finalized = aggregator.finalize_round(1)
-    accepted = [u.hash for u in aggregator.updates(1) if u.status == "accepted"]
-    model = aggregator.commit_aggregate(1, tensors_bytes(updates.honest()), update_hashes=accepted)
-    aggregator.open_round(2, base_model=model.hash, deadline=consortium.now() + 600)
+def test_epsilon_is_computed_from_the_training_parameters_never_declared(consortium, round1, updates):
+    """The attack: declare ε = 0 (or anything) and train as long as you like. ε is no argument any more."""
+    aggregator, (trainer, _) = round1
+    before, ledger = world(aggregator), consortium.ledger_state()
+    greedy = replace(dp(2.0), steps=dp(2.0).steps * 10)  # ten times the training a budget of 2.0 allows
+    for privacy, error, message in (
+        (greedy, RuleViolation, "spend epsilon .* per-round budget is 2.0"),
+        (replace(dp(1.0), delta=1e-3), RuleViolation, "delta 0.001 is larger than the rules allow"),
+    ):
+        with pytest.raises(error, match=message):
+            submit(trainer, updates, privacy=privacy)
+    for bad, message in (
+        ('{"epsilon": 0}', "unknown"),
+        ('{"noise_multiplier": 1.0, "sample_rate": 0.01, "steps": 10, "delta": 1e-5, "accountant": "prv"}', "rdp"),
+        ('{"noise_multiplier": 0, "sample_rate": 0.01, "steps": 10, "delta": 1e-5}', "noise_multiplier"),
+        ("[1, 2]", "privacy must be"),
+    ):
+        with pytest.raises(InvalidArgument, match=message):
+            trainer.contract.submit("SubmitUpdate", arguments=["1", "100", bad, "0.5"], transient={"update": b"x"})
+    assert world(aggregator) == before and consortium.ledger_state() == ledger
+
+
+def test_dp_can_be_required_by_the_rules(consortium, updates):
+    aggregator, (trainer, _), _ = ready_round(consortium, trainers=2, rules={"require_dp": True})
     before = world(aggregator)
-    with pytest.raises(RuleViolation, match="over the budget 3.0"):
+    with pytest.raises(RuleViolation, match="the rules require DP-SGD"):
+        trainer.submit_update(1, updates.bytes(), samples=100, privacy=None, train_loss=0.5)
+    assert world(aggregator) == before
+    assert submit(trainer, updates).epsilon is not None
+
+
+def test_total_epsilon_is_composed_with_rdp_over_rounds_as_opacus_does(consortium, updates):
+    aggregator, (a, _b), genesis = ready_round(
+        consortium, trainers=2, rules={"epsilon_per_round": 2.0, "epsilon_total": 2.5}
+    )
+    submit(a, updates, epsilon=2.0)
+    aggregator.abandon_round(1, "moving on")  # spent privacy stays spent, whatever became of the round
+    aggregator.open_round(2, base_model=genesis, deadline=consortium.now() + 600)
+    before = world(aggregator)
+    # basic composition would say 2.0 + 1.5 = 3.5; RDP composes to ~2.58: still over 2.5, refused
+    with pytest.raises(RuleViolation, match=r"composed epsilon to 2\.5\d+ at delta 1e-05, over the budget 2\.5"):
         submit(a, updates, round_number=2, epsilon=1.5)
     assert world(aggregator) == before
-    assert submit(a, updates, round_number=2, epsilon=1.0).epsilon == 1.0
-    assert finalized.status == "finalized"
+    # 2.0 + 1.0 would be refused by summing (3.0 > 2.5); the RDP accountant composes it to ~2.3: accepted
+    record = submit(a, updates, round_number=2, epsilon=1.0)
+    assert record.epsilon == epsilon_of([dp(1.0)], 1e-5)
+    spent = a.balance(participant_id("Org1MSP", "trainer0")).epsilon_spent
+    opacus = pytest.importorskip("opacus.accountants")
+    accountant = opacus.RDPAccountant()
+    accountant.history = [(p.noise_multiplier, p.sample_rate, p.steps) for p in (dp(2.0), dp(1.0))]
+    assert spent == accountant.get_epsilon(delta=1e-5)  # the ledger's ε is the accountant's, bit for bit
+    assert 2.0 < spent < 2.5
 
 
 @pytest.mark.parametrize(
@@ -228,19 +274,19 @@ def test_oversized_garbage_and_missing_bytes_are_refused(consortium, round1, upd
     with pytest.raises(InvalidArgument, match="not a valid safetensors"):
         submit(trainer, updates, data=b"definitely not tensors")
     with pytest.raises(InvalidArgument, match="transient"):
-        trainer.contract.submit("SubmitUpdate", arguments=[1, 100, "1.0", "0.5"])
+        trainer.contract.submit("SubmitUpdate", arguments=[1, 100, "", "0.5"])
     assert world(aggregator) == before
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((1, "many", "1.0", "0.5"), "samples must be an integer"),
-        ((1, 0, "1.0", "0.5"), "samples must be >= 1"),
-        ((1, 100, "-1", "0.5"), "epsilon must be >= 0"),
-        ((1, 100, "nan", "0.5"), "epsilon must be finite"),
-        ((1, 100, "1.0", "inf"), "train_loss must be finite"),
-        ((1, 100, "1.0"), "got 3 argument"),
+        ((1, "many", "", "0.5"), "samples must be an integer"),
+        ((1, 0, "", "0.5"), "samples must be >= 1"),
+        ((1, 100, "-1", "0.5"), "privacy must be a JSON dict"),
+        ((1, 100, "nan", "0.5"), "privacy must be JSON"),
+        ((1, 100, "", "inf"), "train_loss must be finite"),
+        ((1, 100, ""), "got 3 argument"),
     ],
 )
 def test_malformed_arguments_are_refused(consortium, round1, updates, args, message):
@@ -254,7 +300,7 @@ def test_malformed_arguments_are_refused(consortium, round1, updates, args, mess
 def test_samples_above_attested_dataset_size(consortium, round1, updates):
     aggregator, (trainer, _) = round1
     before = world(aggregator)
-    with pytest.raises(RuleViolation, match="attested dataset size"):
+    with pytest.raises(RuleViolation, match="exceed the dataset size its organisation's admin attested"):
         submit(trainer, updates, samples=1001)
     assert world(aggregator) == before
 

@@ -10,7 +10,7 @@ from fedledger.tensors import TensorFormatError, decode, encode
 from fedledger.trainer.rounds import RoundDriver
 from fedledger.trainer.strategy import FedAdam, StrategyStateError, load_strategy_state, save_strategy_state
 
-from ..support import SHAPES, UpdateFactory, participant_id, ready_round, tensors_bytes, zero_model
+from ..support import SHAPES, UpdateFactory, dp, participant_id, ready_round, tensors_bytes, zero_model
 
 RULES = {"detector_min_updates": 4}
 
@@ -26,7 +26,7 @@ def test_verdicts_in_memory_equal_the_contracts(consortium):
     aggregator, trainers, _genesis = ready_round(consortium, trainers=5, rules=RULES)
     payloads = _round_updates(3)
     for trainer, payload in zip(trainers, payloads, strict=True):
-        trainer.submit_update(1, payload, samples=100, epsilon=0.5, train_loss=0.4)
+        trainer.submit_update(1, payload, samples=100, privacy=dp(0.5), train_loss=0.4)
     aggregator.close_round(1)
     aggregator.finalize_round(1)
     on_chain = {u.participant: (u.status, u.score, u.reason) for u in aggregator.updates(1)}

@@ -18,7 +18,7 @@ import pytest
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.errors import ContractRejected, EndorseError
 
-from ..support import SCHEMA, UpdateFactory, only_on, ready_round, world
+from ..support import SCHEMA, UpdateFactory, dp, only_on, ready_round, world
 from .fabric_cli import REPO
 from .fixtures import alive
 
@@ -93,13 +93,13 @@ def test_without_a_majority_of_chaincode_servers_an_update_fails_clearly_and_not
     with chaincode_servers_down(consortium, list(down.values())):
         for trainer in (org1_trainer, org2_trainer):  # through Org1's gateway, and through Org2's
             with pytest.raises(EndorseError) as info:
-                trainer.submit_update(1, data, samples=100, epsilon=1.0, train_loss=0.5)
+                trainer.submit_update(1, data, samples=100, privacy=dp(1.0), train_loss=0.5)
             failure = info.value
             assert not isinstance(failure, ContractRejected), failure  # no verdict at all, not a refusal
             unreachable = [d for d in failure.details if "could not launch chaincode" in d]
             assert any(mspid in d for d in unreachable for mspid in down), failure
     assert (world(aggregator), consortium.ledger_state()) == before
     # the same update goes through once the servers are back
-    record = org1_trainer.submit_update(1, data, samples=100, epsilon=1.0, train_loss=0.5)
+    record = org1_trainer.submit_update(1, data, samples=100, privacy=dp(1.0), train_loss=0.5)
     assert record.status == "submitted"
     assert [tx.validation_code for tx in consortium.ledger_state()][len(before[1]) :] == ["VALID"]

@@ -17,7 +17,8 @@ from fedledger.chaincode.errors import ContractError
 from fedledger.identity import ecdsa_signer, to_low_s
 from fedledger.sdk.embedded import shared_ledger
 
-from ..support import common_name, only_on, ready_round, world
+from ..aggregates import commit_round
+from ..support import common_name, dp, only_on, ready_round, world
 
 # The embedded ledger itself (its blocks, signatures and sqlite state): the Fabric counterparts are the
 # peer's own checks, tested in tests/fabric_network and tests/sdk_fabric.
@@ -31,7 +32,7 @@ def busy_ledger(consortium, updates):
     """A ledger with a few rounds' worth of transactions."""
     aggregator, trainers, _ = ready_round(consortium, trainers=3)
     for trainer in trainers:
-        trainer.submit_update(1, updates.bytes(), samples=10, epsilon=1.0, train_loss=0.3)
+        trainer.submit_update(1, updates.bytes(), samples=10, privacy=dp(1.0), train_loss=0.3)
     aggregator.close_round(1)
     aggregator.finalize_round(1)
     return consortium, aggregator
@@ -128,7 +129,7 @@ def test_a_failed_transaction_leaves_no_block_and_no_writes(busy_ledger, updates
     ledger = shared_ledger(consortium.embedded.ledger_dir)
     height, state = ledger.height(), ledger.state_snapshot()
     with pytest.raises(ContractError):
-        aggregator.commit_aggregate(1, updates.bytes(), update_hashes=["00" * 32])
+        commit_round(aggregator, 1, model=updates.bytes(), update_hashes=["00" * 32])
     assert (ledger.height(), ledger.state_snapshot()) == (height, state)
 
 
@@ -159,18 +160,16 @@ def test_read_only_ledger_refuses_submits_and_create_refuses_existing(consortium
 
 def test_concurrent_submissions_from_threads_all_commit(busy_ledger, updates):
     consortium, aggregator = busy_ledger
-    aggregator.commit_aggregate(
-        1, updates.bytes(), update_hashes=[u.hash for u in aggregator.updates(1) if u.status == "accepted"]
-    )
+    commit_round(aggregator, 1)
     aggregator.open_round(2, base_model=aggregator.latest_model().hash, deadline=consortium.now() + 600)
     clients = [consortium.client("Org1MSP" if i % 2 else "Org2MSP", f"member{i}") for i in range(8)]
-    for i, client in enumerate(clients):
+    for i in range(len(clients)):
         mspid = "Org1MSP" if i % 2 else "Org2MSP"
         consortium.admin(mspid).enrol_trainer(common_name(mspid, f"member{i}"), dataset_size=100, schema_hash="ab" * 32)
 
     def join_and_submit(client):
         client.register("trainer")
-        return client.submit_update(2, updates.bytes(), samples=10, epsilon=1.0, train_loss=0.2)
+        return client.submit_update(2, updates.bytes(), samples=10, privacy=dp(1.0), train_loss=0.2)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(join_and_submit, clients))
