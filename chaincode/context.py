@@ -57,7 +57,16 @@ class LedgerContext(Protocol):
     def get_tx_id(self) -> str: ...
 
     def get_tx_timestamp(self) -> float:
-        """Seconds since the epoch, from the signed proposal: the only clock the contract may use."""
+        """Seconds since the epoch: the only clock the contract may use. Fabric: the signed proposal's timestamp,
+        which the contract accepts only within ``clock_skew`` bounds; embedded: the ledger's own clock."""
+        ...
+
+    def clock_skew(self) -> float:
+        """Seconds the proposal's timestamp lies ahead of (+) or behind (-) this endorser's own clock.
+
+        Only for refusing a proposal whose time was moved; never written, never part of a decision that
+        changes the read/write set.
+        """
         ...
 
     def get_transient(self) -> Mapping[str, bytes]: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fedledger.chaincode.clock import check_certificate_time, check_clock
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import decode_arguments, dumps
 from fedledger.chaincode.errors import ContractError, NotFound
@@ -38,6 +39,9 @@ class FedLedgerContract:
     def invoke(self, ctx: LedgerContext, function: str, args: Sequence[bytes | str]) -> bytes:
         """Runs ``function`` with ``args`` as the adapter received them (bytes are decoded here, as UTF-8)."""
         info = self.transaction(function)
+        if info.submit:
+            check_clock(ctx)
+        check_certificate_time(ctx)
         result = info.fn(ctx, *bind_arguments(info, decode_arguments(args)))
         return dumps(result)
 

@@ -50,6 +50,12 @@ class RuleViolation(ContractError):
     code = "RULE_VIOLATION"
 
 
+class ClockSkew(ContractError):
+    """The proposal's timestamp is further from the endorser's own clock than the rules allow."""
+
+    code = "CLOCK_SKEW"
+
+
 ERROR_CLASSES: dict[str, type[ContractError]] = {
     cls.code: cls
     for cls in (
@@ -60,6 +66,7 @@ ERROR_CLASSES: dict[str, type[ContractError]] = {
         PermissionDenied,
         FailedPrecondition,
         RuleViolation,
+        ClockSkew,
     )
 }
 

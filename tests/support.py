@@ -2,8 +2,8 @@
 snapshot of everything the contract exposes, to prove that a rejected transaction changed nothing.
 
 The consortium hides which ledger it runs on (the embedded ledger here, the native Fabric network in
-tests/fabric_network/consortium.py); ``advance(seconds)`` moves the fake clock that stamps every
-transaction past deadlines.
+tests/fabric_network/consortium.py); ``advance(seconds)`` moves the fake clock past deadlines: the clients'
+(which stamp proposals) and the ledger's (the embedded ledger's own clock; on Fabric, the endorsers').
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ def only_on(backend: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize("consortium", chosen, indirect=True)
 
 
-class Clock:
+Clock = Callable[[], float]
+
+
+class FakeClock:
     def __init__(self) -> None:
         self.offset = 0.0
 
@@ -68,7 +71,7 @@ class Consortium:
     REFUSED_CREATOR: tuple[tuple[str, ...], str]
 
     def __init__(self) -> None:
-        self.clock = Clock()
+        self.clock = FakeClock()
         self._clients: dict[tuple[str, str], FedLedgerClient] = {}
         self._gateways: list[Gateway] = []
 
@@ -77,7 +80,8 @@ class Consortium:
         """The CA (and MSP folders) of ``mspid``: it issues users on demand."""
         raise NotImplementedError
 
-    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
+    def _gateway(self, identity: Identity, signer: Signer, clock: Clock) -> Gateway:
+        """A connection whose proposals carry the time of ``clock``."""
         raise NotImplementedError
 
     def ledger_state(self) -> Any:
@@ -93,9 +97,12 @@ class Consortium:
         """The identity ``name@domain`` issued by ``mspid``'s CA on first use (OU=admin or OU=client)."""
         return load_msp_identity(add_user(self.issuer(mspid), name, ou="admin" if admin else "client"), mspid)
 
-    def connect(self, identity: Identity, signer: Signer) -> FedLedgerClient:
-        """A client signing as any identity, also one the ledger does not trust."""
-        gateway = self._gateway(identity, signer)
+    def connect(
+        self, identity: Identity, signer: Signer, *, clock: Callable[[], float] | None = None
+    ) -> FedLedgerClient:
+        """A client signing as any identity, also one the ledger does not trust; ``clock``: its own idea of the
+        time (default: the consortium's), to stamp proposals that are off."""
+        gateway = self._gateway(identity, signer, clock or self.clock)
         self._gateways.append(gateway)
         network = gateway.get_network(self.channel)
         return FedLedgerClient(network.get_contract(self.chaincode), network)
@@ -129,12 +136,13 @@ class EmbeddedLedgerConsortium(Consortium):
     def __init__(self, base: Path, organizations: dict[str, str] | None = None) -> None:
         super().__init__()
         self.embedded: EmbeddedConsortium = create_consortium(base, organizations)
+        self.ledger.clock = self.clock  # the ledger stamps transactions with its own clock: move that one
 
     def issuer(self, mspid: str) -> Organization:
         return self.embedded.organizations[mspid]
 
-    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
-        return connect(identity, signer=signer, ledger_dir=self.embedded.ledger_dir, clock=self.clock)
+    def _gateway(self, identity: Identity, signer: Signer, clock: Clock) -> Gateway:
+        return connect(identity, signer=signer, ledger_dir=self.embedded.ledger_dir, clock=clock)
 
     @property
     def ledger(self) -> EmbeddedLedger:

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from fedledger.anomaly.features import direction_of, update_features
 from fedledger.bench.commit_latency.measure import SubmitBench, bench_ledger, plan_cells
 from fedledger.bench.commit_latency.render import verdicts
-from fedledger.bench.ledgers import EPSILON, LedgerUnderTest, bench_network, configured_batch_timeout, make_update
+from fedledger.bench.ledgers import PRIVACY, LedgerUnderTest, bench_network, configured_batch_timeout, make_update
+from fedledger.chaincode.privacy_budget import epsilon_of
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.tensors import NDState
@@ -151,7 +152,12 @@ def measure_size(size_mb: float, counts: Sequence[int], grid: Grid, bandwidth: f
 
         def finalize(records: list[dict[str, Any]] = records) -> None:
             previous = direction_of(records, [SAMPLES] * len(records))
-            detect(ROUND, rules, [screened(f, samples=SAMPLES, epsilon=EPSILON) for f in records], previous)
+            detect(
+                ROUND,
+                rules,
+                [screened(f, samples=SAMPLES, epsilon=epsilon_of([PRIVACY], PRIVACY.delta)) for f in records],
+                previous,
+            )
 
         # Each repeat reads n·S bytes; big cells get fewer repeats so the whole study stays bounded.
         repeats = grid.repeats if budget <= 2e9 else 1

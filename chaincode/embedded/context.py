@@ -26,11 +26,14 @@ class EmbeddedContext:
         tx_id: str,
         timestamp: float,
         transient: Mapping[str, bytes],
+        skew: float = 0.0,
     ) -> None:
+        """``timestamp``: the ledger's own clock at execution; ``skew``: the proposal's timestamp minus it."""
         self._db = connection
         self._creator = creator
         self._tx_id = tx_id
         self._timestamp = timestamp
+        self._skew = skew
         self._transient = dict(transient)
         self.reads: dict[str, int | None] = {}
         self.writes: dict[str, bytes | None] = {}
@@ -76,6 +79,9 @@ class EmbeddedContext:
 
     def get_tx_timestamp(self) -> float:
         return self._timestamp
+
+    def clock_skew(self) -> float:
+        return self._skew
 
     def get_transient(self) -> Mapping[str, bytes]:
         return self._transient

@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,14 +105,15 @@ class CreatorVerifier:
         if not cert.not_valid_before_utc.timestamp() <= at <= cert.not_valid_after_utc.timestamp():
             raise LedgerError(f"certificate of the creator is not valid at {at}", code="CREATOR_EXPIRED")
 
-    def check_signed(self, header: bytes, signature: bytes) -> tuple[dict, Creator]:
-        """The transaction id derivation, the creator's certificate and its signature over ``header``."""
+    def check_signed(self, header: bytes, signature: bytes, at: float) -> tuple[dict, Creator]:
+        """The transaction id derivation, the creator's certificate (valid at ``at``, the ledger's time) and its
+        signature over ``header``."""
         fields = json.loads(header)
         creator = Creator(fields["creator"]["mspid"], fields["creator"]["cert_pem"].encode())
         expected_id = transaction_id(bytes.fromhex(fields["nonce"]), creator.mspid, creator.cert_pem)
         if fields["tx_id"] != expected_id:
             raise LedgerError("transaction id does not match nonce and creator", code="BAD_TXID")
-        self.check(creator.mspid, creator.cert_pem, fields["timestamp"])
+        self.check(creator.mspid, creator.cert_pem, at)
         if not verify_signature(Identity(creator.mspid, creator.cert_pem), header, signature):
             raise LedgerError("the proposal signature does not verify with the creator's certificate", code="BAD_SIG")
         return fields, creator
@@ -123,6 +124,9 @@ class EmbeddedLedger:
 
     def __init__(self, path: Path, orderer: tuple[Identity, Signer] | None) -> None:
         self.path = Path(path)
+        # The ledger's own clock: it stamps every transaction, judges certificates, and bounds the skew of
+        # proposals. Tests replace it to move past deadlines; clients cannot.
+        self.clock: Callable[[], float] = time.time
         self._db = _connect(self.path / DB_NAME)
         self._lock = threading.Lock()
         self._orderer = orderer
@@ -188,8 +192,8 @@ class EmbeddedLedger:
         self._db.close()
 
     # -- transactions ----------------------------------------------------------------------
-    def _check_proposal(self, proposal: SignedProposal) -> tuple[dict, Creator]:
-        fields, creator = self._verifier.check_signed(proposal.header, proposal.signature)
+    def _check_proposal(self, proposal: SignedProposal, at: float) -> tuple[dict, Creator]:
+        fields, creator = self._verifier.check_signed(proposal.header, proposal.signature, at)
         if fields["channel"] != self.config["channel"]:
             raise LedgerError(f"channel {fields['channel']!r} does not exist on this ledger", code="BAD_CHANNEL")
         hashes = {k: sha256_hex(v) for k, v in sorted(proposal.transient.items())}
@@ -198,9 +202,15 @@ class EmbeddedLedger:
         return fields, creator
 
     def _run(self, db: sqlite3.Connection, proposal: SignedProposal) -> tuple[EmbeddedContext, bytes]:
-        fields, creator = self._check_proposal(proposal)
+        now = self.clock()
+        fields, creator = self._check_proposal(proposal, now)
         ctx = EmbeddedContext(
-            db, creator=creator, tx_id=fields["tx_id"], timestamp=fields["timestamp"], transient=proposal.transient
+            db,
+            creator=creator,
+            tx_id=fields["tx_id"],
+            timestamp=now,
+            transient=proposal.transient,
+            skew=float(fields["timestamp"]) - now,
         )
         result = self.contract.invoke(ctx, fields["function"], decode_args(fields))
         return ctx, result
@@ -250,12 +260,12 @@ class EmbeddedLedger:
                 "number": number,
                 "prev_hash": sha256_hex(bytes(prev_header)),
                 "data_hash": sha256_hex(data),
-                "timestamp": time.time(),
+                "timestamp": ctx.get_tx_timestamp(),
             }
         )
         self._db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?)", (number, header, data, self._orderer[1](header)))
         self._db.execute("INSERT INTO txids VALUES (?, ?)", (proposal.tx_id, number))
-        timestamp = proposal.fields["timestamp"]
+        timestamp = ctx.get_tx_timestamp()
         for key, value in sorted(ctx.writes.items()):
             raw_key = key.encode()
             if value is None:

@@ -35,9 +35,10 @@ class _BlockProblem(Exception):
     pass
 
 
-def _check_transaction(tx: dict, verifier: CreatorVerifier) -> None:
+def _check_transaction(tx: dict, verifier: CreatorVerifier, at: float) -> None:
+    """``at``: the ledger's time stamped on the block, when the creator's certificate had to be valid."""
     try:
-        verifier.check_signed(tx["header"].encode(), base64.b64decode(tx["signature"]))
+        verifier.check_signed(tx["header"].encode(), base64.b64decode(tx["signature"]), at)
     except LedgerError as exc:
         raise _BlockProblem(f"transaction {json.loads(tx['header'])['tx_id']}: {exc}") from None
 
@@ -65,7 +66,7 @@ def verify_ledger(path: Path | str) -> VerifyReport:
                 if not verify_signature(orderer, header, signature):
                     raise _BlockProblem("orderer signature does not verify")
                 for tx in json.loads(data).get("transactions", []):
-                    _check_transaction(tx, verifier)
+                    _check_transaction(tx, verifier, fields["timestamp"])
                     count += 1
                     for key, value in tx["writes"]:
                         if value is None:

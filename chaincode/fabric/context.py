@@ -8,7 +8,8 @@ keeps reading the peer's stream (and other transactions' replies) meanwhile.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterator, Mapping
+import time
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 from fedledger.chaincode.context import Creator, HistoryEntry
@@ -27,8 +28,10 @@ class FabricLedgerContext:
     never see the transaction's own writes, exactly as the port requires.
     """
 
-    def __init__(self, stub: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, stub: Any, loop: asyncio.AbstractEventLoop, clock: Callable[[], float] = time.time) -> None:
+        """``clock``: this endorsing peer's (its chaincode server's) own time, to bound the proposal's."""
         self._stub = stub
+        self._clock = clock
         self._loop = loop
         self._handler = stub.client
         self._channel = stub.channel_id
@@ -94,6 +97,9 @@ class FabricLedgerContext:
         if ts is None:
             raise RuntimeError("the proposal carries no timestamp")
         return ts.seconds + ts.nanos / 1e9
+
+    def clock_skew(self) -> float:
+        return self.get_tx_timestamp() - self._clock()
 
     def get_transient(self) -> Mapping[str, bytes]:
         if self._transient is None:

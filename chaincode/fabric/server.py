@@ -8,7 +8,8 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import AsyncIterable, Sequence
+import time
+from collections.abc import AsyncIterable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +44,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     workers: int = 8
     grpc_options: tuple[tuple[str, Any], ...] = field(default=())
+    clock_offset_file: Path | None = None  # tests only: seconds added to this server's clock (see endorser_clock)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServerConfig:
@@ -62,19 +64,37 @@ class ServerConfig:
             client_ca=path("CHAINCODE_TLS_CLIENT_CA"),
             max_message_bytes=int(env.get("CHAINCODE_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES)),
             workers=int(env.get("CHAINCODE_WORKERS", "8")),
+            clock_offset_file=path("FEDLEDGER_CLOCK_OFFSET_FILE"),
         )
+
+    def endorser_clock(self) -> Callable[[], float]:
+        """This server's clock, against which proposal timestamps are bounded. Tests that move the consortium's
+        time past deadlines move it for the endorsers too, through FEDLEDGER_CLOCK_OFFSET_FILE (a number of
+        seconds; a missing file is 0). Production never sets it."""
+        offset_file = self.clock_offset_file
+        if offset_file is None:
+            return time.time
+
+        def clock() -> float:
+            try:
+                return time.time() + float(offset_file.read_text().strip() or 0)
+            except FileNotFoundError:
+                return time.time()
+
+        return clock
 
 
 class ContractDispatcher:
     """Runs the synchronous contract in worker threads over a FabricLedgerContext."""
 
-    def __init__(self, contract: Contract, *, workers: int = 8) -> None:
+    def __init__(self, contract: Contract, *, workers: int = 8, clock: Callable[[], float] = time.time) -> None:
         self._contract = contract
+        self._clock = clock
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="tx")
 
     async def __call__(self, stub: Any, function: str, args: list[bytes]) -> Invocation:
         loop = asyncio.get_running_loop()
-        ctx = FabricLedgerContext(stub, loop)
+        ctx = FabricLedgerContext(stub, loop, self._clock)
         try:
             payload = await loop.run_in_executor(self._pool, self._contract.invoke, ctx, function, args)
         except ContractError as err:
@@ -138,7 +158,7 @@ def build_server(config: ServerConfig, contract: Contract) -> tuple[grpc.aio.Ser
         *config.grpc_options,
     ]
     server = grpc.aio.server(options=options)
-    dispatcher = ContractDispatcher(contract, workers=config.workers)
+    dispatcher = ContractDispatcher(contract, workers=config.workers, clock=config.endorser_clock())
     service = ChaincodeService(config.chaincode_id, dispatcher)
     shim_grpc.add_ChaincodeServicer_to_server(service, server)
     if config.tls_key and config.tls_cert:

@@ -43,6 +43,7 @@ from fedledger.sdk.fabric.local import LocalFabricNetwork
 from fedledger.sdk.gateway import Gateway, connect
 
 from ..support import Consortium
+from .fabric_cli import clock_offset_file
 
 CHANNEL = DEFAULT_CHANNEL
 PACKAGE_OF = "fedledger"
@@ -262,6 +263,17 @@ class FabricConsortium(Consortium):
         super().__init__()
         self.testbed = testbed
         self.chaincode = testbed.namespaces.take()
+        self._offset_file = clock_offset_file()
+        self._offset_file.write_text("0")
+
+    def advance(self, seconds: float) -> None:
+        """Moves the clients' clock and the endorsers' (their chaincode servers read the offset file)."""
+        super().advance(seconds)
+        self._offset_file.write_text(repr(self.clock.offset))
+
+    def close(self) -> None:
+        self._offset_file.write_text("0")
+        super().close()
 
     def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
         return self.testbed.members.identity(mspid, name, admin=admin)
@@ -269,8 +281,8 @@ class FabricConsortium(Consortium):
     def issuer(self, mspid: str) -> Organization:
         return self.testbed.members.issuer(mspid)
 
-    def _gateway(self, identity: Identity, signer: Signer) -> Gateway:
-        return self.testbed.gateway(identity, signer, self.clock)
+    def _gateway(self, identity: Identity, signer: Signer, clock: Callable[[], float]) -> Gateway:
+        return self.testbed.gateway(identity, signer, clock)
 
     def ledger_state(self) -> list[LedgerTx]:
         return self.testbed.index.transactions(self.chaincode)

@@ -24,6 +24,13 @@ def network_dir() -> Path:
     return Path(os.environ.get("FEDLEDGER_NETWORK_DIR", REPO / "run" / "network"))
 
 
+def clock_offset_file() -> Path:
+    """Where the tests put the seconds by which the consortium's fake clock is ahead: the chaincode servers
+    add it to their own clock (FEDLEDGER_CLOCK_OFFSET_FILE), so moving past a deadline moves the endorsers'
+    time too, and a proposal stamped with the fake clock is not refused as skewed."""
+    return network_dir() / "test-clock-offset"
+
+
 def fabric_bin_dir() -> Path:
     env = (REPO / "fabric-bin" / "paths.env").read_text()
     match = re.search(r"^FABRIC_BIN_DIR=(.*)$", env, re.M)

@@ -11,13 +11,15 @@ when the pinned Fabric binaries cannot be had on this machine (``make fabric-bin
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .fabric_cli import REPO, FabricCli, network_dir
+from .fabric_cli import REPO, FabricCli, clock_offset_file, network_dir
 
 COMPAT_CC = "fedledger_compat"
 COMPAT_CONTRACT = REPO / "tests" / "fabric_network" / "compat_contract.py"
@@ -30,9 +32,24 @@ def _wait_not_restarting(limit_s: float = 300) -> None:
         time.sleep(1)
 
 
+def _chaincode_servers_without_test_clock() -> list[int]:
+    """PIDs of running chaincode servers that were started without the tests' clock offset file."""
+    missing = []
+    for pid_file in (network_dir() / "pids").glob("ccserver*.pid"):
+        pid = int(pid_file.read_text())
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"FEDLEDGER_CLOCK_OFFSET_FILE={clock_offset_file()}".encode() not in environ:
+            missing.append(pid)
+    return missing
+
+
 @pytest.fixture(scope="session")
 def fabric_network() -> Iterator[FabricCli]:
     started = False
+    os.environ["FEDLEDGER_CLOCK_OFFSET_FILE"] = str(clock_offset_file())
     _wait_not_restarting()
     if not (network_dir() / "READY").exists():
         binaries = subprocess.run(["make", "-s", "fabric-bin"], cwd=REPO, capture_output=True, text=True)
@@ -43,8 +60,12 @@ def fabric_network() -> Iterator[FabricCli]:
             pytest.fail(f"make network-up failed:\n{up.stderr[-4000:]}")
         started = True
     else:
-        # Revive dead processes of an existing network; a healthy one is left alone.
+        # Chaincode servers started by someone else lack the test clock: restart them (network-up.sh revives
+        # dead processes of an existing network; a healthy one is left alone).
+        for pid in _chaincode_servers_without_test_clock():
+            os.kill(pid, signal.SIGTERM)
         subprocess.run(["network/network-up.sh"], cwd=REPO, check=True, capture_output=True)
+    clock_offset_file().write_text("0")
     yield FabricCli()
     if started and os.environ.get("FEDLEDGER_KEEP_NETWORK") != "1":
         pids = [int(p.read_text()) for p in (network_dir() / "pids").glob("*.pid")]
