@@ -26,6 +26,7 @@ ENROLMENT = "enrolment"  # participant id -> its organisation admin's attestatio
 GRANT = "grant"  # participant id -> an aggregator or auditor role approved by a quorum of organisations
 PROPOSAL = "proposal"
 APPROVAL = "approval"  # (proposal id, MSP ID): one key per approving organisation, no hot counter
+STANDING = "standing"  # (MSP ID, participant id) -> rejections of a suspended or revoked member
 OPEN_PROPOSAL = "openproposal"  # (action, role, subject) -> the id of the open proposal for it
 
 

@@ -103,11 +103,11 @@ def _check_models(client: FedLedgerClient, store: UpdateStore, strategy: Strateg
             )
         _open(store, model.hash, f"model v{model.version}")
         if model.optimizer_state is not None:
-            _check_optimizer_state(store, strategy, model)
+            _check_optimizer_state(store, strategy, model, model.optimizer_state)
         _count(report, "models recomputed")
 
 
-def _check_optimizer_state(store: UpdateStore, strategy: Strategy, model: ModelVersion) -> None:
+def _check_optimizer_state(store: UpdateStore, strategy: Strategy, model: ModelVersion, committed: str) -> None:
     moments = strategy.state_dict()
     if "m" not in moments or "v" not in moments:
         raise _Mismatch(
@@ -115,12 +115,11 @@ def _check_optimizer_state(store: UpdateStore, strategy: Strategy, model: ModelV
             f"{strategy.describe()} keeps none"
         )
     replayed = sha256_hex(encode_moments(moments["m"], moments["v"]))
-    if replayed != model.optimizer_state:
+    if replayed != committed:
         raise _Mismatch(
-            f"model v{model.version}'s optimiser state replays to {replayed}, but the ledger committed "
-            f"{model.optimizer_state}"
+            f"model v{model.version}'s optimiser state replays to {replayed}, but the ledger committed {committed}"
         )
-    _open(store, model.optimizer_state, f"model v{model.version}'s optimiser state")
+    _open(store, committed, f"model v{model.version}'s optimiser state")
 
 
 def _check_card(client: FedLedgerClient, card_dir: Path, report: AuditReport) -> None:

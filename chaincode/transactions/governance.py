@@ -28,6 +28,7 @@ from fedledger.chaincode.guards import current_rules
 from fedledger.chaincode.records import QUORUM_ROLES, ROLES, Enrolment, Grant, Participant, Proposal, Round, Rules
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.rules import apply_patch
+from fedledger.chaincode.standing import inherited_rejections, write_participant
 from fedledger.chaincode.transactions.rounds import close_round_now
 from fedledger.chaincode.trust import trust_score
 from fedledger.chaincode.weights import organisation_of
@@ -58,15 +59,6 @@ def store_rules(ctx: LedgerContext, rules: Rules) -> None:
 # -- trainers: enrolled by their own organisation --------------------------------------------------------------
 
 
-def inherited_rejections(ctx: LedgerContext, mspid: str) -> int:
-    """Rejections of the organisation's members that are suspended or revoked: a new name does not wipe them."""
-    return sum(
-        p.rejected_count + p.inherited_rejected
-        for p in state.scan(ctx, Participant, keys.PARTICIPANT, [])
-        if p.mspid == mspid and p.status != "active"
-    )
-
-
 @transaction("EnrolTrainer")
 def enrol_trainer(ctx: LedgerContext, common_name: str, dataset_size: str, schema_hash: str) -> Enrolment:
     """The caller's organisation admin enrols ``common_name`` of its own organisation as a trainer and attests
@@ -95,7 +87,7 @@ def enrol_trainer(ctx: LedgerContext, common_name: str, dataset_size: str, schem
     state.write(ctx, keys.ENROLMENT, [pid], enrolment)
     if existing is not None:
         attested = dataclasses.replace(existing, dataset_size=size, schema_hash=schema)
-        state.write(ctx, keys.PARTICIPANT, [pid], attested)
+        write_participant(ctx, attested)
     emit(ctx, "TrainerEnrolled", {"participant": pid, "dataset_size": size, "by": admin.id})
     return enrolment
 
@@ -292,11 +284,8 @@ def _apply_grant(ctx: LedgerContext, rules: Rules, proposal: Proposal, approvals
     existing = state.read(ctx, Participant, keys.PARTICIPANT, [proposal.subject])
     if existing is not None:  # a revoked participant granted its role again
         reason = f"role {proposal.role} granted again by {', '.join(approvals)}"
-        state.write(
-            ctx,
-            keys.PARTICIPANT,
-            [existing.id],
-            dataclasses.replace(existing, status="active", status_reason=reason, approved_by=approvals),
+        write_participant(
+            ctx, dataclasses.replace(existing, status="active", status_reason=reason, approved_by=approvals)
         )
 
 
@@ -307,7 +296,7 @@ def _apply_revoke(ctx: LedgerContext, rules: Rules, proposal: Proposal, approval
     existing = state.read(ctx, Participant, keys.PARTICIPANT, [pid])
     if existing is not None:
         reason = f"role {proposal.role} revoked by {', '.join(approvals)}: {proposal.changes.get('reason', '')}"
-        state.write(ctx, keys.PARTICIPANT, [pid], dataclasses.replace(existing, status="revoked", status_reason=reason))
+        write_participant(ctx, dataclasses.replace(existing, status="revoked", status_reason=reason))
 
 
 def _apply_close(ctx: LedgerContext, rules: Rules, proposal: Proposal, approvals: list[str]) -> None:
@@ -376,6 +365,6 @@ def register_participant(ctx: LedgerContext, role: str) -> Participant:
         inherited_rejected=inherited,
         approved_by=approved,
     )
-    state.write(ctx, keys.PARTICIPANT, [participant.id], participant)
+    write_participant(ctx, participant)
     emit(ctx, "ParticipantRegistered", {"participant": participant.id, "role": chosen})
     return participant

@@ -16,6 +16,7 @@ from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules
 from fedledger.chaincode.records import Participant
 from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.standing import write_participant
 from fedledger.chaincode.transactions.governance import require_member_admin
 
 
@@ -36,7 +37,7 @@ def _set_status(ctx: LedgerContext, participant_id: str, status: str, reason: st
     updated = dataclasses.replace(
         participant, status=status, status_reason=f"{text} (by {admin.id})", auto_suspended=False
     )
-    state.write(ctx, keys.PARTICIPANT, [participant_id], updated)
+    write_participant(ctx, updated)
     event = "ParticipantSuspended" if status == "suspended" else "ParticipantReinstated"
     emit(ctx, event, {"participant": participant_id, "by": admin.id})
     return updated

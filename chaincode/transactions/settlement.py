@@ -8,6 +8,7 @@ from fractions import Fraction
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.records import Participant, Payout, Round, Rules, Update
+from fedledger.chaincode.standing import write_participant
 from fedledger.chaincode.trust import trust_score
 from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, quantise
 
@@ -35,7 +36,7 @@ def apply_verdict_to_participant(
         status_reason=reason,
         auto_suspended=auto,
     )
-    state.write(ctx, keys.PARTICIPANT, [participant_id], updated)
+    write_participant(ctx, updated)
     return updated
 
 

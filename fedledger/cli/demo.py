@@ -87,7 +87,7 @@ def _round_table(setup, outcome) -> str:
                     verdict.upper(),
                     "-" if u["score"] is None else f"{u['score']:.3f}",
                     u["samples"],
-                    f"{u['epsilon']:.2f}",
+                    "no DP" if u["epsilon"] is None else f"{u['epsilon']:.2f}",
                     balances.get(u["participant"], 0),
                     f"{p.trust:.3f}",
                     p.status,

@@ -126,7 +126,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
                 u.status.upper(),
                 f"{u.score:.3f}" if u.score is not None else "-",
                 u.samples,
-                u.epsilon,
+                "no DP" if u.epsilon is None else f"{u.epsilon:.3f}",
                 balances.get(u.participant, 0),
                 f"{trust[u.participant].trust:.3f}",
                 trust[u.participant].status,

@@ -92,6 +92,7 @@ def test_the_arithmetic_is_the_stated_formula_in_ieee_doubles():
     total = sum(w for _d, w in deltas)
     model, m, v = aggregate_state(base, deltas, FEDADAM, (m_prev, v_prev))
     fedavg_model, _, _ = aggregate_state(base, deltas, FEDAVG)
+    assert m is not None and v is not None
     for i in (0, 17, 49):
         avg = 0.0
         for delta, weight in deltas:
@@ -118,6 +119,7 @@ def test_trainer_functions_delegate_to_the_contracts_arithmetic():
     strategy = FedAdam(eta=0.05)
     model = strategy.aggregate_fit(1, base, deltas)
     expected, m, v = aggregate_state(base, deltas, FEDADAM)
+    assert m is not None and v is not None
     assert encode(model) == encode(expected)
     assert encode_moments(strategy.moments.m, strategy.moments.v) == encode_moments(m, v)
     assert encode(FedAvg(server_lr=0.7).aggregate_fit(1, base, deltas)) == encode(

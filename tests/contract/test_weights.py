@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, organisation_of, quantise
 
+from ..support import dp, enrol, participant_id, ready_round
+
 
 def test_an_inflated_member_is_held_to_its_cap_and_the_rest_keep_their_ratio() -> None:
     values = {"Org1MSP:liar": 10**9, "Org1MSP:a": 100, "Org2MSP:b": 100, "Org2MSP:c": 300}
@@ -74,3 +76,40 @@ def test_quantise_is_exact_and_independent_of_order() -> None:
 def test_negative_values_are_refused() -> None:
     with pytest.raises(ValueError, match="non-negative"):
         capped_shares({"Org1MSP:a": -1}, participant_cap=1.0, organisation_cap=1.0)
+
+
+# -- on the ledger (both backends) -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capped", [True, False], ids=["default-caps", "no-caps-baseline"])
+def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, capped: bool) -> None:
+    """The attack: an organisation's admin attests 10^9 rows for its trainer, which declares them all.
+
+    Without caps (the baseline, caps set to 1.0) it takes 0.999997 of the weight and the pool; with the default
+    caps it holds at most half, and the honest organisation keeps its half.
+    """
+    rules = (
+        {"detector_min_updates": 10}
+        if capped
+        else {"detector_min_updates": 10, "max_participant_share": 1.0, "max_organisation_share": 1.0}
+    )
+    aggregator, _, _ = ready_round(consortium, trainers=0, rules=rules)
+    liar = enrol(consortium, "Org1MSP", "liar", dataset_size=10**9)
+    honest = [enrol(consortium, mspid, name) for mspid, name in (("Org1MSP", "a"), ("Org2MSP", "b"), ("Org2MSP", "c"))]
+    aggregator.abandon_round(1, "trainers joined after it opened")
+    aggregator.open_round(2, base_model=aggregator.latest_model().hash, deadline=consortium.now() + 600)
+    liar.submit_update(2, updates.bytes(), samples=10**9, privacy=dp(1.0), train_loss=0.5)
+    for client in honest:
+        client.submit_update(2, updates.bytes(), samples=1000, privacy=dp(1.0), train_loss=0.5)
+    aggregator.finalize_round(2)
+    weight = {u.participant: u.weight for u in aggregator.updates(2)}
+    balances = aggregator.balances()
+    org2 = [participant_id("Org2MSP", "b"), participant_id("Org2MSP", "c")]
+    assert sum(weight.values()) == WEIGHT_UNITS and sum(balances.values()) == 1000
+    if capped:
+        assert weight[participant_id("Org1MSP", "liar")] <= WEIGHT_UNITS // 2
+        assert [weight[p] for p in org2] == [WEIGHT_UNITS // 4, WEIGHT_UNITS // 4]
+        assert [balances[p] for p in org2] == [250, 250]
+    else:
+        assert weight[participant_id("Org1MSP", "liar")] > 0.99999 * WEIGHT_UNITS
+        assert sum(balances[p] for p in org2) == 0

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
+from fedledger.chaincode.errors import RuleViolation
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import UpdateStore, create_key
@@ -187,19 +188,25 @@ def test_the_aggregator_resumes_from_the_ledger(finished):
 
 @pytest.mark.parametrize("keep_checkpoint", [True, False], ids=["checkpoint-kept", "checkpoint-lost"])
 def test_a_restarted_aggregator_continues_with_the_strategy_state(tmp_path, keep_checkpoint):
-    """FedAdam's moments are saved after every commit and restored by the next aggregator process, so the audit
-    (which replays the strategy from genesis) passes; losing the checkpoint is exactly what it catches."""
+    """FedAdam's moments are saved after every commit and restored by the next aggregator process, so its next
+    aggregate is the one the endorsing peers recompute from the committed moments, and the audit (which replays
+    the strategy from genesis) passes. An aggregator that lost its checkpoint steps from zero moments: the peers
+    refuse that aggregate at CommitAggregate and nothing is committed."""
     run = Run(tmp_path)
     config = FederationConfig(rounds=1, members=3, strategy="fedadam")
     run.federate(config)  # then a restart: new aggregator, members and strategy objects, the same folder
     checkpoint = run.base / "aggregator" / "strategy.safetensors"
     assert checkpoint.is_file()
+    observer = run.client("Org2MSP", "auditor")
     if not keep_checkpoint:
         for path in checkpoint.parent.iterdir():
             path.unlink()
+        with pytest.raises(RuleViolation, match="not the aggregate of round 2's accepted updates"):
+            run.federate(config)
+        assert observer.round(2).status == "finalized" and observer.latest_model().version == 1
+        return
     second = run.federate(config)
     assert [o.number for o in second.outcomes] == [2]
-    report = audit_run(run.client("Org2MSP", "auditor"), run.store, second.card_dir, make_strategy("fedadam"))
-    assert report.ok is keep_checkpoint, str(report)
-    if not keep_checkpoint:
-        assert "model v2 (round 2) recomputed from its accepted updates" in str(report)
+    assert observer.latest_model().optimizer_state is not None  # the moments are committed with the model
+    report = audit_run(observer, run.store, second.card_dir, make_strategy("fedadam"))
+    assert report.ok, str(report)

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.store import create_key
 
@@ -27,6 +27,13 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
     create_key(tmp_path / "store.key")
     observer = LedgerLocation("embedded", consortium.base).client("Org1MSP", "Admin", admin=True)
     observer.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
+    # what each organisation's admin does before the processes start: enrol its members, grant the aggregator
+    admins = {
+        m: LedgerLocation("embedded", consortium.base).client(m, "Admin", admin=True) for m in ("Org1MSP", "Org2MSP")
+    }
+    admins["Org1MSP"].enrol_trainer("hospital-a@org1.example.com", dataset_size=1000, schema_hash="0" * 64)
+    admins["Org2MSP"].enrol_trainer("hospital-b@org2.example.com", dataset_size=1000, schema_hash="0" * 64)
+    grant_role(list(admins.values()), "Org1MSP:aggregator@org1.example.com", "aggregator")
 
     def common(mspid: str, user: str) -> list[str]:
         consortium.user(mspid, user)  # issues the identity on first use

@@ -78,7 +78,15 @@ def _fresh_backend(profile: NetworkProfile, org: str, tmp: Path, name: str, **op
 
 
 def _register(profile: NetworkProfile, backend: FabricGatewayBackend, **kwargs):
-    return backend.submit(_proposal(profile, "RegisterParticipant", "auditor", "0", SCHEMA, **kwargs))
+    """The write a fresh identity can make: its organisation's admin enrols it, then it registers as a trainer
+    (``kwargs`` shape the RegisterParticipant proposal, e.g. ``endorsing_orgs``)."""
+    mspid, _, name = json.loads(backend.evaluate(_proposal(profile, "WhoAmI")))["id"].partition(":")
+    admin = profile.connect(mspid.removesuffix("MSP"), user="Admin")
+    try:
+        admin.submit(_proposal(profile, "EnrolTrainer", name, "100", SCHEMA))
+    finally:
+        admin.close()
+    return backend.submit(_proposal(profile, "RegisterParticipant", "trainer", **kwargs))
 
 
 # --- round trips ----------------------------------------------------------------------------
