@@ -118,7 +118,7 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
         ("rounds", f"{len(facts.rounds)} ({', '.join(f'{f.round.number}: {f.round.status}' for f in facts.rounds)})"),
         (
             "ε",
-            f"{dp_text}largest ε spent by a member {_num(epsilon)} (composed by the contract with the RDP accountant), budget "
+            f"{dp_text}largest ε spent by a member {_num(epsilon)} (composed on the ledger, RDP), budget "
             f"{_num(facts.rules.epsilon_total)} per member, {_num(facts.rules.epsilon_per_round)} per round",
         ),
         ("ledger", f"{run.kind}, channel {run.ledger.get('channel', 'mychannel')} {where}".strip()),
