@@ -110,9 +110,20 @@ class Aggregator:
             self._opened_in[number] = self.client.last_result.block_number
 
     def screen(self, number: int) -> None:
-        """CloseRound (when still open) and FinalizeRound: the contract's detector rules on every update."""
-        if self.client.round(number).status == "open":
-            self.client.close_round(number)
+        """CloseRound (when still open) and FinalizeRound: the contract's detector rules on every update.
+
+        An aggregator may close a round early only once every trainer expected when it opened has submitted;
+        otherwise this waits for the round's deadline (the late members' right), then finalizes.
+        """
+        record = self.client.round(number)
+        if record.status == "open":
+            submitted = {u.participant for u in self.client.updates(number)}
+            missing = [p for p in record.expected if p not in submitted]
+            if missing and time.time() < record.deadline:
+                logger.info("round %d: waiting for the deadline, %d expected member(s) missing", number, len(missing))
+                time.sleep(max(0.0, record.deadline - time.time()) + 1.0)
+            else:
+                self.client.close_round(number)
         self.client.finalize_round(number)
         self._index_submissions(number)
 

@@ -18,6 +18,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,19 @@ class ScaleLedger:
         orgs = self.ledger.orgs
         return [self.ledger.client(orgs[i % len(orgs)], f"t{i}-{tag}") for i in range(count)]
 
-    def release(self, clients: Sequence[FedLedgerClient]) -> None:
+    def release(self, clients: Sequence[FedLedgerClient], workers: int = 8) -> None:
+        """The trainers of a finished size leave: their organisations' admins suspend them, so that the next
+        round does not expect them (an aggregator may close a round early only once every expected trainer
+        submitted), then their connections close."""
+        admins = self.ledger.admins()
+
+        def leave(client: FedLedgerClient) -> None:
+            pid = client.whoami()["id"]
+            with contextlib.suppress(contract_errors.ContractError):  # never registered, or already suspended
+                admins[pid.partition(":")[0]].suspend(pid, "benchmark: this round size is done")
+
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            list(pool.map(leave, clients))
         self.ledger.release(clients)
 
     def cpu(self) -> dict[str, float]:

@@ -80,7 +80,7 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
     from fedledger.experiments.attacks import AttackConfig, MaliciousMember
     from fedledger.experiments.demo_setup import DEMO_RULES, demo_train_config, load_demo_model
     from fedledger.experiments.federation import schema_hash
-    from fedledger.sdk.client import grant_role
+    from fedledger.sdk.client import grant_role, with_quorum
     from fedledger.sdk.store import UpdateStore, create_key
     from fedledger.tensors import to_numpy
     from fedledger.trainer.aggregator import Aggregator
@@ -152,6 +152,8 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
                     actions[name] = "refused"
                     logger.info("round %d: %s refused by the ledger: %s", number, name, exc)
             aggregator.wait_for_updates(number, expected=submitted, timeout=5.0)
+            if "skipped" in actions.values():  # the consortium's admins agree to close without the absent member
+                with_quorum(admins, lambda admin: admin.propose_early_close(number))
 
         def record(outcome: RoundOutcome) -> None:
             nonlocal noise_std

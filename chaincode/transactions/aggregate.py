@@ -11,10 +11,12 @@ the arithmetic the round's rules name (``server_optimizer`` and its parameters),
 - ``CommitAggregate(round, update_hashes, metrics, inline_from)`` aggregates chunks ``inline_from`` onwards
   itself (the same code path; ``"0"`` = the whole round in one transaction), takes the earlier ones from
   AggregateChunks, and records the model (transient ``model``, and for FedAdam ``optimizer_state``) only if
-  each of its chunks is the recomputed one. The chunk records are deleted then: the block keeps them.
+  each of its chunks is the recomputed one. The chunk records are deleted then: the blocks keep them.
 
 A chunk computed from other inputs (another base, another accepted set after a dispute, other weights) never
-counts: each chunk record carries the hash of its inputs.
+counts: each chunk record carries the hash of its inputs. The steps (:func:`round_aggregation`,
+:func:`chunk_inputs`, :func:`aggregate_chunk`, :func:`record_aggregate`) are public so that the benchmark can
+time the same commit without the recomputation (bench/aggregate_check).
 """
 
 from __future__ import annotations
@@ -23,8 +25,6 @@ import dataclasses
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-
-import numpy as np
 
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.aggregation import (
@@ -47,24 +47,27 @@ from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, Invali
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.payloads import decode_payload, transient_bytes
-from fedledger.chaincode.records import AggregateChunk, ModelVersion, Round, Rules, Update
+from fedledger.chaincode.records import AggregateChunk, ModelVersion, Participant, Round, Rules, Update
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.lineage import require_model
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.chaincode.transactions.updates import round_updates, rules_of
-from fedledger.tensors import TensorFormatError, sha256_hex
+from fedledger.tensors import NDState, TensorFormatError, sha256_hex
 
 
 def _sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chunk_attr(k: int) -> str:
-    return f"{k:010d}"
+def _chunk_key(number: int, k: int) -> list[str]:
+    return [keys.round_attr(number), f"{k:010d}"]
+
+
+# -- what a round's aggregate is made of --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Aggregation:
+class RoundAggregation:
     """What a finalized round's aggregate is made of, read from the ledger."""
 
     record: Round
@@ -91,12 +94,13 @@ class _Aggregation:
         return self.optimizer.stateful and self.base.optimizer_state is not None
 
 
-def _finalized(record: Round) -> None:
+def require_finalized(record: Round) -> None:
     if record.status != "finalized":
         raise FailedPrecondition(f"round {record.number} is {record.status}; only a finalized round can be aggregated")
 
 
-def _aggregation(ctx: LedgerContext, record: Round) -> _Aggregation:
+def round_aggregation(ctx: LedgerContext, record: Round) -> RoundAggregation:
+    """The base model, accepted updates, rules and chunk size of a finalized round's aggregate."""
     accepted = sorted((u for u in round_updates(ctx, record.number) if u.status == "accepted"), key=lambda u: u.hash)
     if not accepted:
         raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
@@ -129,9 +133,12 @@ def _aggregation(ctx: LedgerContext, record: Round) -> _Aggregation:
         optimizer=optimizer,
         updates=[(u.hash, u.weight) for u in accepted],
     )
-    return _Aggregation(
+    return RoundAggregation(
         record, rules, base, accepted, optimizer, size, layout, Layout.of_moments(base.manifest), digest
     )
+
+
+# -- the transient inputs, checked against the ledger ----------------------------------------------------
 
 
 def _verified_range(
@@ -143,9 +150,9 @@ def _verified_range(
     chunk_elements: int,
     start: int,
     stop: int,
-) -> np.ndarray:
-    """Elements ``[start, stop)`` of a committed state, from transient ``field``: the state's chunks (at its own
-    ``chunk_elements``) that hold them, each checked against ``hashes``."""
+) -> memoryview:
+    """The bytes of elements ``[start, stop)`` of a committed state, from transient ``field``: the state's chunks
+    (at its own ``chunk_elements``) that hold them, each checked against ``hashes``."""
     chunks = covering(start, stop, chunk_elements)
     first, end = chunks.start * chunk_elements, min(chunks.stop * chunk_elements, layout.elements)
     data = transient.get(field)
@@ -168,12 +175,39 @@ def _verified_range(
                 f"the bytes sent as {field!r} are not chunk {k} of {what} (its hash on the ledger differs); "
                 f"send {what}'s own bytes"
             )
-    return layout.to_float64(data, first, end)[start - first : stop - first]
+    return view[layout.byte_offset(start) - offset : layout.byte_offset(stop) - offset]
 
 
-def _computed(ctx: LedgerContext, agg: _Aggregation, first: int, count: int) -> Iterator[AggregateChunk]:
-    """Chunks ``first .. first + count - 1`` of the aggregate, from the transient inputs, each input chunk
-    checked against its hash on the ledger."""
+@dataclass(frozen=True)
+class ChunkInputs:
+    """The checked inputs of chunk ``chunk`` (elements ``start .. stop - 1``): the base's bytes, the base's moments
+    (or None: zero), and each accepted update's bytes with its weight, in hash order, checked as they are read."""
+
+    agg: RoundAggregation
+    chunk: int
+    start: int
+    stop: int
+    base: memoryview
+    m: memoryview | None
+    v: memoryview | None
+    _updates: tuple[memoryview, ...]  # per update (in agg.updates order): its bytes of this chunk, unchecked
+
+    def updates(self) -> Iterator[tuple[memoryview, int]]:
+        """Each update's bytes of this chunk and its weight, in hash order, after checking them against the hash
+        SubmitUpdate recorded for the chunk."""
+        for update, piece in zip(self.agg.updates, self._updates, strict=True):
+            if _sha256(piece) != update.chunk_hashes[self.chunk]:
+                raise InvalidArgument(
+                    f"the bytes sent for update {update.hash} ({update.participant}) are not its chunk {self.chunk} "
+                    "committed at SubmitUpdate; send the update's own bytes"
+                )
+            yield piece, update.weight
+
+
+def chunk_inputs(ctx: LedgerContext, agg: RoundAggregation, first: int, count: int) -> Iterator[ChunkInputs]:
+    """The inputs of chunks ``first .. first + count - 1`` from the transient data: ``base``, ``update/<hash>`` for
+    every accepted update and (FedAdam after its first step) ``m`` and ``v``; the base's chunks are checked here,
+    each update's as :meth:`ChunkInputs.updates` reads it."""
     transient = ctx.get_transient()
     start, stop = agg.layout.chunks_range(first, count, agg.chunk_elements)
     base = agg.base
@@ -187,9 +221,9 @@ def _computed(ctx: LedgerContext, agg: _Aggregation, first: int, count: int) -> 
         start,
         stop,
     )
-    m_prev = v_prev = None
+    moments: list[memoryview] = []
     if agg.base_moments:
-        m_prev, v_prev = (
+        moments = [
             _verified_range(
                 transient,
                 moment,
@@ -201,9 +235,9 @@ def _computed(ctx: LedgerContext, agg: _Aggregation, first: int, count: int) -> 
                 stop,
             )
             for moment in (M_FIELD, V_FIELD)
-        )
+        ]
     expected = agg.layout.nbytes_of(start, stop)
-    sent: dict[str, memoryview] = {}
+    sent: list[memoryview] = []
     for update in agg.updates:
         field = update_field(update.hash)
         data = transient.get(field)
@@ -217,41 +251,52 @@ def _computed(ctx: LedgerContext, agg: _Aggregation, first: int, count: int) -> 
                 f"transient {field!r} must hold chunks {first}..{first + count - 1} of that update ({expected} bytes), "
                 f"got {len(data)} bytes"
             )
-        sent[update.hash] = memoryview(data)
+        sent.append(memoryview(data))
     offset = agg.layout.byte_offset(start)
-    total = agg.total_weight
+    moment_offset = agg.moments.byte_offset(start)
     for k in range(first, first + count):
         a, b = agg.layout.chunk_range(k, agg.chunk_elements)
         lo, hi = agg.layout.byte_offset(a) - offset, agg.layout.byte_offset(b) - offset
-
-        def deltas(k: int = k, a: int = a, b: int = b, lo: int = lo, hi: int = hi) -> Iterator[tuple[np.ndarray, int]]:
-            for update in agg.updates:
-                piece = sent[update.hash][lo:hi]
-                if _sha256(piece) != update.chunk_hashes[k]:
-                    raise InvalidArgument(
-                        f"the bytes sent for update {update.hash} ({update.participant}) are not its chunk {k} "
-                        "committed at SubmitUpdate; send the update's own bytes"
-                    )
-                yield agg.layout.to_float64(piece, a, b), update.weight
-
-        window = slice(a - start, b - start)
-        new, m, v = aggregate_values(
-            x[window],
-            deltas(),
-            total,
-            agg.optimizer,
-            None if m_prev is None else m_prev[window],
-            None if v_prev is None else v_prev[window],
+        mlo, mhi = agg.moments.byte_offset(a) - moment_offset, agg.moments.byte_offset(b) - moment_offset
+        yield ChunkInputs(
+            agg,
+            k,
+            a,
+            b,
+            x[lo:hi],
+            moments[0][mlo:mhi] if moments else None,
+            moments[1][mlo:mhi] if moments else None,
+            tuple(piece[lo:hi] for piece in sent),
         )
-        yield AggregateChunk(
-            round=agg.record.number,
-            chunk=k,
-            inputs=agg.inputs,
-            model=_sha256(agg.layout.from_float64(new, a)),
-            m=None if m is None else _sha256(agg.moments.from_float64(m, a)),
-            v=None if v is None else _sha256(agg.moments.from_float64(v, a)),
-            tx_id=ctx.get_tx_id(),
-        )
+
+
+# -- the arithmetic ---------------------------------------------------------------------------------------
+
+
+def aggregate_chunk(chunk: ChunkInputs, tx_id: str) -> AggregateChunk:
+    """Chunk ``chunk.chunk`` of the aggregate: the hashes of the new model's, m's and v's bytes of it."""
+    agg, a, b = chunk.agg, chunk.start, chunk.stop
+    new, m, v = aggregate_values(
+        agg.layout.to_float64(chunk.base, a, b),
+        ((agg.layout.to_float64(piece, a, b), weight) for piece, weight in chunk.updates()),
+        agg.total_weight,
+        agg.optimizer,
+        None if chunk.m is None else agg.moments.to_float64(chunk.m, a, b),
+        None if chunk.v is None else agg.moments.to_float64(chunk.v, a, b),
+    )
+    return AggregateChunk(
+        round=agg.record.number,
+        chunk=chunk.chunk,
+        inputs=agg.inputs,
+        model=_sha256(agg.layout.from_float64(new, a)),
+        m=None if m is None else _sha256(agg.moments.from_float64(m, a)),
+        v=None if v is None else _sha256(agg.moments.from_float64(v, a)),
+        tx_id=tx_id,
+    )
+
+
+def _computed(ctx: LedgerContext, agg: RoundAggregation, first: int, count: int) -> list[AggregateChunk]:
+    return [aggregate_chunk(chunk, ctx.get_tx_id()) for chunk in chunk_inputs(ctx, agg, first, count)]
 
 
 @transaction("AggregateChunks")
@@ -262,27 +307,83 @@ def aggregate_chunks(ctx: LedgerContext, round_number: str, first_chunk: str, co
     record = require_round(ctx, parse_round(round_number))
     first = parse_int("first_chunk", first_chunk, minimum=0)
     n = parse_int("count", count, minimum=1)
-    _finalized(record)
-    agg = _aggregation(ctx, record)
+    require_finalized(record)
+    agg = round_aggregation(ctx, record)
     if first + n > agg.chunks:
         raise InvalidArgument(
             f"round {record.number}'s aggregate has {agg.chunks} chunk(s) (0..{agg.chunks - 1}); "
             f"chunks {first}..{first + n - 1} do not all exist"
         )
-    results = list(_computed(ctx, agg, first, n))
+    results = _computed(ctx, agg, first, n)
     for chunk in results:
-        state.write(ctx, keys.AGGREGATE_CHUNK, [keys.round_attr(record.number), _chunk_attr(chunk.chunk)], chunk)
+        state.write(ctx, keys.AGGREGATE_CHUNK, _chunk_key(record.number, chunk.chunk), chunk)
     return results
 
 
-def _expected(ctx: LedgerContext, agg: _Aggregation, inline_from: int | None) -> list[AggregateChunk]:
+# -- CommitAggregate ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommitRequest:
+    """A CommitAggregate's checked arguments and transient model (and optimiser state)."""
+
+    aggregator: Participant
+    agg: RoundAggregation
+    inline_from: int | None
+    metrics: dict[str, object]
+    model: bytes
+    model_state: NDState
+    optimizer_state: bytes | None
+    moments: tuple[NDState, NDState] | None
+
+
+def commit_request(
+    ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str, inline_from: str
+) -> CommitRequest:
+    """Every check of CommitAggregate but the recomputation: caller, round, the exact accepted set, arguments,
+    the model's (and optimiser state's) format."""
+    aggregator = require_participant(ctx, "aggregator")
+    record = require_round(ctx, parse_round(round_number))
+    used = parse_json("update_hashes", update_hashes, list)
+    scores = parse_json("metrics", metrics, dict)
+    first_inline = None if inline_from.strip() == "" else parse_int("inline_from", inline_from, minimum=0)
+    require_finalized(record)
+    accepted = {u.hash for u in round_updates(ctx, record.number) if u.status == "accepted"}
+    if not accepted:
+        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
+    if len(used) != len(set(used)) or set(used) != accepted:
+        missing = sorted(accepted - set(used))
+        extra = sorted(set(used) - accepted)
+        raise InvalidArgument(
+            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
+            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
+        )
+    agg = round_aggregation(ctx, record)
+    if first_inline is not None and first_inline > agg.chunks:
+        raise InvalidArgument(
+            f"inline_from is {first_inline}; round {record.number}'s aggregate has {agg.chunks} chunk(s)"
+        )
+    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=agg.rules.max_update_bytes)
+    model_state = decode_payload(data, "aggregate", expected=agg.base.manifest)
+    if ctx.get_state(keys.composite_key(keys.MODEL, [sha256_hex(data)])) is not None:
+        raise AlreadyExists(f"model {sha256_hex(data)} is already on the ledger")
+    optimizer_state = None
+    moments = None
+    if agg.optimizer.stateful:
+        optimizer_state = transient_bytes(ctx, OPTIMIZER_FIELD, max_bytes=2 * agg.moments.nbytes + (1 << 20))
+        try:
+            moments = decode_moments(optimizer_state, agg.base.manifest)
+        except TensorFormatError as exc:
+            raise InvalidArgument(str(exc)) from None
+    return CommitRequest(aggregator, agg, first_inline, scores, data, model_state, optimizer_state, moments)
+
+
+def _expected(ctx: LedgerContext, agg: RoundAggregation, inline_from: int | None) -> list[AggregateChunk]:
     """Every chunk of the aggregate: computed here from ``inline_from`` on, before that from AggregateChunks."""
     stored_until = agg.chunks if inline_from is None else inline_from
     chunks = []
     for k in range(stored_until):
-        chunk = state.read(
-            ctx, AggregateChunk, keys.AGGREGATE_CHUNK, [keys.round_attr(agg.record.number), _chunk_attr(k)]
-        )
+        chunk = state.read(ctx, AggregateChunk, keys.AGGREGATE_CHUNK, _chunk_key(agg.record.number, k))
         if chunk is None or chunk.inputs != agg.inputs:
             why = (
                 "is not aggregated yet"
@@ -299,7 +400,7 @@ def _expected(ctx: LedgerContext, agg: _Aggregation, inline_from: int | None) ->
     return chunks
 
 
-def _differs(agg: _Aggregation, what: str, got: list[str], expected: list[str | None]) -> None:
+def _differs(agg: RoundAggregation, what: str, got: list[str], expected: list[str | None]) -> None:
     for k, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
         if mine != theirs:
             start, stop = agg.layout.chunk_range(k, agg.chunk_elements)
@@ -311,85 +412,32 @@ def _differs(agg: _Aggregation, what: str, got: list[str], expected: list[str | 
             )
 
 
-@transaction("CommitAggregate")
-def commit_aggregate(
-    ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str = "{}", inline_from: str = ""
+def record_aggregate(
+    ctx: LedgerContext, request: CommitRequest, chunk_hashes: list[str], optimizer_chunks: dict[str, list[str]]
 ) -> ModelVersion:
-    """Records the new global model (transient ``model``; FedAdam: ``optimizer_state``) if it is the aggregate of
-    exactly the accepted updates: chunks from ``inline_from`` on are recomputed from this transaction's transient
-    inputs (as AggregateChunks takes them), the others must have been aggregated by AggregateChunks."""
-    aggregator = require_participant(ctx, "aggregator")
-    record = require_round(ctx, parse_round(round_number))
-    used = parse_json("update_hashes", update_hashes, list)
-    scores = parse_json("metrics", metrics, dict)
-    first_inline = None if inline_from.strip() == "" else parse_int("inline_from", inline_from, minimum=0)
-    _finalized(record)
-    accepted = {u.hash: u for u in round_updates(ctx, record.number) if u.status == "accepted"}
-    if not accepted:
-        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
-    if len(used) != len(set(used)) or set(used) != set(accepted):
-        missing = sorted(set(accepted) - set(used))
-        extra = sorted(set(used) - set(accepted))
-        raise InvalidArgument(
-            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
-            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
-        )
-    agg = _aggregation(ctx, record)
-    if first_inline is not None and first_inline > agg.chunks:
-        raise InvalidArgument(
-            f"inline_from is {first_inline}; round {record.number}'s aggregate has {agg.chunks} chunk(s)"
-        )
-    base = agg.base
-    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=agg.rules.max_update_bytes)
-    model_state = decode_payload(data, "aggregate", expected=base.manifest)
-    model_hash = sha256_hex(data)
-    if ctx.get_state(keys.composite_key(keys.MODEL, [model_hash])) is not None:
-        raise AlreadyExists(f"model {model_hash} is already on the ledger")
-    moments = None
-    optimizer_state = None
-    if agg.optimizer.stateful:
-        limit = 2 * agg.moments.nbytes + (1 << 20)
-        optimizer_state = transient_bytes(ctx, OPTIMIZER_FIELD, max_bytes=limit)
-        try:
-            moments = decode_moments(optimizer_state, base.manifest)
-        except TensorFormatError as exc:
-            raise InvalidArgument(str(exc)) from None
-
-    expected = _expected(ctx, agg, first_inline)
-    chunk_hashes = agg.layout.chunk_hashes(model_state, agg.chunk_elements)
-    _differs(agg, "model", chunk_hashes, [c.model for c in expected])
-    optimizer_chunks: dict[str, list[str]] = {}
-    if moments is not None:
-        for moment, values in zip((M_FIELD, V_FIELD), moments, strict=True):
-            optimizer_chunks[moment] = agg.moments.chunk_hashes(values, agg.chunk_elements)
-            _differs(
-                agg, f"optimizer state {moment!r}", optimizer_chunks[moment], [getattr(c, moment) for c in expected]
-            )
-
+    """Writes the new model (with its chunk and optimiser-state commitments), the head and the round."""
+    agg = request.agg
+    record, base = agg.record, agg.base
+    by_participant = sorted(agg.updates, key=lambda u: u.participant)
     model = ModelVersion(
-        hash=model_hash,
+        hash=sha256_hex(request.model),
         version=base.version + 1,
         parent=base.hash,
         round=record.number,
         updates=[
-            {
-                "participant": accepted[h].participant,
-                "hash": h,
-                "samples": accepted[h].samples,
-                "weight": accepted[h].weight,
-            }
-            for h in sorted(accepted, key=lambda h: accepted[h].participant)
+            {"participant": u.participant, "hash": u.hash, "samples": u.samples, "weight": u.weight}
+            for u in by_participant
         ],
         manifest=base.manifest,
-        size=len(data),
-        committed_by=aggregator.id,
+        size=len(request.model),
+        committed_by=request.aggregator.id,
         tx_id=ctx.get_tx_id(),
         timestamp=ctx.get_tx_timestamp(),
-        metrics=scores,
+        metrics=dict(request.metrics),
         chunk_elements=agg.chunk_elements,
         chunk_hashes=chunk_hashes,
         server_optimizer=agg.optimizer.describe(),
-        optimizer_state=None if optimizer_state is None else sha256_hex(optimizer_state),
+        optimizer_state=None if request.optimizer_state is None else sha256_hex(request.optimizer_state),
         optimizer_chunk_hashes=optimizer_chunks,
     )
     state.write(ctx, keys.MODEL, [model.hash], model)
@@ -400,10 +448,31 @@ def commit_aggregate(
         [keys.round_attr(record.number)],
         dataclasses.replace(record, status="aggregated", aggregate=model.hash),
     )
-    for chunk in expected:
-        if chunk.tx_id != ctx.get_tx_id():  # written by AggregateChunks: scratch, the block keeps it
-            ctx.del_state(
-                keys.composite_key(keys.AGGREGATE_CHUNK, [keys.round_attr(record.number), _chunk_attr(chunk.chunk)])
-            )
     emit(ctx, "AggregateCommitted", {"round": record.number, "model": model.hash, "version": model.version})
+    return model
+
+
+@transaction("CommitAggregate")
+def commit_aggregate(
+    ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str = "{}", inline_from: str = ""
+) -> ModelVersion:
+    """Records the new global model (transient ``model``; FedAdam: ``optimizer_state``) if it is the aggregate of
+    exactly the accepted updates: chunks from ``inline_from`` on are recomputed from this transaction's transient
+    inputs (as AggregateChunks takes them), the others must have been aggregated by AggregateChunks."""
+    request = commit_request(ctx, round_number, update_hashes, metrics, inline_from)
+    agg = request.agg
+    expected = _expected(ctx, agg, request.inline_from)
+    chunk_hashes = agg.layout.chunk_hashes(request.model_state, agg.chunk_elements)
+    _differs(agg, "model", chunk_hashes, [c.model for c in expected])
+    optimizer_chunks: dict[str, list[str]] = {}
+    if request.moments is not None:
+        for moment, values in zip((M_FIELD, V_FIELD), request.moments, strict=True):
+            optimizer_chunks[moment] = agg.moments.chunk_hashes(values, agg.chunk_elements)
+            _differs(
+                agg, f"optimizer state {moment!r}", optimizer_chunks[moment], [getattr(c, moment) for c in expected]
+            )
+    model = record_aggregate(ctx, request, chunk_hashes, optimizer_chunks)
+    for chunk in expected:
+        if chunk.tx_id != ctx.get_tx_id():  # written by AggregateChunks: scratch, the blocks keep it
+            ctx.del_state(keys.composite_key(keys.AGGREGATE_CHUNK, _chunk_key(agg.record.number, chunk.chunk)))
     return model
