@@ -3,7 +3,7 @@
 BENCH_FLAGS := $(if $(QUICK),--quick,)
 # Short runs write to bench/quick/ (results and page), never over the documented full run.
 BENCH_ENV := $(if $(QUICK),FEDLEDGER_BENCH_OUT=bench/quick,)
-BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust
+BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust aggregate-check
 
 .PHONY: bench-commit $(addprefix bench-,$(BENCH_STUDIES)) bench-all
 bench-commit: $(STAMP)
@@ -26,5 +26,8 @@ bench-overhead: $(STAMP) fabric-bin
 
 bench-trust: $(STAMP)
 	$(BENCH_ENV) $(PY) -m fedledger.bench.trust $(BENCH_FLAGS)
+
+bench-aggregate-check: $(STAMP) fabric-bin
+	$(BENCH_ENV) $(PY) -m fedledger.bench.aggregate_check $(BENCH_FLAGS)
 
 bench-all: bench-commit $(addprefix bench-,$(BENCH_STUDIES))

@@ -15,8 +15,8 @@ the arithmetic the round's rules name (``server_optimizer`` and its parameters),
 
 A chunk computed from other inputs (another base, another accepted set after a dispute, other weights) never
 counts: each chunk record carries the hash of its inputs. The steps (:func:`round_aggregation`,
-:func:`chunk_inputs`, :func:`aggregate_chunk`, :func:`record_aggregate`) are public so that the benchmark can
-time the same commit without the recomputation (bench/aggregate_check).
+:func:`chunk_inputs`, :func:`aggregate_chunk`, :func:`commit_request`, :func:`record_aggregate`) are public so
+that the benchmark can time the same commit without the recomputation (bench/aggregate_check).
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def _sha256(data: bytes | memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chunk_key(number: int, k: int) -> list[str]:
+def chunk_key(number: int, k: int) -> list[str]:
+    """The key attributes of chunk ``k`` of round ``number``'s aggregate (``keys.AGGREGATE_CHUNK``)."""
     return [keys.round_attr(number), f"{k:010d}"]
 
 
@@ -316,7 +317,7 @@ def aggregate_chunks(ctx: LedgerContext, round_number: str, first_chunk: str, co
         )
     results = _computed(ctx, agg, first, n)
     for chunk in results:
-        state.write(ctx, keys.AGGREGATE_CHUNK, _chunk_key(record.number, chunk.chunk), chunk)
+        state.write(ctx, keys.AGGREGATE_CHUNK, chunk_key(record.number, chunk.chunk), chunk)
     return results
 
 
@@ -383,7 +384,7 @@ def _expected(ctx: LedgerContext, agg: RoundAggregation, inline_from: int | None
     stored_until = agg.chunks if inline_from is None else inline_from
     chunks = []
     for k in range(stored_until):
-        chunk = state.read(ctx, AggregateChunk, keys.AGGREGATE_CHUNK, _chunk_key(agg.record.number, k))
+        chunk = state.read(ctx, AggregateChunk, keys.AGGREGATE_CHUNK, chunk_key(agg.record.number, k))
         if chunk is None or chunk.inputs != agg.inputs:
             why = (
                 "is not aggregated yet"
@@ -474,5 +475,5 @@ def commit_aggregate(
     model = record_aggregate(ctx, request, chunk_hashes, optimizer_chunks)
     for chunk in expected:
         if chunk.tx_id != ctx.get_tx_id():  # written by AggregateChunks: scratch, the blocks keep it
-            ctx.del_state(keys.composite_key(keys.AGGREGATE_CHUNK, _chunk_key(agg.record.number, chunk.chunk)))
+            ctx.del_state(keys.composite_key(keys.AGGREGATE_CHUNK, chunk_key(agg.record.number, chunk.chunk)))
     return model

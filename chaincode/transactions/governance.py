@@ -279,9 +279,11 @@ def _apply_rules(ctx: LedgerContext, rules: Rules, proposal: Proposal, approvals
 
 
 def _apply_grant(ctx: LedgerContext, rules: Rules, proposal: Proposal, approvals: list[str]) -> None:
+    existing = state.read(ctx, Participant, keys.PARTICIPANT, [proposal.subject])
+    if existing is not None and existing.role != proposal.role:  # it registered otherwise since the proposal
+        raise FailedPrecondition(f"{existing.id} registered as {existing.role} meanwhile; one identity holds one role")
     grant = Grant(proposal.subject, proposal.role, proposal.id, approvals, ctx.get_tx_timestamp())
     state.write(ctx, keys.GRANT, [proposal.subject], grant)
-    existing = state.read(ctx, Participant, keys.PARTICIPANT, [proposal.subject])
     if existing is not None:  # a revoked participant granted its role again
         reason = f"role {proposal.role} granted again by {', '.join(approvals)}"
         write_participant(

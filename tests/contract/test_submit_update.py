@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import time
 from dataclasses import replace
 
@@ -137,7 +138,9 @@ def test_replayed_transaction_is_invalidated_as_duplicate_txid_on_fabric(consort
     DUPLICATE_TXID, so its writes are never applied again."""
     aggregator, (trainer, _) = round1
     backend = trainer.contract._backend
-    proposal = trainer.contract._proposal("SubmitUpdate", (1, 100, "1.0", "0.5"), {"update": updates.bytes()})
+    proposal = trainer.contract._proposal(
+        "SubmitUpdate", (1, 100, json.dumps(dp(1.0).to_dict()), "0.5"), {"update": updates.bytes()}
+    )
     transaction = backend.endorse(proposal)
     tx_id = transaction.transaction_id
     backend.submit_endorsed(transaction)

@@ -77,15 +77,21 @@ def _fresh_backend(profile: NetworkProfile, org: str, tmp: Path, name: str, **op
     return profile.connect(org, msp_dir=msp, **options)
 
 
-def _register(profile: NetworkProfile, backend: FabricGatewayBackend, **kwargs):
-    """The write a fresh identity can make: its organisation's admin enrols it, then it registers as a trainer
-    (``kwargs`` shape the RegisterParticipant proposal, e.g. ``endorsing_orgs``)."""
+def _enrol(profile: NetworkProfile, backend: FabricGatewayBackend) -> None:
+    """The backend's identity enrolled as a trainer by its organisation's admin."""
     mspid, _, name = json.loads(backend.evaluate(_proposal(profile, "WhoAmI")))["id"].partition(":")
     admin = profile.connect(mspid.removesuffix("MSP"), user="Admin")
     try:
         admin.submit(_proposal(profile, "EnrolTrainer", name, "100", SCHEMA))
     finally:
         admin.close()
+
+
+def _register(profile: NetworkProfile, backend: FabricGatewayBackend, *, enrol: bool = True, **kwargs):
+    """The write a fresh identity can make: its organisation's admin enrols it (unless ``enrol`` is False:
+    done before), then it registers as a trainer (``kwargs`` shape that proposal, e.g. ``endorsing_orgs``)."""
+    if enrol:
+        _enrol(profile, backend)
     return backend.submit(_proposal(profile, "RegisterParticipant", "trainer", **kwargs))
 
 
@@ -313,11 +319,12 @@ def test_conflicting_submissions_are_retried_cleanly(fabric_profile, member_org,
     msp = issue_client_identity(_ca_dir(fabric_profile, member_org.name), tmp_path, f"twice-{RUN_ID}")
     backend = fabric_profile.connect(member_org.name, msp_dir=msp, mvcc_retries=5)
     barrier = threading.Barrier(5)
+    _enrol(fabric_profile, backend)  # once, by its admin: the race is the identity's own registration
 
     def attempt(_: int) -> str:
         barrier.wait()
         try:
-            _register(fabric_profile, backend)
+            _register(fabric_profile, backend, enrol=False)
         except contract_errors.AlreadyExists:
             return "already-exists"
         return "committed"
