@@ -107,18 +107,19 @@ def _markdown(record: dict[str, Any]) -> str:
         f"- genesis adapter: `{record['genesis_adapter']}`",
         f"- training: {json.dumps(record['training'], sort_keys=True)}",
         "",
-        "| round | model | accepted | rejected | ε (max of round) | metrics | commit tx (block) |",
+        "| round | model | accepted | rejected | ε of the round (max, on-chain) | metrics | commit tx (block) |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in record["rounds"]:
         model = r["model"] or {}
         commit = r["transactions"].get("CommitAggregate", {})
-        eps = max(r["epsilon_spent"].values(), default=0.0)
+        spent = [e for e in r["epsilon_spent"].values() if e is not None]  # None: an update without DP
+        eps = f"{max(spent):.3g}" if spent else "no DP"
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(r["metrics"].items()))
         commit_ref = f"`{commit.get('tx_id', '-')[:12]}` ({commit.get('block')})"
         lines.append(
             f"| {r['number']} | v{model.get('version', '-')} `{model.get('hash', '-')[:12]}` | {len(r['accepted'])} "
-            f"| {len(r['rejected'])} | {eps:.3g} | {metrics} | {commit_ref} |"
+            f"| {len(r['rejected'])} | {eps} | {metrics} | {commit_ref} |"
         )
     lines += ["", "## Updates per round", ""]
     for r in record["rounds"]:
@@ -126,7 +127,8 @@ def _markdown(record: dict[str, Any]) -> str:
         for verdict in ("accepted", "rejected"):
             for u in r[verdict]:
                 lines.append(
-                    f"- {verdict} `{u['hash']}` from {u['participant']} ({u['samples']} samples, ε {u['epsilon']:.3g},"
+                    f"- {verdict} `{u['hash']}` from {u['participant']} ({u['samples']} samples, "
+                    f"ε {'no DP' if u['epsilon'] is None else format(u['epsilon'], '.3g')},"
                     f" score {u['score']}, tx `{u['tx_id'][:12]}`, block {u['block']})"
                 )
         lines.append("")

@@ -26,7 +26,7 @@ from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.aggregation import MODEL_FIELD, ServerOptimizer, aggregate_state
 from fedledger.chaincode.records import Rules
 from fedledger.sdk.aggregate import AggregateInputs
-from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.embedded import shared_ledger
 from fedledger.tensors import Manifest, NDState, decode, encode, manifest
 
@@ -115,13 +115,17 @@ class CheckBench:
         self.tag = f"{int(time.time()):x}"
         if not ledger.is_fabric:  # the embedded ledger runs its contract in this process: serve the study's
             shared_ledger(ledger.location.path / "ledger").contract = BaselineContract()
+        # On Fabric every client waits until each org's peer has its block: the next transaction is endorsed by
+        # both (an enrolment before the registration, the submissions before FinalizeRound, the chunk records
+        # before CommitAggregate).
+        self.options: dict[str, Any] = {"committed_on": ledger.member_msps} if ledger.is_fabric else {}
+        self.admins = {m: ledger.client(m, "Admin", admin=True, **self.options) for m in ledger.member_msps}
         first = ledger.orgs[0]
-        admin = ledger.client(first, "Admin", admin=True)
+        admin = self.admins[first]
         until_discovered(lambda: admin.init_consortium({"member_msps": ledger.member_msps, **RULES}))
-        options: dict[str, Any] = {"committed_on": ledger.member_msps} if ledger.is_fabric else {}
-        # every org's peer must hold the chunk records before CommitAggregate is endorsed by both
-        self.aggregator = ledger.client(first, f"bench-aggregator-{self.tag}", **options)
-        ledger.grant(self.aggregator, "aggregator")
+        self.aggregator = ledger.client(first, f"bench-aggregator-{self.tag}", **self.options)
+        grant_role(list(self.admins.values()), self.aggregator.whoami()["id"], "aggregator")
+        self.aggregator.register("aggregator")
         self.rules: Rules = self.aggregator.rules()
         zero = encode({k: np.zeros(s, np.float32) for k, s in shapes.items()})
         self.models: dict[str, bytes] = {}  # model hash -> bytes (the aggregator's store)
@@ -134,12 +138,13 @@ class CheckBench:
         """Enrols and registers trainers until there are ``n``; trainer i always submits ``updates[i]``."""
         orgs = self.ledger.orgs
         new = [
-            self.ledger.client(orgs[i % len(orgs)], f"bench-trainer{i}-{self.tag}")
+            self.ledger.client(orgs[i % len(orgs)], f"bench-trainer{i}-{self.tag}", **self.options)
             for i in range(len(self.trainers), n)
         ]
 
         def join(client: FedLedgerClient) -> None:
-            self.ledger.enrol(client, dataset_size=1000, schema_hash=SCHEMA)
+            mspid, _, name = client.whoami()["id"].partition(":")
+            self.admins[mspid].enrol_trainer(name, dataset_size=1000, schema_hash=SCHEMA)
             with contextlib.suppress(contract_errors.AlreadyExists):
                 client.register("trainer")
 

@@ -158,7 +158,9 @@ def _run_client(args: argparse.Namespace) -> int:
             time.sleep(2.0)
             continue
         submission = member.participate(pending[0].number)
-        print(f"round {pending[0].number}: submitted {submission.update.hash} (ε {submission.update.epsilon:.3g})")
+        epsilon = submission.update.epsilon
+        spent = "no DP" if epsilon is None else f"ε {epsilon:.3g}, composed on the ledger"
+        print(f"round {pending[0].number}: submitted {submission.update.hash} ({spent})")
         done += 1
         deadline = time.time() + args.wait
     return 0 if done == args.rounds else 1

@@ -50,6 +50,7 @@ from ..support import (
     tensors_bytes,
     world,
 )
+from .test_disputes import ATTACKER, judge
 
 #: No detection below 10 updates: every update is accepted, the weights still differ (samples, per-org caps).
 RULES = {"detector_min_updates": 10}
@@ -347,3 +348,28 @@ def test_a_mixed_precision_model_is_recomputed_in_each_tensors_dtype(consortium)
     with refused(consortium, RuleViolation, "chunk 3 .*differs"):  # element 400 + 5 of 700
         commit_round(aggregator, 1, model=one_value_off(honest, "b.f32", 5))
     assert commit_round(aggregator, 1, max_proposal_bytes=3000).hash == hashlib.sha256(honest).hexdigest()
+
+
+def test_chunks_aggregated_before_a_dispute_changed_the_accepted_set_do_not_count(consortium, updates):
+    """Each chunk record carries the hash of its inputs: after an overturned rejection (five accepted updates, new
+    weights) the chunks AggregateChunks computed from the four are refused, and the round is aggregated anew."""
+    judged = judge(consortium, updates, {"aggregate_chunk_elements": 100})
+    aggregator = judged.aggregator
+    inputs = round_inputs(aggregator, 1)
+    cut = AggregateInputs.for_round(aggregator, 1, base=inputs.base_bytes, updates=inputs.updates)
+    aggregator.contract.submit("AggregateChunks", arguments=[1, 0, cut.chunks], transient=cut.transient(0, cut.chunks))
+    judged.attacker.open_dispute(1, ATTACKER, "false positive")
+    judged.auditors["Org2MSP"].cast_vote(1, ATTACKER, "overturn")
+    judged.auditors["Org2MSP"].resolve_dispute(1, ATTACKER)
+    five = round_inputs(aggregator, 1)
+    assert len(five.accepted) == 5
+    model, _ = honest_aggregate(aggregator, 1)
+    stale = "chunk 0 of round 1's aggregate was aggregated from other inputs"
+    with refused(consortium, FailedPrecondition, stale):
+        aggregator.contract.submit(
+            "CommitAggregate",
+            arguments=[1, json.dumps(sorted(five.updates)), "{}", cut.chunks],
+            transient={MODEL_FIELD: model},
+        )
+    committed = commit_round(aggregator, 1, max_proposal_bytes=9000)
+    assert committed.hash == hashlib.sha256(model).hexdigest() and len(committed.updates) == 5
