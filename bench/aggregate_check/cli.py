@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "update_mb": args.update_mb,
         "elements": sum(a * b for a, b in shapes.values()),
         "chunk_elements": None,
-        "budget_mb": round(budget / 1e6, 1),
+        "budget_mib": round(budget / 2**20, 1),
         "repeats": args.repeats,
         "sizes": sizes,
         "runs": [],

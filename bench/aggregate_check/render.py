@@ -26,7 +26,9 @@ HEADERS = (
     "updates x MB",
     "runs",
     "hash-only s (median)",
+    "hash-only min-max s",
     "checked s (median)",
+    "checked min-max s",
     "checked - hash-only s",
     "checked / hash-only",
     "proposals",
@@ -51,7 +53,9 @@ def summary_rows(medians: Sequence[dict[str, Any]], update_mb: float) -> list[li
                 f"{n} x {update_mb:g}",
                 min(checked["runs"], plain["runs"]),
                 plain["median_s"],
+                f"{plain['min_s']:.3g}-{plain['max_s']:.3g}",
                 checked["median_s"],
+                f"{checked['min_s']:.3g}-{checked['max_s']:.3g}",
                 round(checked["median_s"] - plain["median_s"], 3),
                 round(checked["median_s"] / plain["median_s"], 2) if plain["median_s"] else float("nan"),
                 checked["transactions"],
@@ -87,7 +91,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     setup = (
         f"Each update is {report['update_mb']:g} MiB of float32 ({report['elements']:,} values, two rank-16 LoRA "
         f"pairs); the rules' `aggregate_chunk_elements` is {report['chunk_elements']:,} and the SDK keeps every "
-        f"proposal under {report['budget_mb']:g} MB of transient data. Each run is a fresh round (n SubmitUpdate, "
+        f"proposal under {report['budget_mib']:g} MiB of transient data. Each run is a fresh round (n SubmitUpdate, "
         "all accepted) ended by one timed commit of the honest FedAvg aggregate; medians over "
         f"{report['repeats']} runs per cell, the two modes alternating. **checked**: "
         "`FedLedgerClient.commit_aggregate` (AggregateChunks batches, then CommitAggregate; the endorsers verify "

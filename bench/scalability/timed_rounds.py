@@ -32,8 +32,8 @@ def verdict_in_process(number: int, rules: Rules, records: Sequence[Any], previo
     """The participants FinalizeRound would reject: the contract's verdict over ``records``, with the previous
     round's accepted direction as FinalizeRound derives it."""
     accepted = [u for u in previous if u.status == "accepted"]
-    direction = direction_of([u.features for u in accepted], [u.samples for u in accepted])
-    updates = [screened(r.features, samples=r.samples, epsilon=r.epsilon) for r in records]
+    direction = direction_of([u.features for u in accepted], [u.weight for u in accepted])  # FedAvg weights
+    updates = [screened(r.features, samples=r.samples, epsilon=r.epsilon or 0.0) for r in records]
     verdicts = detect(number, rules, updates, direction)
     return {r.participant for r, v in zip(records, verdicts, strict=True) if not v.accepted}
 

@@ -29,7 +29,7 @@ def test_medians_per_cell_and_the_summary_puts_both_modes_side_by_side():
         ("hash-only", 0.1, 0.05, 0.15, 3),
     ]
     (row,) = render.summary_rows(medians, 1.0)
-    assert row == ["embedded", "10 x 1", 3, 0.1, 0.2, 0.1, 2.0, 1, 12.6]
+    assert row == ["embedded", "10 x 1", 3, 0.1, "0.05-0.15", 0.2, "0.1-0.3", 0.1, 2.0, 1, 12.6]
 
 
 def test_the_baseline_contract_adds_two_transactions_to_the_products():
@@ -82,7 +82,7 @@ def test_the_page_has_the_table_and_the_setup(tiny_run):
         "update_mb": 1 / 64,
         "elements": 4096,
         "chunk_elements": 1024,
-        "budget_mb": 0.04,
+        "budget_mib": 0.04,
         "repeats": 1,
         "medians": median_rows(runs),
         "in_process": measure.in_process(

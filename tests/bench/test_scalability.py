@@ -126,6 +126,7 @@ def test_the_in_process_verdict_rejects_the_sign_flipped_updates() -> None:
             samples=100,
             epsilon=0.001,
             status="accepted",
+            weight=1,
         )
         for i, data in enumerate(updates)
     ]
