@@ -109,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "embedded" in backends:
             embedded = LedgerUnderTest.embedded(prefix="fedledger-scale-")
             try:
-                report["rows"] += sweep(ScaleLedger(embedded, settings.step_limit), embedded_sizes, settings, deadline)
+                report["rows"] += sweep(
+                    ScaleLedger(embedded, settings.step_limit, max(embedded_sizes)), embedded_sizes, settings, deadline
+                )
             finally:
                 embedded.close()
         if "fabric" in backends:
@@ -121,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 issued = tempfile.TemporaryDirectory(prefix="fedledger-ids-", dir=shm if shm.is_dir() else None)
                 fabric = LedgerUnderTest.fabric(network_dir, issued)
                 try:
-                    report["rows"] += sweep(ScaleLedger(fabric, settings.step_limit), round_sizes, settings, deadline)
+                    report["rows"] += sweep(
+                        ScaleLedger(fabric, settings.step_limit, max(round_sizes)), round_sizes, settings, deadline
+                    )
                 finally:
                     fabric.close()
     report["elapsed_s"] = round(time.monotonic() - started, 1)

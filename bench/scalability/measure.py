@@ -32,6 +32,7 @@ from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.privacy_budget import epsilon_of
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.verdicts import detect, screened
+from fedledger.sdk.aggregate import DEFAULT_MAX_PROPOSAL_BYTES
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.tensors import NDState, decode, encode
 from fedledger.trainer.rounds import RoundDriver
@@ -61,11 +62,19 @@ class Model:
     previous: list[Any] = dataclasses.field(default_factory=list)
 
 
+def rules_for(member_msps: Sequence[str], max_round_size: int) -> dict[str, Any]:
+    """The consortium's rules: chunks of the aggregate small enough that one chunk of every update of the largest
+    round fits in one proposal (the endorsers recompute the aggregate chunk by chunk, chaincode.aggregation)."""
+    fits = DEFAULT_MAX_PROPOSAL_BYTES // (4 * 2 * max(1, max_round_size))  # float32, with room for base and model
+    chunk = max(16, 1 << (fits.bit_length() - 1))  # a power of two, at least the rules' minimum
+    return {"member_msps": list(member_msps), "aggregate_chunk_elements": min(chunk, 65_536)}
+
+
 class ScaleLedger:
     """A ledger under test with its registered aggregator; on Fabric also the probe of the network's processes
     (metrics, CPU, memory) and its logs. Trainers are created per round size and released after their round."""
 
-    def __init__(self, ledger: LedgerUnderTest, step_limit: float) -> None:
+    def __init__(self, ledger: LedgerUnderTest, step_limit: float, max_round_size: int = 10_000) -> None:
         self.ledger = ledger
         self.name = ledger.name
         fabric = ledger.is_fabric
@@ -75,7 +84,7 @@ class ScaleLedger:
         waits: dict[str, Any] = {"committed_on": ledger.member_msps} if fabric else {}
         admin = ledger.client(ledger.orgs[0], "Admin", admin=True, **waits)
         with contextlib.suppress(contract_errors.AlreadyExists):  # a reused network (--keep-network)
-            until_discovered(lambda: admin.init_consortium({"member_msps": ledger.member_msps}))
+            until_discovered(lambda: admin.init_consortium(rules_for(ledger.member_msps, max_round_size)))
         # The aggregator may wait as long as a step may take, so that the network's own limits (gateway
         # endorsementTimeout, chaincode executetimeout) are what we observe, not the client's.
         limits: dict[str, Any] = (
