@@ -29,7 +29,16 @@ from fedledger.bench.harness import (
     study_parser,
     write_csv,
 )
-from fedledger.bench.robustness.grid import ATTACKS, DEFENCES, FRACTIONS, HEADLINE, CellStore, Setup, detector_key
+from fedledger.bench.robustness.grid import (
+    ADAPTIVE_ATTACKS,
+    ATTACKS,
+    DEFENCES,
+    FRACTIONS,
+    HEADLINE,
+    CellStore,
+    Setup,
+    detector_key,
+)
 from fedledger.bench.robustness.measure import run_seed
 from fedledger.bench.robustness.render import write_page
 from fedledger.bench.robustness.summary import headline_table, per_round, summarise, targets
@@ -44,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", help="default 0 1 2 (quick: 0)")
     p.add_argument("--rounds", type=int, help="default 5 (quick: 3)")
     p.add_argument("--jobs", type=int, default=2, help="seeds run in parallel processes (default 2)")
-    p.add_argument("--attacks", nargs="+", choices=ATTACKS, default=list(ATTACKS))
+    p.add_argument("--attacks", nargs="+", choices=[*ATTACKS, *ADAPTIVE_ATTACKS], default=list(ATTACKS))
     p.add_argument("--defences", nargs="+", choices=DEFENCES, default=list(DEFENCES))
     p.add_argument("--fractions", type=float, nargs="+", help="default 0.1 0.2 0.3 (quick: 0.2)")
     p.add_argument(

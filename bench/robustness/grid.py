@@ -20,6 +20,9 @@ ATTACKS = (
     "label_flip",
     "backdoor",
 )
+#: Colluding attacks that adapt to the honest updates and to the public detector (experiments.adaptive_attacks);
+#: selectable with --attacks, not yet part of the default grid.
+ADAPTIVE_ATTACKS = ("min_max", "min_sum", "under_threshold")
 NORM_MATCHED = ("sign_flip_nm", "ipm_nm")
 DEFENCES = ("fedledger", "krum", "multikrum", "median", "trmean", "fedavg")
 #: Defences with a verdict on each update (TPR/FPR are defined for them).
@@ -27,7 +30,7 @@ JUDGING = ("fedledger", "krum", "multikrum")
 FRACTIONS = (0.1, 0.2, 0.3)
 HEADLINE = 0.2
 #: Update attacks whose submission does not depend on the attacker's own delta: it need not train.
-NO_OWN_DELTA = frozenset({"gaussian_noise", "alie", "ipm", "ipm_nm"})
+NO_OWN_DELTA = frozenset({"gaussian_noise", "alie", "ipm", "ipm_nm", *ADAPTIVE_ATTACKS})
 #: The rule patch the consortium is initialised with: none, so the contract's default rules (detector settings
 #: and sketch size) screen the ``fedledger`` cells, as on a chain set up without overrides.
 RULES: dict[str, Any] = {}

@@ -19,13 +19,38 @@ from typing import Any
 import numpy as np
 
 from fedledger.bench.ml import offline
-from fedledger.bench.robustness.grid import NO_OWN_DELTA, RULES, CellResult, CellStore, Setup, cell_key, grid
+from fedledger.bench.robustness.grid import (
+    ADAPTIVE_ATTACKS,
+    NO_OWN_DELTA,
+    RULES,
+    CellResult,
+    CellStore,
+    Setup,
+    cell_key,
+    grid,
+)
 from fedledger.tensors import NDState
 
 
 def participant(client: int) -> str:
     """The participant id of client ``client``; ids sort like the indices, so the detector sees client order."""
     return f"client-{client:03d}"
+
+
+def adaptive_update(attack: str, honest: list[NDState], rnd: int, *, copies: int) -> NDState:
+    """What the colluding attackers of an adaptive attack submit (each a jittered copy of it)."""
+    from fedledger.chaincode.records import Rules
+    from fedledger.chaincode.rules import apply_patch
+    from fedledger.experiments.adaptive_attacks import detector_oracle, min_max, min_sum, under_the_threshold
+
+    if attack == "min_max":
+        return min_max(honest)
+    if attack == "min_sum":
+        return min_sum(honest)
+    # the rules are public: the attackers run the contract's own detector on their candidate (without the
+    # previous round's direction, which they could also derive from the ledger's sketches)
+    rules = apply_patch(Rules(), RULES)
+    return under_the_threshold(honest, detector_oracle(rnd, rules, honest, copies=copies))[0]
 
 
 def _rate(hits: int, total: int) -> float:
@@ -136,6 +161,7 @@ class SeedRun:
     def updates(self, attack: str, malicious: list[int], rnd: int, state: NDState, digest: str) -> list[NDState]:
         """Every client's submission in round ``rnd`` from ``state``: honest deltas, deltas trained on poisoned
         data, and update attacks (colluding ones see the round's honest statistics)."""
+        from fedledger.experiments.adaptive_attacks import sybils
         from fedledger.experiments.attacks import DATA_ATTACKS, poison_update
         from fedledger.experiments.update_attacks import honest_statistics
 
@@ -148,6 +174,12 @@ class SeedRun:
             data_attack = attack if c in bad and attack in DATA_ATTACKS else "none"
             deltas.append(self.train(c, data_attack, rnd, state, digest))
         honest = [d for c, d in enumerate(deltas) if c not in bad and d is not None]
+        if attack in ADAPTIVE_ATTACKS:
+            adapted = adaptive_update(attack, honest, rnd, copies=len(malicious))
+            colluders = sybils(adapted, len(malicious), seed=self.seed * 1000 + rnd)  # not byte copies
+            for c, update in zip(malicious, colluders, strict=True):
+                deltas[c] = update
+            return [d for d in deltas if d is not None]
         stats = honest_statistics(honest)
         template = honest[0]
         for c in malicious:
