@@ -35,12 +35,24 @@ class ScreeningConfig:
     max_deviation: float | None = 6.0
 
 
+#: The rules a verdict can come from (``Verdict.rule``).
+RULE_TOO_FEW = "too-few-updates"  # fewer updates than detection needs: accepted unscreened
+RULE_WITHIN = "within-limits"  # accepted by the detector
+RULE_ISOLATED = "isolated-and-deviant"  # isolation score below the threshold AND a feature beyond min_deviation
+RULE_EXTREME = "extreme-deviation"  # a feature beyond max_deviation, whatever the isolation score
+
+
 @dataclass(frozen=True)
 class Verdict:
+    """One update's verdict: which rule decided it, and the evidence (isolation score and threshold, and the
+    largest robust deviation of any feature) the rule compared."""
+
     accepted: bool
     score: float | None
     threshold: float | None
     reason: str
+    rule: str = RULE_WITHIN
+    deviation: float | None = None
 
 
 def screen_round(
@@ -57,7 +69,7 @@ def screen_round(
     """
     if len(features) < config.min_updates:
         reason = f"accepted without detection: {len(features)} updates, detection needs {config.min_updates}"
-        return [Verdict(True, None, None, reason) for _ in features]
+        return [Verdict(True, None, None, reason, RULE_TOO_FEW) for _ in features]
     rows = round_features(features, previous_direction=previous_direction or None)
     contamination: str | float = "auto" if config.contamination == "auto" else float(config.contamination)
     detector = UpdateAnomalyDetector(
@@ -84,10 +96,28 @@ def screen_round(
             f"most deviant feature {ROUND_FEATURE_NAMES[worst]} = {rows[i, worst]:.3f} "
             f"(round median {detector.median_[worst]:.3f}, {deviation[i]:.1f} robust deviations)"
         )
-        reason = (
-            f"rejected: {evidence}; isolation score {score:.4f} {'<' if isolated else '>='} {threshold:.4f}"
-            if anomalous
-            else f"isolation score {score:.4f}, {evidence}"
+        isolation = f"isolation score {score:.4f} {'<' if isolated else '>='} threshold {threshold:.4f}"
+        extreme = config.max_deviation is not None and bool(deviation[i] > config.max_deviation)
+        if anomalous and extreme:
+            rule = RULE_EXTREME
+            reason = f"rejected by rule {rule}: {evidence} > {config.max_deviation:g}, whatever the score ({isolation})"
+        elif anomalous:
+            rule = RULE_ISOLATED
+            reason = f"rejected by rule {rule}: {isolation} and {evidence} > {config.min_deviation:g}"
+        else:
+            rule = RULE_WITHIN
+            limits = f"{config.min_deviation:g} when isolated" + (
+                f", {config.max_deviation:g} otherwise" if config.max_deviation is not None else ""
+            )
+            reason = f"accepted: {isolation}; {evidence} (rejection needs more than {limits})"
+        verdicts.append(
+            Verdict(
+                not anomalous,
+                round(float(score), 6),
+                round(float(threshold), 6),
+                reason,
+                rule,
+                round(float(deviation[i]), 6),
+            )
         )
-        verdicts.append(Verdict(not anomalous, round(float(score), 6), round(float(threshold), 6), reason))
     return verdicts

@@ -190,6 +190,9 @@ class Update:
     score: float | None = None
     reason: str = ""
     privacy: dict[str, Any] = field(default_factory=dict)  # the declared DP-SGD parameters (privacy_budget.DPParams)
+    rule: str = ""  # the detector rule that decided the verdict (anomaly.screening RULE_*)
+    threshold: float | None = None  # the round's isolation-score threshold the rule compared with
+    deviation: float | None = None  # the update's largest robust deviation of any feature
     weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
     chunk_hashes: list[str] = field(default_factory=list)  # per chunk of the round's aggregate_chunk_elements
 
@@ -221,6 +224,8 @@ class Anomaly:
     features: dict[str, Any]
     detected_at: float
     tx_id: str
+    rule: str = ""  # the detector rule that fired (anomaly.screening RULE_*)
+    deviation: float | None = None  # the largest robust deviation of any feature
 
 
 @dataclass

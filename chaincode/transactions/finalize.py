@@ -60,7 +60,15 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
     verdicts = detect(record.number, rules, [_screened(u) for u in updates], direction)
     for update, verdict in zip(updates, verdicts, strict=True):
         status = "accepted" if verdict.accepted else "rejected"
-        update = dataclasses.replace(update, status=status, score=verdict.score, reason=verdict.reason)
+        update = dataclasses.replace(
+            update,
+            status=status,
+            score=verdict.score,
+            reason=verdict.reason,
+            rule=verdict.rule,
+            threshold=verdict.threshold,
+            deviation=verdict.deviation,
+        )
         apply_verdict_to_participant(ctx, rules, update.participant, int(verdict.accepted), int(not verdict.accepted))
         if not verdict.accepted:
             anomaly = Anomaly(
@@ -73,6 +81,8 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
                 features={k: v for k, v in _screened(update).items() if k != "sketch"},
                 detected_at=now,
                 tx_id=ctx.get_tx_id(),
+                rule=verdict.rule,
+                deviation=verdict.deviation,
             )
             state.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
         judged.append(update)

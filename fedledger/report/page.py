@@ -198,18 +198,22 @@ def anomalies(facts: LedgerFacts) -> str:
         raw=True,
     )
     records = [
-        (a.round, _who(facts).get(a.participant, a.participant), a.score, a.threshold, a.reason)
+        (a.round, _who(facts).get(a.participant, a.participant), a.rule or "-", a.score, a.threshold, a.reason)
         for f in facts.rounds
         for a in f.anomalies
     ]
     anomaly_table = (
-        table(["round", "participant", "score", "threshold", "reason"], records)
+        table(["round", "participant", "rule", "score", "threshold", "reason"], records)
         if records
         else "<p>No anomaly record on the ledger.</p>"
     )
     return (
-        "<p>Scores and verdicts as FinalizeRound wrote them (the contract's IsolationForest over the features each "
-        "endorsing peer computed from the update bytes). Green: accepted; red crosses: rejected.</p>"
+        "<p>Verdicts as FinalizeRound wrote them, with the evidence it recorded: the isolation score of the "
+        "contract's IsolationForest (over the features each endorsing peer computed from the update bytes) against "
+        "the round's threshold, and the update's largest robust deviation. The shaded regions are the two rules "
+        "that reject: isolated <em>and</em> beyond <code>detector_min_deviation</code>, or beyond "
+        "<code>detector_max_deviation</code> whatever the score; every reason names its rule. Green: accepted; "
+        "red crosses: rejected.</p>"
         + figure
         + "<h3>Detector threshold per round</h3>"
         + thresholds

@@ -62,53 +62,74 @@ def metrics_figure(facts: LedgerFacts) -> str | None:
 
 
 def scores_figure(facts: LedgerFacts) -> str | None:
-    rounds = [f for f in facts.rounds if any(u.score is not None for u in f.updates)]
-    if not rounds:
+    """Every judged update against the detector's two rules, as FinalizeRound applied them.
+
+    x: isolation score minus the round's threshold (left of 0: isolated); y: the update's largest robust
+    deviation. An update is rejected in the shaded regions: isolated and beyond ``detector_min_deviation``
+    (rule isolated-and-deviant), or beyond ``detector_max_deviation`` whatever its score (extreme-deviation).
+    Both limits are the rules'; the points are the evidence the ledger recorded with each verdict.
+    """
+    judged = [
+        (f.round.number, u)
+        for f in facts.rounds
+        for u in f.updates
+        if u.score is not None and u.threshold is not None and u.deviation is not None
+    ]
+    if not judged:
         return None
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(7, 3.8))
+    figure, axes = plt.subplots(figsize=(7, 4.2))
+    rules = facts.rules
+    margins = [u.score - u.threshold for _, u in judged if u.score is not None and u.threshold is not None]
+    deviations = [u.deviation for _, u in judged if u.deviation is not None]
+    left, right = min(-0.05, *margins) * 1.2, max(0.05, *margins) * 1.2
+    top = max(rules.detector_max_deviation or rules.detector_min_deviation, *deviations) * 1.15
+    axes.fill_between([left, 0], rules.detector_min_deviation, top, color="#d62728", alpha=0.08)
+    axes.plot(
+        [left, 0, 0],
+        [rules.detector_min_deviation] * 2 + [top],
+        color="#d62728",
+        linestyle="--",
+        label=f"isolated-and-deviant (score < threshold, > {rules.detector_min_deviation:g} deviations)",
+    )
+    if rules.detector_max_deviation is not None:
+        axes.fill_between([0, right], rules.detector_max_deviation, top, color="#d62728", alpha=0.15)
+        axes.axhline(
+            rules.detector_max_deviation,
+            color="#d62728",
+            linestyle=":",
+            label=f"extreme-deviation (> {rules.detector_max_deviation:g} deviations)",
+        )
     seen: set[str] = set()
-    for f in rounds:
-        ordered = sorted(f.updates, key=lambda u: u.participant)
-        for i, update in enumerate(ordered):
-            if update.score is None:
-                continue
-            x = f.round.number + (i - (len(ordered) - 1) / 2) * 0.06
-            label = update.status if update.status not in seen else None
-            seen.add(update.status)
-            axes.scatter(
-                x,
-                update.score,
-                color=COLOURS.get(update.status, "#7f7f7f"),
-                marker="x" if update.status == "rejected" else "o",
-                s=40,
-                label=label,
-                zorder=3,
+    for number, update in judged:
+        assert update.score is not None and update.threshold is not None
+        label = update.status if update.status not in seen else None
+        seen.add(update.status)
+        x = update.score - update.threshold
+        axes.scatter(
+            x,
+            update.deviation,
+            color=COLOURS.get(update.status, "#7f7f7f"),
+            marker="x" if update.status == "rejected" else "o",
+            s=40,
+            label=label,
+            zorder=3,
+        )
+        if update.status == "rejected":
+            axes.annotate(
+                f"{short_name(update.participant)} r{number}",
+                (x, update.deviation),
+                fontsize=7,
+                xytext=(4, -8),
+                textcoords="offset points",
             )
-            if update.status == "rejected":
-                axes.annotate(
-                    short_name(update.participant),
-                    (x, update.score),
-                    fontsize=7,
-                    xytext=(4, -8),
-                    textcoords="offset points",
-                )
-        if f.threshold is not None:
-            axes.hlines(
-                f.threshold,
-                f.round.number - 0.3,
-                f.round.number + 0.3,
-                colors="black",
-                linestyles="--",
-                label="threshold" if "threshold" not in seen else None,
-            )
-            seen.add("threshold")
-    axes.set_xlabel("round")
-    axes.set_ylabel("isolation score (lower = more anomalous)")
-    axes.set_xticks([f.round.number for f in rounds])
-    axes.set_title("Anomaly score of every update, with the detector's threshold")
+    axes.set_xlim(left, right)
+    axes.set_ylim(0, top)
+    axes.set_xlabel("isolation score - round threshold (left of 0: isolated)")
+    axes.set_ylabel("largest robust deviation of a feature")
+    axes.set_title("Every verdict against the detector's rules (evidence recorded on the ledger)")
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    axes.legend(fontsize=7, loc="upper right")
     return to_png(figure)
 
 

@@ -16,7 +16,14 @@ from fedledger.anomaly.features import (
     round_features,
     update_features,
 )
-from fedledger.anomaly.screening import ScreeningConfig, screen_round
+from fedledger.anomaly.screening import (
+    RULE_EXTREME,
+    RULE_ISOLATED,
+    RULE_TOO_FEW,
+    RULE_WITHIN,
+    ScreeningConfig,
+    screen_round,
+)
 
 from ..support import UpdateFactory
 
@@ -149,3 +156,34 @@ def test_max_deviation_rejects_what_the_forest_does_not_isolate():
     lenient = screen_round(features, seed=1, previous_direction=previous, config=ScreeningConfig(max_deviation=1e9))
     assert all("norm_residual" in v.reason for v in verdicts[8:])
     assert sum(v.accepted for v in lenient[8:]) >= sum(v.accepted for v in verdicts[8:])
+
+
+@pytest.mark.parametrize("attack", ["none", "sign_flip_nm", "ipm_nm", "scaled"])
+def test_every_verdict_names_the_rule_that_decided_it_and_its_evidence_satisfies_that_rule(attack):
+    """A rejected update never looks less anomalous than an accepted one under the rule that decided it."""
+    config = ScreeningConfig()
+    seen = set()
+    for seed in range(6):
+        features, previous = _realistic_round(seed, "none" if attack == "scaled" else attack)
+        if attack == "scaled":  # one update 10x: the extreme-deviation rule, whatever the forest says
+            features[-1] = {**features[-1], "l2_norm": features[-1]["l2_norm"] * 10}
+        for v in screen_round(features, seed=round_seed(seed), config=config, previous_direction=previous):
+            assert v.score is not None and v.threshold is not None and v.deviation is not None
+            isolated_and_deviant = v.score < v.threshold and v.deviation > config.min_deviation
+            extreme = config.max_deviation is not None and v.deviation > config.max_deviation
+            seen.add(v.rule)
+            assert f"rule {v.rule}" in v.reason or v.accepted, v.reason
+            if v.rule == RULE_EXTREME:
+                assert not v.accepted and extreme
+            elif v.rule == RULE_ISOLATED:
+                assert not v.accepted and isolated_and_deviant and not extreme
+            else:
+                assert v.rule == RULE_WITHIN and v.accepted and not isolated_and_deviant and not extreme
+                assert v.reason.startswith("accepted:")
+    assert attack == "none" or seen & {RULE_EXTREME, RULE_ISOLATED}
+
+
+def test_too_few_updates_are_accepted_under_their_own_rule():
+    features, _ = _realistic_round(0, "none")
+    verdicts = screen_round(features[:3], seed=1)
+    assert {v.rule for v in verdicts} == {RULE_TOO_FEW} and all(v.accepted for v in verdicts)

@@ -14,6 +14,7 @@ from fedledger.chaincode.errors import (
     NotFound,
     PermissionDenied,
 )
+from fedledger.chaincode.records import Rules
 
 from ..aggregates import commit_round, honest_aggregate
 from ..support import dp, participant_id, ready_round, tensors_bytes, world, zero_model
@@ -75,7 +76,15 @@ def test_finalize_rejects_the_attacker_and_records_everything(consortium, update
     assert statuses[attacker] == "rejected" and list(statuses.values()).count("accepted") == 4
 
     (anomaly,) = aggregator.anomalies(1)
-    assert anomaly.participant == attacker and anomaly.score < anomaly.threshold
+    assert anomaly.participant == attacker and f"rule {anomaly.rule}" in anomaly.reason
+    assert anomaly.deviation is not None
+    if anomaly.rule == "isolated-and-deviant":
+        assert anomaly.score < anomaly.threshold and anomaly.deviation > Rules().detector_min_deviation
+    else:
+        assert anomaly.rule == "extreme-deviation" and anomaly.deviation > Rules().detector_max_deviation
+    for update in aggregator.updates(1):  # every verdict records its rule and the evidence the rule compared
+        assert update.threshold == anomaly.threshold and update.deviation is not None
+        assert update.rule == (anomaly.rule if update.participant == attacker else "within-limits")
     assert "sketch" not in anomaly.features and anomaly.features["l2_norm"] > 0
 
     trust = {p.id: p.trust for p in aggregator.participants()}
