@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from fedledger.chaincode.embedded.bootstrap import open_consortium
 from fedledger.cli.main import main
 
 
@@ -52,6 +53,38 @@ def test_init_then_verify_then_tamper(tmp_path, capsys):
         db.execute("UPDATE blocks SET data = CAST(REPLACE(CAST(data AS TEXT), '7', '8') AS BLOB) WHERE number = 1")
     assert main(["ledger", "verify", str(base)]) == 1
     assert "TAMPERED at block 1" in capsys.readouterr().out
+
+
+def test_the_admins_governance_flow_works_as_the_readme_shows(tmp_path, capsys):
+    """EnrolTrainer by the member's admin, ProposeRole + ApproveProposal by a quorum, then the member and the
+    aggregator register: the commands README.md and the members' error hints name."""
+    base = tmp_path / "net"
+    assert main(["ledger", "init", str(base), "--orgs", "Org1MSP=org1.example.com,Org2MSP=org2.example.com"]) == 0
+    users = base / "organizations/peerOrganizations"
+
+    def as_(mspid: str, user: str) -> list[str]:
+        domain = "org1.example.com" if mspid == "Org1MSP" else "org2.example.com"
+        msp = users / domain / "users" / f"{user}@{domain}" / "msp"
+        return ["--ledger-dir", str(base), "--msp-dir", str(msp), "--mspid", mspid]
+
+    consortium = open_consortium(base)
+    for mspid in ("Org1MSP", "Org2MSP"):  # the organisations' CAs issue their members' identities
+        consortium.user(mspid, "User1")
+    org1, org2 = as_("Org1MSP", "Admin"), as_("Org2MSP", "Admin")
+    assert main(["submit", "InitConsortium", '{"member_msps": ["Org2MSP"]}', *org1]) == 0
+    assert main(["submit", "EnrolTrainer", "User1@org2.example.com", "1200", "ab" * 32, *org2]) == 0
+    capsys.readouterr()
+    assert main(["submit", "ProposeRole", "Org1MSP:User1@org1.example.com", "aggregator", *org1]) == 0
+    proposal = json.loads(capsys.readouterr().out)
+    assert proposal["status"] == "open"
+    assert main(["submit", "ApproveProposal", proposal["id"], *org2]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "applied"
+    assert main(["submit", "RegisterParticipant", "aggregator", *as_("Org1MSP", "User1")]) == 0
+    capsys.readouterr()
+    assert main(["submit", "RegisterParticipant", "trainer", *as_("Org2MSP", "User1")]) == 0
+    assert json.loads(capsys.readouterr().out)["dataset_size"] == 1200
+    assert main(["submit", "RegisterParticipant", "auditor", *as_("Org1MSP", "Admin")]) == 1
+    assert "holds no auditor grant" in capsys.readouterr().err
 
 
 def test_synthetic_demo_runs_the_whole_flow_without_training(tmp_path):
