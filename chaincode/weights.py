@@ -92,3 +92,10 @@ def quantise(total: int, shares: Mapping[str, Fraction]) -> dict[str, int]:
     for pid in by_fraction[:remainder]:
         amounts[pid] += 1
     return amounts
+
+
+def round_weights(samples: Mapping[str, int], *, participant_cap: float, organisation_cap: float) -> dict[str, int]:
+    """The FedAvg weight units of a round's accepted updates (participant id -> declared samples): capped
+    shares of WEIGHT_UNITS, as FinalizeRound writes them on each update."""
+    split = capped_shares(samples, participant_cap=participant_cap, organisation_cap=organisation_cap)
+    return quantise(WEIGHT_UNITS, split.shares)

@@ -19,6 +19,7 @@ from fedledger.anomaly.screening import Verdict
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.rules import apply_patch
 from fedledger.chaincode.verdicts import detect, screened
+from fedledger.chaincode.weights import round_weights
 from fedledger.tensors import NDState, decode, encode, manifest, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 from fedledger.trainer.strategy import Strategy
@@ -144,19 +145,31 @@ class InMemoryRounds:
             submission.verdict = verdict
         record.status = "finalized"
 
+    def _weights(self, number: int) -> dict[str, int]:
+        """The accepted updates' FedAvg weights as FinalizeRound writes them: samples, capped per participant
+        and per organisation by the rules."""
+        return round_weights(
+            {s.participant: s.samples for s in self.rounds[number].accepted()},
+            participant_cap=self.rules.max_participant_share,
+            organisation_cap=self.rules.max_organisation_share,
+        )
+
     def _previous_direction(self, number: int) -> list[float]:
-        """As the contract derives it: the previous round's accepted sketches, weighted by samples."""
+        """As the contract derives it: the previous round's accepted sketches, weighted as in FedAvg."""
         previous = self.rounds.get(number - 1)
         if previous is None or previous.status not in ("finalized", "aggregated"):
             return []
-        accepted = previous.accepted()
-        return direction_of([s.features for s in accepted], [s.samples for s in accepted])
+        accepted, weights = previous.accepted(), self._weights(number - 1)
+        return direction_of([s.features for s in accepted], [weights[s.participant] for s in accepted])
 
     def base_state(self, number: int) -> NDState:
         return self.models[self.rounds[number].base]
 
     def contributions(self, number: int) -> list[Contribution]:
-        return [Contribution(s.hash, s.participant, s.samples, s.delta) for s in self.rounds[number].accepted()]
+        weights = self._weights(number)
+        return [
+            Contribution(s.hash, s.participant, weights[s.participant], s.delta) for s in self.rounds[number].accepted()
+        ]
 
     def commit(
         self,

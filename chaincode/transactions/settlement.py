@@ -10,7 +10,7 @@ from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.records import Participant, Payout, Round, Rules, Update
 from fedledger.chaincode.standing import write_participant
 from fedledger.chaincode.trust import trust_score
-from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, quantise
+from fedledger.chaincode.weights import capped_shares, quantise, round_weights
 
 
 def apply_verdict_to_participant(
@@ -49,8 +49,7 @@ def settle_round(ctx: LedgerContext, rules: Rules, record: Round, updates: list[
     """
     caps = {"participant_cap": rules.max_participant_share, "organisation_cap": rules.max_organisation_share}
     accepted = [u for u in updates if u.status == "accepted"]
-    weight_split = capped_shares({u.participant: u.samples for u in accepted}, **caps)
-    weights = quantise(WEIGHT_UNITS, weight_split.shares)
+    weights = round_weights({u.participant: u.samples for u in accepted}, **caps)
     contributions = capped_shares(
         {u.participant: weights[u.participant] * Fraction(u.trust_at_submit) for u in accepted}, **caps
     ).shares
