@@ -86,7 +86,9 @@ class Namespaces:
         names = [f"{self._prefix}{self._counter + i}" for i in range(count)]
         self._counter += count
         approvals = [(mspid, name) for name in names for mspid in self._admins]
-        list(self._pool.map(lambda job: self._approve(*job), approvals))
+        # every org's peer must have every approval before the commit is endorsed by all of them: a peer that
+        # lags a block behind reads other approvals, and the gateway refuses the mismatching endorsements
+        self._wait_for_block(max(self._pool.map(lambda job: self._approve(*job), approvals)))
         self._wait_for_block(max(self._pool.map(self._commit, names)))
         list(self._pool.map(lambda job: self.until_endorsable(*job), approvals))
         return names
@@ -106,12 +108,12 @@ class Namespaces:
                     raise
                 time.sleep(0.05)
 
-    def _approve(self, mspid: str, name: str) -> None:
+    def _approve(self, mspid: str, name: str) -> int:
         source = lifecycle_pb2.ChaincodeSource(
             local_package=lifecycle_pb2.ChaincodeSource.Local(package_id=self._package_ids[mspid])
         )
         args = lifecycle_pb2.ApproveChaincodeDefinitionForMyOrgArgs(sequence=1, name=name, version="1.0", source=source)
-        self._lifecycle(mspid, "ApproveChaincodeDefinitionForMyOrg", args.SerializeToString(), (mspid,))
+        return self._lifecycle(mspid, "ApproveChaincodeDefinitionForMyOrg", args.SerializeToString(), (mspid,))
 
     def _commit(self, name: str) -> int:
         args = lifecycle_pb2.CommitChaincodeDefinitionArgs(sequence=1, name=name, version="1.0")
