@@ -140,7 +140,7 @@ class InMemoryRounds:
         submissions = sorted(record.submissions.values(), key=lambda s: s.participant)
         updates = [screened(s.features, samples=s.samples, epsilon=s.epsilon) for s in submissions]
         for submission, verdict in zip(
-            submissions, self.screen_updates(number, self.rules, updates, self._previous_direction(number)), strict=True
+            submissions, self.screen_updates(number, self.rules, updates, self.previous_direction(number)), strict=True
         ):
             submission.verdict = verdict
         record.status = "finalized"
@@ -154,7 +154,7 @@ class InMemoryRounds:
             organisation_cap=self.rules.max_organisation_share,
         )
 
-    def _previous_direction(self, number: int) -> list[float]:
+    def previous_direction(self, number: int) -> list[float]:
         """As the contract derives it: the previous round's accepted sketches, weighted as in FedAvg."""
         previous = self.rounds.get(number - 1)
         if previous is None or previous.status not in ("finalized", "aggregated"):

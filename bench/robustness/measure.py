@@ -37,8 +37,13 @@ def participant(client: int) -> str:
     return f"client-{client:03d}"
 
 
-def adaptive_update(attack: str, honest: list[NDState], rnd: int, *, copies: int) -> NDState:
-    """What the colluding attackers of an adaptive attack submit (each a jittered copy of it)."""
+def adaptive_update(
+    attack: str, honest: list[NDState], rnd: int, *, copies: int, previous_direction: list[float]
+) -> NDState:
+    """What the colluding attackers of an adaptive attack submit (each a jittered copy of it).
+
+    ``previous_direction``: the sketch of the previous round's accepted updates, which anyone can derive from
+    the ledger; the threshold-aware attackers screen their candidate with it, exactly as FinalizeRound will."""
     from fedledger.chaincode.records import Rules
     from fedledger.chaincode.rules import apply_patch
     from fedledger.experiments.adaptive_attacks import detector_oracle, min_max, min_sum, under_the_threshold
@@ -47,10 +52,10 @@ def adaptive_update(attack: str, honest: list[NDState], rnd: int, *, copies: int
         return min_max(honest)
     if attack == "min_sum":
         return min_sum(honest)
-    # the rules are public: the attackers run the contract's own detector on their candidate (without the
-    # previous round's direction, which they could also derive from the ledger's sketches)
+    # the rules and the ledger are public: the attackers run the contract's own detector on their candidate
     rules = apply_patch(Rules(), RULES)
-    return under_the_threshold(honest, detector_oracle(rnd, rules, honest, copies=copies))[0]
+    oracle = detector_oracle(rnd, rules, honest, copies=copies, previous_direction=previous_direction)
+    return under_the_threshold(honest, oracle)[0]
 
 
 def _rate(hits: int, total: int) -> float:
@@ -158,7 +163,15 @@ class SeedRun:
             self._metrics[key] = evaluate(self.model, data, num_labels=2)
         return self._metrics[key]
 
-    def updates(self, attack: str, malicious: list[int], rnd: int, state: NDState, digest: str) -> list[NDState]:
+    def updates(
+        self,
+        attack: str,
+        malicious: list[int],
+        rnd: int,
+        state: NDState,
+        digest: str,
+        previous_direction: list[float] | None = None,
+    ) -> list[NDState]:
         """Every client's submission in round ``rnd`` from ``state``: honest deltas, deltas trained on poisoned
         data, and update attacks (colluding ones see the round's honest statistics)."""
         from fedledger.experiments.adaptive_attacks import sybils
@@ -175,7 +188,9 @@ class SeedRun:
             deltas.append(self.train(c, data_attack, rnd, state, digest))
         honest = [d for c, d in enumerate(deltas) if c not in bad and d is not None]
         if attack in ADAPTIVE_ATTACKS:
-            adapted = adaptive_update(attack, honest, rnd, copies=len(malicious))
+            adapted = adaptive_update(
+                attack, honest, rnd, copies=len(malicious), previous_direction=previous_direction or []
+            )
             colluders = sybils(adapted, len(malicious), seed=self.seed * 1000 + rnd)  # not byte copies
             for c, update in zip(malicious, colluders, strict=True):
                 deltas[c] = update
@@ -221,7 +236,9 @@ class SeedRun:
 
         def collect(number: int) -> None:
             base = ledger.base_state(number)
-            updates = self.updates(attack, malicious, number, base, ledger.digest(base))
+            updates = self.updates(
+                attack, malicious, number, base, ledger.digest(base), ledger.previous_direction(number)
+            )
             for name, update, n in zip(everyone, updates, samples, strict=True):
                 ledger.submit(number, name, encode(update, like=ledger.manifest), samples=n)
 
