@@ -27,13 +27,18 @@ class TransactionInfo:
 TRANSACTIONS: dict[str, TransactionInfo] = {}
 
 
+def describe(name: str, fn: TransactionFn, *, submit: bool = True) -> TransactionInfo:
+    """The TransactionInfo of ``fn(ctx, *args)`` under ``name``, without registering it."""
+    params = list(inspect.signature(fn).parameters.values())[1:]  # drop ctx
+    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
+    return TransactionInfo(name, fn, submit, tuple(p.name for p in params), required)
+
+
 def transaction(name: str, *, submit: bool = True) -> Callable[[TransactionFn], TransactionFn]:
     """Declares ``fn`` as the transaction ``name``; ``submit=False`` marks a read-only query."""
 
     def register(fn: TransactionFn) -> TransactionFn:
-        params = list(inspect.signature(fn).parameters.values())[1:]  # drop ctx
-        required = sum(1 for p in params if p.default is inspect.Parameter.empty)
-        TRANSACTIONS[name] = TransactionInfo(name, fn, submit, tuple(p.name for p in params), required)
+        TRANSACTIONS[name] = describe(name, fn, submit=submit)
         return fn
 
     return register

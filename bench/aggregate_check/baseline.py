@@ -10,28 +10,21 @@ study's process; Fabric: ``FEDLEDGER_CONTRACT`` of its own network); never deplo
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Sequence
-
 from fedledger.chaincode import keys, state
 from fedledger.chaincode.aggregation import M_FIELD, V_FIELD
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.contract import FedLedgerContract
-from fedledger.chaincode.encoding import parse_int
-from fedledger.chaincode.errors import FailedPrecondition, InvalidArgument
-from fedledger.chaincode.guards import require_participant
+from fedledger.chaincode.errors import FailedPrecondition
 from fedledger.chaincode.records import AggregateChunk, ModelVersion
-from fedledger.chaincode.registry import TransactionFn, TransactionInfo
+from fedledger.chaincode.registry import TransactionInfo, describe
 from fedledger.chaincode.transactions.aggregate import (
     RoundAggregation,
     chunk_inputs,
     chunk_key,
     commit_request,
     record_aggregate,
-    require_finalized,
-    round_aggregation,
+    store_chunks,
 )
-from fedledger.chaincode.transactions.rounds import parse_round, require_round
 
 __all__ = ["HASH_ONLY", "BaselineContract"]
 
@@ -52,18 +45,7 @@ def _hashed(ctx: LedgerContext, agg: RoundAggregation, first: int, count: int) -
 def aggregate_chunks_hash_only(
     ctx: LedgerContext, round_number: str, first_chunk: str, count: str
 ) -> list[AggregateChunk]:
-    require_participant(ctx, "aggregator")
-    record = require_round(ctx, parse_round(round_number))
-    first = parse_int("first_chunk", first_chunk, minimum=0)
-    n = parse_int("count", count, minimum=1)
-    require_finalized(record)
-    agg = round_aggregation(ctx, record)
-    if first + n > agg.chunks:
-        raise InvalidArgument(f"round {record.number}'s aggregate has {agg.chunks} chunk(s)")
-    results = _hashed(ctx, agg, first, n)
-    for chunk in results:
-        state.write(ctx, keys.AGGREGATE_CHUNK, chunk_key(record.number, chunk.chunk), chunk)
-    return results
+    return store_chunks(ctx, round_number, first_chunk, count, _hashed)
 
 
 def commit_aggregate_hash_only(
@@ -88,15 +70,9 @@ def commit_aggregate_hash_only(
     return model
 
 
-def _info(name: str, fn: TransactionFn) -> TransactionInfo:
-    params: Sequence[inspect.Parameter] = list(inspect.signature(fn).parameters.values())[1:]
-    required = sum(1 for p in params if p.default is inspect.Parameter.empty)
-    return TransactionInfo(name, fn, True, tuple(p.name for p in params), required)
-
-
 _BASELINE = {
-    HASH_ONLY["AggregateChunks"]: _info(HASH_ONLY["AggregateChunks"], aggregate_chunks_hash_only),
-    HASH_ONLY["CommitAggregate"]: _info(HASH_ONLY["CommitAggregate"], commit_aggregate_hash_only),
+    HASH_ONLY["AggregateChunks"]: describe(HASH_ONLY["AggregateChunks"], aggregate_chunks_hash_only),
+    HASH_ONLY["CommitAggregate"]: describe(HASH_ONLY["CommitAggregate"], commit_aggregate_hash_only),
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from fedledger.chaincode import keys, state
@@ -304,6 +304,16 @@ def _computed(ctx: LedgerContext, agg: RoundAggregation, first: int, count: int)
 def aggregate_chunks(ctx: LedgerContext, round_number: str, first_chunk: str, count: str) -> list[AggregateChunk]:
     """Aggregates chunks ``first_chunk .. first_chunk + count - 1`` of a finalized round from the transient
     ``base``, ``update/<hash>`` (every accepted update) and, for FedAdam after its first step, ``m`` and ``v``."""
+    return store_chunks(ctx, round_number, first_chunk, count, _computed)
+
+
+ChunkWork = Callable[[LedgerContext, RoundAggregation, int, int], list[AggregateChunk]]
+
+
+def store_chunks(
+    ctx: LedgerContext, round_number: str, first_chunk: str, count: str, work: ChunkWork
+) -> list[AggregateChunk]:
+    """AggregateChunks' checks, then ``work`` on the chunks and one key per resulting chunk."""
     require_participant(ctx, "aggregator")
     record = require_round(ctx, parse_round(round_number))
     first = parse_int("first_chunk", first_chunk, minimum=0)
@@ -315,7 +325,7 @@ def aggregate_chunks(ctx: LedgerContext, round_number: str, first_chunk: str, co
             f"round {record.number}'s aggregate has {agg.chunks} chunk(s) (0..{agg.chunks - 1}); "
             f"chunks {first}..{first + n - 1} do not all exist"
         )
-    results = _computed(ctx, agg, first, n)
+    results = work(ctx, agg, first, n)
     for chunk in results:
         state.write(ctx, keys.AGGREGATE_CHUNK, chunk_key(record.number, chunk.chunk), chunk)
     return results
