@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,20 +30,26 @@ __all__ = [
     "PROFILE_GROUPS",
     "ROUND_FEATURE_NAMES",
     "SCALE_FLOORS",
+    "SKETCH_BLOCKS",
     "UPPER_ONLY",
+    "block_bounds",
     "count_sketch",
     "decode_sketch",
     "direction_of",
     "encode_sketch",
+    "nearest_similarity",
     "round_features",
+    "sketch_groups",
     "update_features",
 ]
 
 SKETCH_SEED = 20240611
 #: Cosines estimated from a d-dim count sketch err by about 1/sqrt(d): 0.044 at 512 (README.md).
 DEFAULT_SKETCH_DIM = 512
-#: Upper bound on the length of the per-layer-group norm profile stored per update.
+#: Upper bound on the length of the per-layer-group norm profile stored per update (audit only).
 PROFILE_GROUPS = 32
+#: Layer groups of the stored sketch: each has its own block of the sketch, whose norm estimates the group's norm.
+SKETCH_BLOCKS = 8
 #: Tensors up to this many elements keep their sketch hash streams cached between calls.
 _CACHE_ELEMENTS = 1 << 22
 
@@ -52,11 +59,12 @@ ROUND_FEATURE_NAMES = (
     "previous_distance",  # 1 - cosine to the previous round's global direction (0 in round 1): sign flip, IPM
     "neighbour_distance",  # mean cosine distance to the nearest half of the round, Krum-like: isolated updates
     "profile_distance",  # total-variation distance of the layer-group norm profile to the round's median
+    "nearest_distance",  # 1 - largest cosine with another update: noise, and updates that no member shares
 )
 #: Smallest robust scale of each feature (see UpdateAnomalyDetector.scale_floor), in ROUND_FEATURE_NAMES order.
-SCALE_FLOORS = (0.35, 0.1, 0.1, 0.1, 0.05)
+SCALE_FLOORS = (0.35, 0.1, 0.1, 0.1, 0.05, 0.1)
 #: Features where only values above the round's median are suspicious (distances).
-UPPER_ONLY = (False, True, True, True, True)
+UPPER_ONLY = (False, True, True, True, True, True)
 
 
 def _name_seed(seed: int, name: str) -> int:
@@ -73,19 +81,38 @@ def _hash_streams(seed: int, name: str, size: int, dim: int) -> tuple[np.ndarray
 _cached_streams = functools.lru_cache(maxsize=256)(_hash_streams)
 
 
-def count_sketch(tensors: Mapping[str, np.ndarray], dim: int, seed: int = SKETCH_SEED) -> np.ndarray:
-    """Count sketch: each coordinate goes to a pseudo-random bucket with a pseudo-random sign.
+def sketch_groups(names: Sequence[str], blocks: int) -> list[list[str]]:
+    """The layer groups of a blocked sketch: sorted tensor names cut into at most ``blocks`` consecutive runs."""
+    ordered = sorted(names)
+    count = min(blocks, len(ordered))
+    return [[ordered[i] for i in run] for run in np.array_split(np.arange(len(ordered)), count)] if count else []
 
-    The bucket/sign streams depend only on (seed, tensor name), so every update of a round is
-    projected the same way and sketch inner products estimate full inner products. The sketch is
-    linear: the sketch of a weighted mean is the weighted mean of the sketches (``direction_of``).
+
+def block_bounds(dim: int, blocks: int) -> list[int]:
+    """Where each block of a ``dim``-long sketch of ``blocks`` groups starts (and, last, where it ends)."""
+    return [i * dim // blocks for i in range(blocks + 1)]
+
+
+def count_sketch(tensors: Mapping[str, np.ndarray], dim: int, seed: int = SKETCH_SEED, blocks: int = 1) -> np.ndarray:
+    """Blocked count sketch: each coordinate goes to a pseudo-random bucket of its layer group's block, with a
+    pseudo-random sign.
+
+    The tensors (sorted by name) are cut into ``blocks`` groups (:func:`sketch_groups`) and group ``g`` is
+    sketched into its own block of ``dim // blocks`` buckets (:func:`block_bounds`), so a block's squared norm
+    estimates that group's squared norm, while the whole sketch still estimates inner products of the full
+    updates without bias. The bucket/sign streams depend only on (seed, tensor name, block size): every update
+    is projected the same way. The map is linear with +-1 entries, so it commutes with sums, also with the
+    fixed-point sums of additive shares (the sketch of an update is the sum of its shares' sketches).
     """
     sketch = np.zeros(dim, dtype=np.float64)
-    for name in sorted(tensors):
-        flat = np.asarray(tensors[name], dtype=np.float64).ravel()
-        streams = _cached_streams if flat.size <= _CACHE_ELEMENTS else _hash_streams
-        buckets, signs = streams(seed, name, flat.size, dim)
-        sketch += np.bincount(buckets, weights=signs * flat, minlength=dim)
+    groups = sketch_groups(list(tensors), blocks)
+    bounds = block_bounds(dim, len(groups))
+    for group, (start, end) in zip(groups, itertools.pairwise(bounds), strict=True):
+        for name in group:
+            flat = np.asarray(tensors[name], dtype=np.float64).ravel()
+            streams = _cached_streams if flat.size <= _CACHE_ELEMENTS else _hash_streams
+            buckets, signs = streams(seed, name, flat.size, end - start)
+            sketch[start:end] += np.bincount(buckets, weights=signs * flat, minlength=end - start)
     return sketch
 
 
@@ -149,7 +176,8 @@ def update_features(
         "layer_norm_std": float(norms.std()) if norms.size else 0.0,
         "layer_norm_max": float(norms.max()) if norms.size else 0.0,
         "layer_profile": _profile(squares),
-        "sketch": encode_sketch(count_sketch(tensors, sketch_dim)),
+        "sketch": encode_sketch(count_sketch(tensors, sketch_dim, blocks=SKETCH_BLOCKS)),
+        "sketch_blocks": len(sketch_groups(list(tensors), SKETCH_BLOCKS)),
     }
     if samples is not None:
         features["samples"] = int(samples)
@@ -201,20 +229,48 @@ def _norm_residual(norms: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
     return log_norm - np.median(log_norm)
 
 
-def _profiles(updates: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
-    profiles = [u.get("layer_profile") for u in updates]
-    if any(not p for p in profiles) or len({len(p) for p in profiles}) != 1:  # type: ignore[arg-type]
+def _block_profiles(updates: Sequence[Mapping[str, Any]], sketches: np.ndarray) -> np.ndarray | None:
+    """Each update's share of its squared sketch norm per layer-group block (None if the blocks differ or are
+    unknown, as in records made before blocked sketches)."""
+    blocks = {u.get("sketch_blocks") for u in updates}
+    if len(blocks) != 1:
         return None
-    return np.asarray(profiles, dtype=np.float64)
+    count = blocks.pop()
+    if not isinstance(count, int) or count < 2:
+        return None
+    bounds = block_bounds(sketches.shape[1], count)
+    squares = np.column_stack([(sketches[:, a:b] ** 2).sum(axis=1) for a, b in itertools.pairwise(bounds)])
+    totals = squares.sum(axis=1, keepdims=True)
+    return np.divide(squares, totals, out=np.full_like(squares, 1.0 / count), where=totals > 0)
+
+
+def nearest_similarity(updates: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each update's largest cosine with another update of the round, and which one (estimated from sketches).
+
+    Honest members train on their own data, with their own seeds and DP noise, so two of their updates are
+    never near copies; colluding attackers who submit one poisoned update many times (sybils, or min-max /
+    ALIE / IPM, which every colluder computes alike) are. Rounded like the round features.
+    """
+    unit = _unit(_sketches(updates))
+    if len(unit) < 2:
+        return np.zeros(len(unit)), np.zeros(len(unit), dtype=np.int64)
+    cosines = unit @ unit.T
+    np.fill_diagonal(cosines, -np.inf)
+    nearest = np.argmax(cosines, axis=1)
+    return np.round(cosines[np.arange(len(unit)), nearest], 9), nearest
 
 
 def round_features(
     updates: Sequence[Mapping[str, Any]], *, previous_direction: Sequence[float] | None = None
 ) -> np.ndarray:
-    """One row per update (in the given order), columns ``ROUND_FEATURE_NAMES``; vectorised, O(n^2 d)."""
+    """One row per update (in the given order), columns ``ROUND_FEATURE_NAMES``; vectorised, O(n^2 d).
+
+    Sketches only (and the declared samples): norms and the layer profile are estimated from the blocked
+    sketch, so the detector needs nothing a peer cannot compute from additive shares of the update."""
     n = len(updates)
-    unit = _unit(_sketches(updates))
-    norms = np.asarray([u["l2_norm"] for u in updates], dtype=np.float64)
+    sketches = _sketches(updates)
+    unit = _unit(sketches)
+    norms = np.linalg.norm(sketches, axis=1)
     declared = [u.get("samples") for u in updates]
     samples = None if any(s is None for s in declared) else np.asarray(declared, dtype=np.float64)
 
@@ -235,10 +291,11 @@ def round_features(
         neighbour = np.partition(distances, k - 1, axis=1)[:, :k].mean(axis=1)
 
     profile = np.zeros(n)
-    profiles = _profiles(updates)
+    profiles = _block_profiles(updates, sketches)
     if profiles is not None:
         profile = 0.5 * np.abs(profiles - np.median(profiles, axis=0)).sum(axis=1)
 
-    rows = np.column_stack([_norm_residual(norms, samples), centre_distance, previous, neighbour, profile])
+    nearest = 1.0 - nearest_similarity(updates)[0] if n > 1 else np.zeros(n)
+    rows = np.column_stack([_norm_residual(norms, samples), centre_distance, previous, neighbour, profile, nearest])
     # BLAS kernels may differ in the last bits between CPUs; rounding keeps peers' verdicts identical.
     return np.round(rows, 9)

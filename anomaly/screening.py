@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from fedledger.anomaly.detector import UpdateAnomalyDetector
-from fedledger.anomaly.features import ROUND_FEATURE_NAMES, SCALE_FLOORS, UPPER_ONLY, round_features
+from fedledger.anomaly.features import (
+    ROUND_FEATURE_NAMES,
+    SCALE_FLOORS,
+    UPPER_ONLY,
+    nearest_similarity,
+    round_features,
+)
 
 __all__ = ["ScreeningConfig", "Verdict", "screen_round"]
 
@@ -25,6 +31,13 @@ class ScreeningConfig:
     ``max_deviation``: an update this many robust deviations away is rejected even when the forest
     does not isolate it (two colluding attackers sending the same update shield each other from an
     isolation forest); ``None`` leaves the forest the last word.
+
+    ``max_similarity``: two updates whose sketches have a cosine above this are near copies and both are
+    rejected (colluders submitting one poisoned update several times); ``None`` turns the rule off.
+
+    ``max_norm_ratio``: an update whose (sketch) norm is more than this multiple of the norm the round's median
+    member has for its declared samples (``exp(norm_residual)``) is rejected, however few updates the round has
+    to estimate a spread from (norm bounding); ``None`` turns the rule off.
     """
 
     contamination: str | float = "auto"
@@ -33,6 +46,8 @@ class ScreeningConfig:
     min_deviation: float = 4.0
     n_estimators: int = 200
     max_deviation: float | None = 6.0
+    max_similarity: float | None = 0.99
+    max_norm_ratio: float | None = 5.0
 
 
 #: The rules a verdict can come from (``Verdict.rule``).
@@ -40,6 +55,8 @@ RULE_TOO_FEW = "too-few-updates"  # fewer updates than detection needs: accepted
 RULE_WITHIN = "within-limits"  # accepted by the detector
 RULE_ISOLATED = "isolated-and-deviant"  # isolation score below the threshold AND a feature beyond min_deviation
 RULE_EXTREME = "extreme-deviation"  # a feature beyond max_deviation, whatever the isolation score
+RULE_COPIES = "near-copies"  # cosine above max_similarity with another update of the round
+RULE_NORM = "norm-bound"  # norm above max_norm_ratio times the round's median (given declared samples)
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,11 @@ class Verdict:
     reason: str
     rule: str = RULE_WITHIN
     deviation: float | None = None
+    similarity: float | None = None
+
+
+def _name(features: Sequence[Mapping[str, Any]], index: int) -> str:
+    return str(features[index].get("participant") or f"update {index + 1} of the round")
 
 
 def screen_round(
@@ -87,6 +109,7 @@ def screen_round(
     deviation = standardised.max(axis=1)
     threshold = detector.threshold_
     decisions = detector.predict(rows)
+    similarity, nearest = nearest_similarity(features)
     verdicts = []
     for i, score in enumerate(scores):
         worst = int(np.argmax(standardised[i]))
@@ -98,7 +121,23 @@ def screen_round(
         )
         isolation = f"isolation score {score:.4f} {'<' if isolated else '>='} threshold {threshold:.4f}"
         extreme = config.max_deviation is not None and bool(deviation[i] > config.max_deviation)
-        if anomalous and extreme:
+        copy = config.max_similarity is not None and bool(similarity[i] > config.max_similarity)
+        ratio = float(np.exp(rows[i, 0]))
+        if config.max_norm_ratio is not None and ratio > config.max_norm_ratio:
+            rule = RULE_NORM
+            anomalous = True
+            reason = (
+                f"rejected by rule {rule}: norm {ratio:.2f} times the round's median for its declared samples "
+                f"> {config.max_norm_ratio:g} ({isolation}; {evidence})"
+            )
+        elif copy:
+            rule = RULE_COPIES
+            anomalous = True
+            reason = (
+                f"rejected by rule {rule}: cosine {similarity[i]:.4f} with {_name(features, int(nearest[i]))} "
+                f"> {config.max_similarity:g}, a near copy ({isolation}; {evidence})"
+            )
+        elif anomalous and extreme:
             rule = RULE_EXTREME
             reason = f"rejected by rule {rule}: {evidence} > {config.max_deviation:g}, whatever the score ({isolation})"
         elif anomalous:
@@ -118,6 +157,7 @@ def screen_round(
                 reason,
                 rule,
                 round(float(deviation[i]), 6),
+                round(float(similarity[i]), 6),
             )
         )
     return verdicts

@@ -36,6 +36,8 @@ class Rules:
     detector_min_updates: int = 4
     detector_min_deviation: float = 4.0
     detector_max_deviation: float = 6.0
+    detector_max_similarity: float = 0.99  # near copies: rule near-copies (1.0 turns it off)
+    detector_max_norm_ratio: float = 5.0  # times the round's median norm for the samples: rule norm-bound
     detector_n_estimators: int = 200
     sketch_dim: int = 512
     max_text_bytes: int = 1024  # any free-text argument: reasons, names
@@ -193,6 +195,7 @@ class Update:
     rule: str = ""  # the detector rule that decided the verdict (anomaly.screening RULE_*)
     threshold: float | None = None  # the round's isolation-score threshold the rule compared with
     deviation: float | None = None  # the update's largest robust deviation of any feature
+    similarity: float | None = None  # its largest sketch cosine with another update of the round
     weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
     chunk_hashes: list[str] = field(default_factory=list)  # per chunk of the round's aggregate_chunk_elements
 
@@ -226,6 +229,7 @@ class Anomaly:
     tx_id: str
     rule: str = ""  # the detector rule that fired (anomaly.screening RULE_*)
     deviation: float | None = None  # the largest robust deviation of any feature
+    similarity: float | None = None  # the largest sketch cosine with another update of the round
 
 
 @dataclass

@@ -25,6 +25,8 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "detector_n_estimators": (int, 10, 5000),
     "detector_min_deviation": (float, 0.0, None),
     "detector_max_deviation": (float, 0.0, None),
+    "detector_max_similarity": (float, 0.0, 1.0),
+    "detector_max_norm_ratio": (float, 1.0, None),
     "sketch_dim": (int, 4, 4096),
     "max_text_bytes": (int, 16, 1_000_000),
     "max_participant_share": (float, 0.01, 1.0),

@@ -23,9 +23,15 @@ def screening_config(rules: Rules) -> ScreeningConfig:
     return ScreeningConfig(**{f.name: getattr(rules, f"detector_{f.name}") for f in fields})
 
 
-def screened(features: Mapping[str, Any], *, samples: int, epsilon: float) -> dict[str, Any]:
-    """What the detector sees of one update: its stored features plus the declared training metadata."""
-    return {**features, "samples": samples, "epsilon": epsilon}
+def screened(
+    features: Mapping[str, Any], *, samples: int, epsilon: float, participant: str | None = None
+) -> dict[str, Any]:
+    """What the detector sees of one update: its stored features plus the declared training metadata (and who
+    sent it, which verdicts name)."""
+    record = {**features, "samples": samples, "epsilon": epsilon}
+    if participant is not None:
+        record["participant"] = participant
+    return record
 
 
 def detect(

@@ -21,7 +21,9 @@ from fedledger.chaincode.verdicts import detect, screened
 
 
 def _screened(update: Update) -> dict[str, Any]:
-    return screened(update.features, samples=update.samples, epsilon=update.epsilon or 0.0)
+    return screened(
+        update.features, samples=update.samples, epsilon=update.epsilon or 0.0, participant=update.participant
+    )
 
 
 def previous_direction(ctx: LedgerContext, number: int) -> list[float]:
@@ -68,6 +70,7 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
             rule=verdict.rule,
             threshold=verdict.threshold,
             deviation=verdict.deviation,
+            similarity=verdict.similarity,
         )
         apply_verdict_to_participant(ctx, rules, update.participant, int(verdict.accepted), int(not verdict.accepted))
         if not verdict.accepted:
@@ -78,11 +81,12 @@ def finalize_round(ctx: LedgerContext, round_number: str) -> Round:
                 score=verdict.score if verdict.score is not None else 0.0,
                 threshold=verdict.threshold if verdict.threshold is not None else 0.0,
                 reason=verdict.reason,
-                features={k: v for k, v in _screened(update).items() if k != "sketch"},
+                features={k: v for k, v in _screened(update).items() if k not in ("sketch", "participant")},
                 detected_at=now,
                 tx_id=ctx.get_tx_id(),
                 rule=verdict.rule,
                 deviation=verdict.deviation,
+                similarity=verdict.similarity,
             )
             state.write(ctx, keys.ANOMALY, [keys.round_attr(record.number), update.participant], anomaly)
         judged.append(update)

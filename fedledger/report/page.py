@@ -209,10 +209,14 @@ def anomalies(facts: LedgerFacts) -> str:
     )
     return (
         "<p>Verdicts as FinalizeRound wrote them, with the evidence it recorded: the isolation score of the "
-        "contract's IsolationForest (over the features each endorsing peer computed from the update bytes) against "
+        "contract's IsolationForest (over the sketch features each endorsing peer computed from the update bytes) "
+        "against "
         "the round's threshold, and the update's largest robust deviation. The shaded regions are the two rules "
         "that reject: isolated <em>and</em> beyond <code>detector_min_deviation</code>, or beyond "
-        "<code>detector_max_deviation</code> whatever the score; every reason names its rule. Green: accepted; "
+        "<code>detector_max_deviation</code> whatever the score. Two more rules reject wherever an update falls in "
+        "this plane: near-copies, a sketch cosine above <code>detector_max_similarity</code> with another update of "
+        "the round (purple squares), and norm-bound, a norm above <code>detector_max_norm_ratio</code> times the "
+        "round's median for the declared samples (brown triangles). Every reason names its rule. Green: accepted; "
         "red crosses: rejected.</p>"
         + figure
         + "<h3>Detector threshold per round</h3>"

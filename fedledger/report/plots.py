@@ -67,7 +67,10 @@ def scores_figure(facts: LedgerFacts) -> str | None:
     x: isolation score minus the round's threshold (left of 0: isolated); y: the update's largest robust
     deviation. An update is rejected in the shaded regions: isolated and beyond ``detector_min_deviation``
     (rule isolated-and-deviant), or beyond ``detector_max_deviation`` whatever its score (extreme-deviation).
-    Both limits are the rules'; the points are the evidence the ledger recorded with each verdict.
+    Both limits are the rules'; the points are the evidence the ledger recorded with each verdict. Two more
+    rules do not live in this plane: near-copies (a sketch cosine above ``detector_max_similarity`` with
+    another update; squares) and norm-bound (a norm above ``detector_max_norm_ratio`` times the round's median
+    for the declared samples; triangles), drawn wherever their score and deviation put them.
     """
     judged = [
         (f.round.number, u)
@@ -103,14 +106,24 @@ def scores_figure(facts: LedgerFacts) -> str | None:
     seen: set[str] = set()
     for number, update in judged:
         assert update.score is not None and update.threshold is not None
-        label = update.status if update.status not in seen else None
-        seen.add(update.status)
+        copy = update.rule in ("near-copies", "norm-bound")
+        limits = {
+            "near-copies": f"cosine > {rules.detector_max_similarity:g}",
+            "norm-bound": f"norm > {rules.detector_max_norm_ratio:g} x median",
+        }
+        kind = f"rejected: {update.rule} ({limits[update.rule]})" if copy else update.status
+        label = kind if kind not in seen else None
+        seen.add(kind)
         x = update.score - update.threshold
         axes.scatter(
             x,
             update.deviation,
-            color=COLOURS.get(update.status, "#7f7f7f"),
-            marker="x" if update.status == "rejected" else "o",
+            color={"near-copies": "#9467bd", "norm-bound": "#8c564b"}.get(
+                update.rule, COLOURS.get(update.status, "#7f7f7f")
+            ),
+            marker={"near-copies": "s", "norm-bound": "^"}.get(
+                update.rule, "x" if update.status == "rejected" else "o"
+            ),
             s=40,
             label=label,
             zorder=3,

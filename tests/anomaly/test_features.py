@@ -10,6 +10,7 @@ import pytest
 from fedledger.anomaly.detector import round_seed
 from fedledger.anomaly.features import (
     ROUND_FEATURE_NAMES,
+    SKETCH_BLOCKS,
     count_sketch,
     decode_sketch,
     direction_of,
@@ -17,8 +18,10 @@ from fedledger.anomaly.features import (
     update_features,
 )
 from fedledger.anomaly.screening import (
+    RULE_COPIES,
     RULE_EXTREME,
     RULE_ISOLATED,
+    RULE_NORM,
     RULE_TOO_FEW,
     RULE_WITHIN,
     ScreeningConfig,
@@ -46,7 +49,9 @@ def test_sketch_is_stored_compactly_and_decodes_to_float32():
     tensors = UpdateFactory(0).honest()
     features = update_features(tensors, sketch_dim=512, samples=30, epsilon=2.0)
     assert isinstance(features["sketch"], str) and len(features["sketch"]) == 2732  # base64 of 512 float32
-    assert np.array_equal(decode_sketch(features["sketch"]), count_sketch(tensors, 512).astype(np.float32))
+    assert np.array_equal(
+        decode_sketch(features["sketch"]), count_sketch(tensors, 512, blocks=SKETCH_BLOCKS).astype(np.float32)
+    )
     assert decode_sketch([1.0, 2.0]).tolist() == [1.0, 2.0]  # records written before the compact encoding
     assert (features["samples"], features["epsilon"]) == (30, 2.0)
     assert sum(features["layer_profile"]) == pytest.approx(1.0, abs=1e-5)
@@ -58,7 +63,7 @@ def test_direction_of_is_the_sketch_of_the_weighted_mean():
     a, b = factory.honest(), factory.honest()
     mean = {k: (a[k].astype(np.float64) + 3 * b[k].astype(np.float64)) / 4 for k in a}
     direction = direction_of([update_features(a), update_features(b)], [1, 3])
-    assert np.allclose(direction, count_sketch(mean, 512), rtol=1e-5, atol=1e-6)
+    assert np.allclose(direction, count_sketch(mean, 512, blocks=SKETCH_BLOCKS), rtol=1e-5, atol=1e-6)
     assert direction_of([], []) == [] and direction_of([update_features(a)], [0]) == []
     with pytest.raises(ValueError, match="one weight per update"):
         direction_of([update_features(a)], [1, 2])
@@ -105,6 +110,8 @@ def _realistic_round(seed: int, attack: str) -> tuple[list[dict], list[float]]:
     elif attack == "ipm_nm":
         mean = _mean(honest[:8])
         bad = [_scaled(mean, -median / _norm(mean))] * 2
+    elif attack == "scaled":  # one update 10x
+        bad = [honest[8], _scaled(honest[9], 10.0)]
     else:
         bad = honest[8:]
     updates = honest[:8] + bad
@@ -149,11 +156,15 @@ def test_a_round_of_1000_updates_is_screened():
 def test_max_deviation_rejects_what_the_forest_does_not_isolate():
     features, previous = _realistic_round(0, "none")
     factory = UpdateFactory(0)
-    twin = update_features(_scaled(factory.honest(), 30.0), samples=100)
-    features[8:] = [twin, twin]  # colluding identical updates shield each other in an isolation forest
-    verdicts = screen_round(features, seed=1, previous_direction=previous)
+    # two colluders sending similar scaled updates shield each other in an isolation forest (not near copies:
+    # that rule is off here, to test the deviation rule on its own)
+    features[8:] = [update_features(_scaled(factory.honest(), 30.0), samples=100) for _ in range(2)]
+    strict = ScreeningConfig(max_similarity=None)
+    verdicts = screen_round(features, seed=1, previous_direction=previous, config=strict)
     assert [v.accepted for v in verdicts[8:]] == [False, False]
-    lenient = screen_round(features, seed=1, previous_direction=previous, config=ScreeningConfig(max_deviation=1e9))
+    lenient = screen_round(
+        features, seed=1, previous_direction=previous, config=ScreeningConfig(max_deviation=1e9, max_similarity=None)
+    )
     assert all("norm_residual" in v.reason for v in verdicts[8:])
     assert sum(v.accepted for v in lenient[8:]) >= sum(v.accepted for v in verdicts[8:])
 
@@ -162,25 +173,85 @@ def test_max_deviation_rejects_what_the_forest_does_not_isolate():
 def test_every_verdict_names_the_rule_that_decided_it_and_its_evidence_satisfies_that_rule(attack):
     """A rejected update never looks less anomalous than an accepted one under the rule that decided it."""
     config = ScreeningConfig()
+    assert config.max_similarity is not None
     seen = set()
     for seed in range(6):
-        features, previous = _realistic_round(seed, "none" if attack == "scaled" else attack)
-        if attack == "scaled":  # one update 10x: the extreme-deviation rule, whatever the forest says
-            features[-1] = {**features[-1], "l2_norm": features[-1]["l2_norm"] * 10}
+        features, previous = _realistic_round(seed, attack)
         for v in screen_round(features, seed=round_seed(seed), config=config, previous_direction=previous):
             assert v.score is not None and v.threshold is not None and v.deviation is not None
             isolated_and_deviant = v.score < v.threshold and v.deviation > config.min_deviation
             extreme = config.max_deviation is not None and v.deviation > config.max_deviation
             seen.add(v.rule)
             assert f"rule {v.rule}" in v.reason or v.accepted, v.reason
-            if v.rule == RULE_EXTREME:
+            if v.rule == RULE_NORM:
+                assert not v.accepted and "times the round's median" in v.reason
+            elif v.rule == RULE_COPIES:
+                assert not v.accepted and v.similarity is not None and v.similarity > config.max_similarity
+            elif v.rule == RULE_EXTREME:
                 assert not v.accepted and extreme
             elif v.rule == RULE_ISOLATED:
                 assert not v.accepted and isolated_and_deviant and not extreme
             else:
                 assert v.rule == RULE_WITHIN and v.accepted and not isolated_and_deviant and not extreme
                 assert v.reason.startswith("accepted:")
-    assert attack == "none" or seen & {RULE_EXTREME, RULE_ISOLATED}
+                assert v.similarity is not None and v.similarity <= config.max_similarity
+    deciding = {
+        "scaled": {RULE_EXTREME, RULE_NORM},
+        "ipm_nm": {RULE_COPIES},
+        "sign_flip_nm": {RULE_ISOLATED, RULE_EXTREME},
+    }
+    assert seen == {RULE_WITHIN} if attack == "none" else seen & deciding[attack]
+
+
+def test_near_copies_are_rejected_whatever_their_norm_and_named_with_their_twin():
+    """Colluders submitting one update several times (jittered so the bytes differ) are all rejected, while no
+    pair of honest members comes near the bound."""
+    features, previous = _realistic_round(0, "none")
+    factory = UpdateFactory(0)
+    rng = np.random.default_rng(3)
+    poison = _scaled(factory.honest(), -1.0)
+    copies = [
+        {
+            k: v + rng.normal(scale=1e-3 * float(np.abs(v).mean()), size=v.shape).astype(v.dtype)
+            for k, v in poison.items()
+        }
+        for _ in range(2)
+    ]
+    features[8:] = [{**update_features(c, samples=100), "participant": f"m{i}"} for i, c in enumerate(copies)]
+    verdicts = screen_round(features, seed=1, previous_direction=previous)
+    assert [v.rule for v in verdicts[8:]] == [RULE_COPIES, RULE_COPIES]
+    assert "with m1" in verdicts[8].reason and "with m0" in verdicts[9].reason
+    assert all(v.similarity is not None and v.similarity < 0.9 for v in verdicts[:8])
+    off = screen_round(features, seed=1, previous_direction=previous, config=ScreeningConfig(max_similarity=None))
+    assert RULE_COPIES not in {v.rule for v in off}
+
+
+def test_a_scaled_update_is_rejected_by_the_norm_bound_even_in_a_round_of_five():
+    """Five updates are too few for a robust spread to single out a x10 update; the norm bound does not need one."""
+    caught = 0
+    for seed in range(6):
+        features, previous = _realistic_round(seed, "scaled")
+        round_of_five = features[5:]
+        verdicts = screen_round(round_of_five, seed=round_seed(seed), previous_direction=previous)
+        caught += verdicts[-1].rule == RULE_NORM and not verdicts[-1].accepted
+        assert all(v.accepted for v in verdicts[:-1]), [v.reason for v in verdicts]
+        lenient = ScreeningConfig(max_norm_ratio=None, max_deviation=None)
+        unbounded = screen_round(round_of_five, seed=round_seed(seed), previous_direction=previous, config=lenient)
+        assert RULE_NORM not in {v.rule for v in unbounded}
+    assert caught == 6
+
+
+def test_the_detector_reads_sketches_only():
+    """What a peer cannot compute from additive shares of an update (its exact norm, peak, sparsity, profile)
+    does not change a verdict: the same round with those fields scrambled gets the same verdicts."""
+    features, previous = _realistic_round(2, "sign_flip_nm")
+    scrambled = [
+        {**f, "l2_norm": 1.0, "max_abs": 9.0, "mean": 0.0, "std": 1.0, "sparsity": 0.5, "layer_profile": [1.0]}
+        for f in features
+    ]
+    assert screen_round(features, seed=4, previous_direction=previous) == screen_round(
+        scrambled, seed=4, previous_direction=previous
+    )
 
 
 def test_too_few_updates_are_accepted_under_their_own_rule():

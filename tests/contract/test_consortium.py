@@ -101,6 +101,8 @@ def test_a_stale_rules_proposal_cannot_apply(consortium):
         ({"dispute_quorum": True}, "must be a number"),
         ({"max_text_bytes": 8}, "max_text_bytes must be >= 16"),
         ({"max_text_bytes": 10**7}, "max_text_bytes must be <= 1000000"),
+        ({"detector_max_similarity": 1.5}, "detector_max_similarity must be <= 1"),
+        ({"detector_max_norm_ratio": 0.5}, "detector_max_norm_ratio must be >= 1"),
     ],
 )
 def test_invalid_rules_are_refused_and_change_nothing(consortium, patch, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 
+import numpy as np
 import pytest
 
 from fedledger.chaincode.errors import (
@@ -30,6 +31,30 @@ def attacked_round(consortium, updates, *, scale=-10.0, rules=None):
         trainer.submit_update(1, tensors_bytes(tensors), samples=100 + 10 * i, privacy=dp(1.0), train_loss=0.5)
     aggregator.close_round(1)
     return aggregator, trainers, genesis, aggregator.finalize_round(1)
+
+
+def test_colluding_near_copies_are_both_rejected_and_named(consortium, updates):
+    """trainer3 and trainer4 submit one sign-flipped update, jittered so the bytes (and hashes) differ."""
+    aggregator, trainers, _ = ready_round(consortium, rules={"detector_min_updates": 4})
+    poison = {k: -v for k, v in updates.honest().items()}
+    rng = np.random.default_rng(0)
+    for i, trainer in enumerate(trainers):
+        tensors = updates.honest()
+        if i >= 3:
+            tensors = {k: v + rng.normal(scale=1e-4, size=v.shape).astype(v.dtype) for k, v in poison.items()}
+        trainer.submit_update(1, tensors_bytes(tensors), samples=100 + 10 * i, privacy=dp(1.0), train_loss=0.5)
+    aggregator.close_round(1)
+    finalized = aggregator.finalize_round(1)
+    colluders = [participant_id("Org2MSP", "trainer3"), participant_id("Org1MSP", "trainer4")]
+    assert sorted(finalized.rejected) == sorted(colluders)
+    records = {a.participant: a for a in aggregator.anomalies(1)}
+    assert sorted(records) == sorted(colluders)
+    for mine, twin in (colluders, colluders[::-1]):
+        anomaly = records[mine]
+        assert anomaly.rule == "near-copies" and f"with {twin}" in anomaly.reason
+        assert anomaly.similarity is not None and anomaly.similarity > Rules().detector_max_similarity
+    honest = [u for u in aggregator.updates(1) if u.participant not in colluders]
+    assert all(u.rule == "within-limits" and u.similarity is not None and u.similarity < 0.99 for u in honest)
 
 
 def test_open_round_rules(consortium, updates):
@@ -78,12 +103,13 @@ def test_finalize_rejects_the_attacker_and_records_everything(consortium, update
     (anomaly,) = aggregator.anomalies(1)
     assert anomaly.participant == attacker and f"rule {anomaly.rule}" in anomaly.reason
     assert anomaly.deviation is not None
-    if anomaly.rule == "isolated-and-deviant":
-        assert anomaly.score < anomaly.threshold and anomaly.deviation > Rules().detector_min_deviation
-    else:
-        assert anomaly.rule == "extreme-deviation" and anomaly.deviation > Rules().detector_max_deviation
+    # the attacker sends -10x an honest update: the norm bound fires first, and names the ratio
+    assert anomaly.rule == "norm-bound" and "times the round's median" in anomaly.reason
+    ratio = float(anomaly.reason.split("norm ")[1].split(" times")[0])
+    assert ratio > Rules().detector_max_norm_ratio
     for update in aggregator.updates(1):  # every verdict records its rule and the evidence the rule compared
         assert update.threshold == anomaly.threshold and update.deviation is not None
+        assert update.similarity is not None and update.similarity <= Rules().detector_max_similarity
         assert update.rule == (anomaly.rule if update.participant == attacker else "within-limits")
     assert "sketch" not in anomaly.features and anomaly.features["l2_norm"] > 0
 

@@ -82,7 +82,9 @@ def _enrol(profile: NetworkProfile, backend: FabricGatewayBackend) -> None:
     mspid, _, name = json.loads(backend.evaluate(_proposal(profile, "WhoAmI")))["id"].partition(":")
     admin = profile.connect(mspid.removesuffix("MSP"), user="Admin")
     try:
-        admin.submit(_proposal(profile, "EnrolTrainer", name, "100", SCHEMA))
+        enrolled = admin.submit(_proposal(profile, "EnrolTrainer", name, "100", SCHEMA))
+        # the next proposal is endorsed by every org: a peer still a block behind would not know the enrolment
+        admin.wait_for_block(profile.channel, enrolled.block_number, [o.mspid for o in profile.orgs.values()])
     finally:
         admin.close()
 
