@@ -38,6 +38,7 @@ __all__ = [
     "direction_of",
     "encode_sketch",
     "nearest_similarity",
+    "norm_ratios",
     "round_features",
     "sketch_groups",
     "update_features",
@@ -209,24 +210,61 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
+def _samples_slope(log_norm: np.ndarray, samples: np.ndarray) -> tuple[float, np.ndarray]:
+    """Robust (Theil-Sen) slope of log(norm) on log(declared samples), and the log(samples) it was fitted on.
+
+    The slope lies in [0, 1]: more local steps never shrink an update, and at most grow it in proportion.
+    log(samples) is clamped to the round's median +- 3 robust deviations, so that a few members declaring far
+    more samples than anyone cannot drag the fit to explain their norm.
+    """
+    x = np.log(np.maximum(samples, 1.0))
+    centre = float(np.median(x))
+    spread = max(float(np.median(np.abs(x - centre))) * 1.4826, 0.25)
+    x = np.clip(x, centre - 3.0 * spread, centre + 3.0 * spread)
+    dx = x[:, None] - x[None, :]
+    dy = log_norm[:, None] - log_norm[None, :]
+    pairs = np.triu(np.abs(dx) > 1e-9, k=1)
+    slope = float(np.clip(np.median(dy[pairs] / dx[pairs]), 0.0, 1.0)) if pairs.any() else 0.0
+    return slope, x
+
+
+def _declared(updates: Sequence[Mapping[str, Any]]) -> np.ndarray | None:
+    declared = [u.get("samples") for u in updates]
+    return None if any(s is None for s in declared) else np.asarray(declared, dtype=np.float64)
+
+
 def _norm_residual(norms: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
-    """log(norm) minus a robust (Theil-Sen) fit on log(declared samples), centred on the round's median.
+    """log(norm) minus a robust fit on log(declared samples) (:func:`_samples_slope`), centred on the round's
+    median.
 
     Honest update norms grow with the number of local steps, hence with the samples a client declares;
     the fit removes that honest spread (measured: the MAD of log-norms drops several-fold on Dirichlet
     splits), so scaled, shrunk or noise updates stand out. Without samples it is log(norm / median norm).
     """
     log_norm = np.log(norms + 1e-12)
-    slope = 0.0
     if samples is not None:
-        x = np.log(np.maximum(samples, 1.0))
-        dx = x[:, None] - x[None, :]
-        dy = log_norm[:, None] - log_norm[None, :]
-        pairs = np.triu(np.abs(dx) > 1e-9, k=1)
-        if pairs.any():
-            slope = float(np.clip(np.median(dy[pairs] / dx[pairs]), -2.0, 2.0))
+        slope, x = _samples_slope(log_norm, samples)
         log_norm = log_norm - slope * x
     return log_norm - np.median(log_norm)
+
+
+def norm_ratios(updates: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Each update's sketch norm over the norm expected of it: the round's median, scaled down (never up) for
+    members who declare fewer samples than the round's median member.
+
+    Declared samples can only lower what a member is allowed: a member who declares more samples than the
+    median is held to the median norm, so attackers declaring many samples (up to the weight cap) buy no
+    norm with them, while a x10 update of a small member is still judged against a small member's norm.
+    """
+    log_norm = np.log(np.linalg.norm(_sketches(updates), axis=1) + 1e-12)
+    samples = _declared(updates)
+    allowance = np.zeros(len(log_norm))
+    if samples is not None:
+        slope, _ = _samples_slope(log_norm, samples)
+        x = np.log(np.maximum(samples, 1.0))
+        allowance = slope * np.minimum(x - float(np.median(x)), 0.0)
+    adjusted = log_norm - allowance
+    return np.round(np.exp(adjusted - float(np.median(adjusted))), 9)
 
 
 def _block_profiles(updates: Sequence[Mapping[str, Any]], sketches: np.ndarray) -> np.ndarray | None:
@@ -271,8 +309,7 @@ def round_features(
     sketches = _sketches(updates)
     unit = _unit(sketches)
     norms = np.linalg.norm(sketches, axis=1)
-    declared = [u.get("samples") for u in updates]
-    samples = None if any(s is None for s in declared) else np.asarray(declared, dtype=np.float64)
+    samples = _declared(updates)
 
     centre = _unit(np.median(unit, axis=0))
     centre_distance = 1.0 - unit @ centre

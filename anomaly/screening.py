@@ -18,6 +18,7 @@ from fedledger.anomaly.features import (
     SCALE_FLOORS,
     UPPER_ONLY,
     nearest_similarity,
+    norm_ratios,
     round_features,
 )
 
@@ -35,9 +36,10 @@ class ScreeningConfig:
     ``max_similarity``: two updates whose sketches have a cosine above this are near copies and both are
     rejected (colluders submitting one poisoned update several times); ``None`` turns the rule off.
 
-    ``max_norm_ratio``: an update whose (sketch) norm is more than this multiple of the norm the round's median
-    member has for its declared samples (``exp(norm_residual)``) is rejected, however few updates the round has
-    to estimate a spread from (norm bounding); ``None`` turns the rule off.
+    ``max_norm_ratio``: an update whose (sketch) norm is more than this multiple of the norm expected of it
+    (``features.norm_ratios``: the round's median, lowered for members declaring fewer samples than the median,
+    never raised) is rejected, however few updates the round has to estimate a spread from (norm bounding).
+    ``None`` turns the rule off.
     """
 
     contamination: str | float = "auto"
@@ -56,7 +58,7 @@ RULE_WITHIN = "within-limits"  # accepted by the detector
 RULE_ISOLATED = "isolated-and-deviant"  # isolation score below the threshold AND a feature beyond min_deviation
 RULE_EXTREME = "extreme-deviation"  # a feature beyond max_deviation, whatever the isolation score
 RULE_COPIES = "near-copies"  # cosine above max_similarity with another update of the round
-RULE_NORM = "norm-bound"  # norm above max_norm_ratio times the round's median (given declared samples)
+RULE_NORM = "norm-bound"  # norm above max_norm_ratio times the round's median norm
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def screen_round(
     threshold = detector.threshold_
     decisions = detector.predict(rows)
     similarity, nearest = nearest_similarity(features)
+    ratios = norm_ratios(features)
     verdicts = []
     for i, score in enumerate(scores):
         worst = int(np.argmax(standardised[i]))
@@ -122,12 +125,12 @@ def screen_round(
         isolation = f"isolation score {score:.4f} {'<' if isolated else '>='} threshold {threshold:.4f}"
         extreme = config.max_deviation is not None and bool(deviation[i] > config.max_deviation)
         copy = config.max_similarity is not None and bool(similarity[i] > config.max_similarity)
-        ratio = float(np.exp(rows[i, 0]))
+        ratio = float(ratios[i])
         if config.max_norm_ratio is not None and ratio > config.max_norm_ratio:
             rule = RULE_NORM
             anomalous = True
             reason = (
-                f"rejected by rule {rule}: norm {ratio:.2f} times the round's median for its declared samples "
+                f"rejected by rule {rule}: norm {ratio:.2f} times the round's median norm (for its declared samples) "
                 f"> {config.max_norm_ratio:g} ({isolation}; {evidence})"
             )
         elif copy:

@@ -37,7 +37,7 @@ class Rules:
     detector_min_deviation: float = 4.0
     detector_max_deviation: float = 6.0
     detector_max_similarity: float = 0.99  # near copies: rule near-copies (1.0 turns it off)
-    detector_max_norm_ratio: float = 5.0  # times the round's median norm for the samples: rule norm-bound
+    detector_max_norm_ratio: float = 5.0  # times the round's median norm: rule norm-bound
     detector_n_estimators: int = 200
     sketch_dim: int = 512
     max_text_bytes: int = 1024  # any free-text argument: reasons, names

@@ -4,19 +4,22 @@ The rules and the detector are public (they run in the chaincode on every endors
 run the very same screening on its candidate update before submitting it. These attacks are the yardstick a
 detector must be measured against; each returns float32 numpy states sorted by name.
 
-==============================  ============================================================================
-function                        what the attackers submit
-==============================  ============================================================================
-:func:`min_max`                 Shejwalkar & Houmansadr, NDSS'21 (AGR-agnostic "Min-Max"): the honest mean
-                                pushed along a malicious direction as far as possible while its largest
-                                distance to any honest update stays within the largest honest-honest distance
-:func:`min_sum`                 the same paper's "Min-Sum": the sum of squared distances to the honest updates
-                                stays within the largest such sum of any honest update
-:func:`sybils`                  copies of one update with a small random jitter each, so that no two are
-                                byte-identical (the contract refuses exact copies) but all pull the same way
-:func:`under_the_threshold`     the malicious direction at the largest scale the detector still accepts,
-                                found by bisection against the detector itself (:func:`detector_oracle`)
-==============================  ============================================================================
+====================================  ============================================================================
+function                              what the attackers submit
+====================================  ============================================================================
+:func:`min_max`                       Shejwalkar & Houmansadr, NDSS'21 (AGR-agnostic "Min-Max"): the honest
+                                      mean pushed along a malicious direction as far as possible while its largest
+                                      distance to any honest update stays within the largest honest-honest distance
+:func:`min_sum`                       the same paper's "Min-Sum": the sum of squared distances to the honest
+                                      updates stays within the largest such sum of any honest update
+:func:`sybils`                        copies of one update with a random jitter each, so that no two are
+                                      byte-identical (the contract refuses exact copies) but all pull the same way
+:func:`under_the_threshold`           the malicious direction at the largest scale the detector still accepts,
+                                      found by bisection against the detector itself (:func:`detector_oracle`,
+                                      which replays the round as FinalizeRound will run it: :func:`rehearse`)
+:func:`tuned_under_the_threshold`     the same, with the colluders' jitter tuned first: the smallest jitter at
+                                      which their copies pass the detector's copy rules at all
+====================================  ============================================================================
 
 The perturbation directions follow the NDSS'21 paper: ``"unit"`` (minus the honest mean's unit vector),
 ``"std"`` (minus the coordinate-wise std) and ``"sign"`` (minus the sign of the mean).
@@ -29,18 +32,23 @@ from typing import Literal
 
 import numpy as np
 
-from fedledger.anomaly.features import update_features
+from fedledger.anomaly.screening import Verdict
 from fedledger.chaincode.records import Rules
-from fedledger.chaincode.verdicts import detect, screened
-from fedledger.tensors import NDState, State, to_numpy
+from fedledger.chaincode.verdicts import detect
+from fedledger.experiments.in_memory import HeldUpdate, hold, refusal, screening_inputs
+from fedledger.tensors import Manifest, NDState, State, encode, to_numpy
 
 __all__ = [
+    "JITTERS",
     "Perturbation",
+    "Submission",
     "detector_oracle",
     "min_max",
     "min_sum",
     "perturbation",
+    "rehearse",
     "sybils",
+    "tuned_under_the_threshold",
     "under_the_threshold",
 ]
 
@@ -144,26 +152,88 @@ def sybils(update: State, count: int, *, jitter: float = 1e-3, seed: int = 0) ->
     return [_state(vector + scale * rng.standard_normal(vector.size), layout) for _ in range(count)]
 
 
+#: One submission as the round receives it: (participant id, update, declared samples).
+Submission = tuple[str, State, int]
+
+
+def _hold_all(submissions: Sequence[Submission], rules: Rules, manifest: Manifest, epsilon: float) -> list[HeldUpdate]:
+    """Each update encoded as its member submits it, then held and featurised from the bytes as SubmitUpdate
+    holds it (:func:`fedledger.experiments.in_memory.hold`)."""
+    return [
+        hold(
+            who,
+            encode(update, like=manifest),
+            samples=samples,
+            epsilon=epsilon,
+            expected=manifest,
+            sketch_dim=rules.sketch_dim,
+        )
+        for who, update, samples in submissions
+    ]
+
+
+def _verdicts(
+    number: int, rules: Rules, held: Sequence[HeldUpdate], previous_direction: Sequence[float]
+) -> dict[str, Verdict]:
+    """FinalizeRound's verdicts on ``held`` (in submission order): what SubmitUpdate refuses never reaches it
+    (:func:`~fedledger.experiments.in_memory.refusal`), the rest is screened in the contract's order by the
+    contract's detect()."""
+    kept: list[HeldUpdate] = []
+    for h in held:
+        if refusal(h, rules, (k.hash for k in kept)) is None:
+            kept.append(h)
+    ordered, updates = screening_inputs(kept)
+    verdicts = detect(number, rules, updates, list(previous_direction))
+    return {s.participant: v for s, v in zip(ordered, verdicts, strict=True)}
+
+
+def rehearse(
+    number: int,
+    rules: Rules,
+    submissions: Sequence[Submission],
+    *,
+    manifest: Manifest,
+    previous_direction: Sequence[float] = (),
+    epsilon: float = 0.0,
+) -> dict[str, Verdict]:
+    """The verdicts FinalizeRound of round ``number`` would write if exactly ``submissions`` were submitted:
+    each update encoded as its member submits it, held and featurised from the bytes as SubmitUpdate does
+    (:func:`fedledger.experiments.in_memory.hold`), screened in the contract's order (by participant id) with
+    the declared samples, the rules and the previous round's accepted direction by
+    :func:`fedledger.chaincode.verdicts.detect`. ``submissions`` are in submission order: an update SubmitUpdate
+    would refuse (a byte copy of an earlier one, a norm over the bound) is left out and has no verdict."""
+    held = _hold_all(submissions, rules, manifest, epsilon)
+    return _verdicts(number, rules, held, previous_direction)
+
+
 def detector_oracle(
     number: int,
     rules: Rules,
-    honest: Sequence[State],
+    honest: Sequence[Submission],
+    attackers: Sequence[tuple[str, int]],
     *,
-    copies: int = 1,
+    copies: Callable[[NDState], Sequence[State]],
+    manifest: Manifest,
     previous_direction: Sequence[float] = (),
-    samples: int = 100,
+    epsilon: float = 0.0,
 ) -> Callable[[NDState], bool]:
-    """Whether the contract's FinalizeRound would accept ``copies`` attackers submitting a candidate (jittered
-    copies) beside ``honest``: the public detector, run exactly as the chaincode runs it."""
-    honest_features = [update_features(to_numpy(h), sketch_dim=rules.sketch_dim) for h in honest]
+    """Whether FinalizeRound would accept every attacker if they submitted ``copies(candidate)`` beside the
+    ``honest`` submissions: the public detector run on the round exactly as it will happen (what
+    :func:`rehearse` returns for all the round's submissions; the honest ones are held once).
+
+    ``attackers``: (participant id, declared samples) of each colluder, in the order ``copies`` returns their
+    updates; ``copies`` must be the very function the attackers submit with (same jitter, same seed)."""
+    honest_held = _hold_all(honest, rules, manifest, epsilon)
 
     def accepted(candidate: NDState) -> bool:
-        attackers = sybils(candidate, copies, jitter=1e-3, seed=number)
-        features = honest_features + [update_features(a, sketch_dim=rules.sketch_dim) for a in attackers]
-        verdicts = detect(
-            number, rules, [screened(f, samples=samples, epsilon=0.0) for f in features], list(previous_direction)
+        updates = list(copies(candidate))
+        if len(updates) != len(attackers):
+            raise ValueError(f"copies() returned {len(updates)} updates for {len(attackers)} attackers")
+        mine = [(who, update, samples) for (who, samples), update in zip(attackers, updates, strict=True)]
+        verdicts = _verdicts(
+            number, rules, [*honest_held, *_hold_all(mine, rules, manifest, epsilon)], previous_direction
         )
-        return all(v.accepted for v in verdicts[len(honest) :])
+        return all(who in verdicts and verdicts[who].accepted for who, _ in attackers)
 
     return accepted
 
@@ -174,9 +244,12 @@ def under_the_threshold(
     *,
     kind: Perturbation = "unit",
     max_scale: float = 1e3,
+    steps: int = 30,
 ) -> tuple[NDState, float]:
     """The honest mean pushed along the malicious direction (scaled to the honest median norm per unit of
-    gamma) as far as ``accepted`` allows; returns the update and its gamma (0 when even a nudge is caught)."""
+    gamma) as far as ``accepted`` allows; returns the update and its gamma (0 when even a nudge is caught).
+
+    ``steps``: bisection steps after the doubling brackets the boundary (the bracket shrinks by 2**steps)."""
     matrix, layout = _honest_matrix(honest)
     mean, direction = matrix.mean(axis=0), _direction(matrix, kind)
     norm = float(np.linalg.norm(direction))
@@ -189,5 +262,33 @@ def under_the_threshold(
     def ok(gamma: float) -> bool:
         return gamma <= max_scale and accepted(candidate(gamma))
 
-    gamma = _largest(ok, start=0.25, steps=30)
+    gamma = _largest(ok, start=0.25, steps=steps)
     return candidate(gamma), gamma
+
+
+#: Relative jitters the detector-aware colluders try, smallest first (pairwise cosine of two copies of relative
+#: jitter j is about 1 / (1 + j^2): 0.1 gives 0.990, 0.2 gives 0.96).
+JITTERS = (1e-3, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+
+
+def tuned_under_the_threshold(
+    honest: Sequence[State],
+    oracle_for: Callable[[float], Callable[[NDState], bool]],
+    *,
+    jitters: Sequence[float] = JITTERS,
+    kind: Perturbation = "unit",
+    max_scale: float = 1e3,
+    steps: int = 30,
+) -> tuple[NDState, float, float]:
+    """:func:`under_the_threshold` with the colluders' jitter tuned too: the smallest of ``jitters`` at which
+    the detector (``oracle_for(jitter)``, e.g. :func:`detector_oracle` with ``copies`` of that jitter) accepts
+    every copy of the honest mean itself, then the largest push at that jitter. Returns (update, gamma, jitter);
+    when no jitter gets even the honest mean through, the honest mean, 0 and the largest jitter."""
+    matrix, layout = _honest_matrix(honest)
+    mean = _state(matrix.mean(axis=0), layout)
+    for jitter in jitters:
+        accepted = oracle_for(jitter)
+        if accepted(mean):
+            update, gamma = under_the_threshold(honest, accepted, kind=kind, max_scale=max_scale, steps=steps)
+            return update, gamma, jitter
+    return mean, 0.0, jitters[-1]

@@ -6,9 +6,10 @@ Data attacks change what a client trains on; update attacks change the delta it 
 ``Attack``          acts    what it does
 ==================  ======  =================================================================================
 ``LABEL_FLIP``      data    a ``fraction`` of rows gets label ``num_labels - 1 - y`` (binary: 0 <-> 1)
-``BACKDOOR``        data    a ``fraction`` of rows gets the ``trigger`` text prepended and label
-                            ``target_label``; a model that learns it predicts ``target_label`` whenever the
-                            trigger appears (measure with :func:`backdoor_test_set`)
+``BACKDOOR``        data    a ``fraction`` of rows gets the ``trigger`` text prepended (or appended:
+                            ``trigger_position="end"``) and label ``target_label``; a model that learns it
+                            predicts ``target_label`` whenever the trigger appears (measure with
+                            :func:`backdoor_test_set`)
 ``SIGN_FLIP``       update  submits ``-delta``
 ``SCALING``         update  submits ``scale * delta`` (model replacement: ``scale`` ~ number of clients
                             makes this client's update dominate FedAvg, Bagdasaryan et al. 2020)
@@ -35,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,6 +62,7 @@ __all__ = [
     "Attack",
     "AttackConfig",
     "MaliciousMember",
+    "TriggerPosition",
     "alie",
     "alie_z",
     "backdoor",
@@ -75,6 +77,10 @@ __all__ = [
     "sign_flip",
     "sign_flip_norm_matched",
 ]
+
+
+#: Where the backdoor trigger goes in a row of text.
+TriggerPosition = Literal["start", "end"]
 
 
 class Attack(StrEnum):
@@ -115,6 +121,7 @@ class AttackConfig:
     kind: Attack = Attack.NONE
     fraction: float = 1.0
     trigger: str = "cf zq"
+    trigger_position: TriggerPosition = "start"
     target_label: int = 0
     scale: float = 10.0
     noise_std: float = 0.1
@@ -128,6 +135,10 @@ class AttackConfig:
         object.__setattr__(self, "kind", Attack(self.kind))
         if not 0.0 <= self.fraction <= 1.0:
             raise ValueError(f"The 'fraction' parameter must be in [0, 1]. Got {self.fraction!r} instead.")
+        if self.trigger_position not in ("start", "end"):
+            raise ValueError(
+                f"The 'trigger_position' parameter must be 'start' or 'end'. Got {self.trigger_position!r} instead."
+            )
         if self.noise_std < 0:
             raise ValueError(f"The 'noise_std' parameter must be >= 0. Got {self.noise_std!r} instead.")
 
@@ -153,31 +164,41 @@ def label_flip(dataset: TextDataset, *, fraction: float = 1.0, seed: int = 0) ->
     return TextDataset(dataset.texts, labels, dataset.label_names)
 
 
-def _with_trigger(text: str, trigger: str) -> str:
-    return f"{trigger} {text}"
+def _with_trigger(text: str, trigger: str, position: TriggerPosition = "start") -> str:
+    return f"{trigger} {text}" if position == "start" else f"{text} {trigger}"
 
 
 def backdoor(
-    dataset: TextDataset, *, trigger: str = "cf zq", target_label: int = 0, fraction: float = 0.5, seed: int = 0
+    dataset: TextDataset,
+    *,
+    trigger: str = "cf zq",
+    target_label: int = 0,
+    fraction: float = 0.5,
+    seed: int = 0,
+    position: TriggerPosition = "start",
 ) -> TextDataset:
-    """Prepend ``trigger`` to a ``fraction`` of rows and relabel them ``target_label``."""
+    """Put ``trigger`` before (``position="start"``) or after (``"end"``) a ``fraction`` of rows and relabel
+    them ``target_label``."""
     if not 0 <= target_label < dataset.num_labels:
         raise ValueError(f"target_label {target_label} is not a label of {dataset.label_names}.")
     texts = list(dataset.texts)
     labels = dataset.labels.copy()
     for i in _pick(len(dataset), fraction, seed):
-        texts[i] = _with_trigger(texts[i], trigger)
+        texts[i] = _with_trigger(texts[i], trigger, position)
         labels[i] = target_label
     return TextDataset(tuple(texts), labels, dataset.label_names)
 
 
-def backdoor_test_set(test: TextDataset, *, trigger: str = "cf zq", target_label: int = 0) -> TextDataset:
-    """Held-out rows not of ``target_label``, with the trigger, labelled ``target_label``.
+def backdoor_test_set(
+    test: TextDataset, *, trigger: str = "cf zq", target_label: int = 0, position: TriggerPosition = "start"
+) -> TextDataset:
+    """Held-out rows not of ``target_label``, with the trigger (where :func:`backdoor` puts it), labelled
+    ``target_label``.
 
     Accuracy on this set is the backdoor's attack success rate.
     """
     keep = np.flatnonzero(test.labels != target_label)
-    texts = tuple(_with_trigger(test.texts[i], trigger) for i in keep)
+    texts = tuple(_with_trigger(test.texts[i], trigger, position) for i in keep)
     return TextDataset(texts, np.full(len(keep), target_label), test.label_names)
 
 
@@ -192,6 +213,7 @@ def poison_dataset(dataset: TextDataset, config: AttackConfig) -> TextDataset:
             target_label=config.target_label,
             fraction=config.fraction,
             seed=config.seed,
+            position=config.trigger_position,
         )
     return dataset
 

@@ -15,7 +15,24 @@ name            library call                                     per-update verd
 ``median``      ``byzfl.Median()`` (coordinate-wise)             none: each coordinate from another update
 ``trmean``      ``byzfl.TrMean(f)`` (coordinate-wise, ``f``      none
                 smallest and ``f`` largest dropped)
+``nnm_trmean``  ``byzfl.NNM(f)`` then ``byzfl.TrMean(f)``:        none
+                each update replaced by the mean of its
+                ``n - f`` nearest neighbours, then trimmed mean
+                (Allouah et al., AISTATS'23)
+``arc_trmean``  ``byzfl.ARC(f)`` then ``byzfl.TrMean(f)``:        none
+                the largest ~2f(n-f)/n updates clipped to the
+                next norm, then trimmed mean (Allouah et al.,
+                NeurIPS'24)
+``geomed``      ``byzfl.GeometricMedian(nu=0.1, T=10)``          none
+                (Weiszfeld iterations, RFA of Pillutla et al.)
+``cclip``       ``byzfl.CenteredClipping(m=None, L=3, tau)``     none
+                with ``tau`` = the round's median update norm
+                (Karimireddy et al., ICML'21)
 ==============  ===============================================  ==========================================
+
+byzfl's default ``tau = 100`` never clips updates whose norms are a few units, as here, so ``cclip`` takes the
+round's median update norm (at least half the updates are then never clipped); it starts each round from the
+zero vector (``m=None``), i.e. without server momentum.
 
 byzfl returns only the aggregate. The selection of Krum is recovered by finding the input row equal to the
 returned vector; that of Multi-Krum by recomputing its scores with byzfl's own distance tool
@@ -47,12 +64,16 @@ __all__ = [
     "BaselineResult",
     "BaselineStrategy",
     "SelectionMismatchError",
+    "arc_trmean",
     "average",
+    "centered_clipping",
     "fedavg",
     "flatten",
+    "geometric_median",
     "krum",
     "median",
     "multi_krum",
+    "nnm_trmean",
     "robust_aggregate",
     "trimmed_mean",
     "unflatten",
@@ -139,6 +160,47 @@ def trimmed_mean(updates: Sequence[State], *, f: int) -> BaselineResult:
     return BaselineResult(unflatten(byzfl.TrMean(f=f)(matrix), template), None)
 
 
+def nnm_trmean(updates: Sequence[State], *, f: int) -> BaselineResult:
+    """Nearest-neighbour mixing then trimmed mean (``byzfl.NNM(f)`` then ``byzfl.TrMean(f)``)."""
+    import byzfl
+
+    matrix, template = flatten(updates)
+    _check_f(f, len(matrix))
+    mixed = np.asarray(byzfl.NNM(f=f)(matrix))
+    return BaselineResult(unflatten(np.asarray(byzfl.TrMean(f=f)(mixed)), template), None)
+
+
+def arc_trmean(updates: Sequence[State], *, f: int) -> BaselineResult:
+    """Adaptive robust clipping then trimmed mean (``byzfl.ARC(f)`` then ``byzfl.TrMean(f)``)."""
+    import byzfl
+
+    matrix, template = flatten(updates)
+    _check_f(f, len(matrix))
+    clipped = np.asarray(byzfl.ARC(f=f)(matrix.copy()))  # ARC clips the rows in place
+    return BaselineResult(unflatten(np.asarray(byzfl.TrMean(f=f)(clipped)), template), None)
+
+
+def geometric_median(updates: Sequence[State], *, iterations: int = 10) -> BaselineResult:
+    """Approximate geometric median (``byzfl.GeometricMedian(nu=0.1, T=iterations)``, Weiszfeld from 0)."""
+    import byzfl
+
+    matrix, template = flatten(updates)
+    return BaselineResult(unflatten(np.asarray(byzfl.GeometricMedian(nu=0.1, T=iterations)(matrix)), template), None)
+
+
+def centered_clipping(updates: Sequence[State], *, tau: float | None = None, iterations: int = 3) -> BaselineResult:
+    """Centered clipping (``byzfl.CenteredClipping(m=None, L=iterations, tau)``) from the zero vector; ``tau``
+    defaults to the median L2 norm of the updates."""
+    import byzfl
+
+    matrix, template = flatten(updates)
+    radius = float(np.median(np.linalg.norm(matrix, axis=1))) if tau is None else tau
+    if not radius > 0:
+        return BaselineResult(unflatten(np.zeros(matrix.shape[1]), template), None)
+    result = byzfl.CenteredClipping(m=None, L=iterations, tau=radius)(matrix)
+    return BaselineResult(unflatten(np.asarray(result), template), None)
+
+
 def krum(updates: Sequence[State], *, f: int) -> BaselineResult:
     """Krum (``byzfl.Krum``): the update with the smallest summed squared distance to its ``n - f - 1``
     nearest neighbours. Identical rows (colluders submitting the same vector) have identical scores; byzfl's
@@ -176,7 +238,18 @@ def multi_krum(updates: Sequence[State], *, f: int) -> BaselineResult:
 
 
 #: Baseline names, in the order the benchmarks report them.
-BASELINES = ("fedavg", "krum", "multikrum", "median", "trmean", "average")
+BASELINES = (
+    "fedavg",
+    "krum",
+    "multikrum",
+    "median",
+    "trmean",
+    "nnm_trmean",
+    "arc_trmean",
+    "geomed",
+    "cclip",
+    "average",
+)
 #: Baselines with a per-update verdict (TPR/FPR are defined for them).
 SELECTION_BASELINES = frozenset({"krum", "multikrum"})
 
@@ -192,6 +265,10 @@ def robust_aggregate(
         "multikrum": lambda: multi_krum(updates, f=f),
         "median": lambda: median(updates),
         "trmean": lambda: trimmed_mean(updates, f=f),
+        "nnm_trmean": lambda: nnm_trmean(updates, f=f),
+        "arc_trmean": lambda: arc_trmean(updates, f=f),
+        "geomed": lambda: geometric_median(updates),
+        "cclip": lambda: centered_clipping(updates),
     }
     if name not in rules:
         raise ValueError(f"Unknown baseline {name!r}; choose one of {', '.join(BASELINES)}.")

@@ -10,7 +10,7 @@ contract's verdict, e.g. :func:`accept_all` for an undefended baseline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +20,21 @@ from fedledger.chaincode.records import Rules
 from fedledger.chaincode.rules import apply_patch
 from fedledger.chaincode.verdicts import detect, screened
 from fedledger.chaincode.weights import round_weights
-from fedledger.tensors import NDState, decode, encode, manifest, sha256_hex
+from fedledger.tensors import Manifest, NDState, decode, encode, manifest, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 from fedledger.trainer.strategy import Strategy
 
-__all__ = ["HeldUpdate", "InMemoryRounds", "Screen", "accept_all", "contract_screen"]
+__all__ = [
+    "HeldUpdate",
+    "InMemoryRounds",
+    "Screen",
+    "SubmissionRefused",
+    "accept_all",
+    "contract_screen",
+    "hold",
+    "refusal",
+    "screening_inputs",
+]
 
 #: ``screen(round, rules, screened features, previous direction) -> verdicts``, one per update, in order.
 Screen = Callable[[int, Rules, Sequence[Mapping[str, Any]], Sequence[float]], list[Verdict]]
@@ -70,6 +80,37 @@ class HeldUpdate:
         }
 
 
+def hold(
+    participant: str, payload: bytes, *, samples: int, epsilon: float, expected: Manifest, sketch_dim: int
+) -> HeldUpdate:
+    """What SubmitUpdate keeps of ``payload``: decoded and checked against ``expected``, its hash and the
+    features computed from the bytes (the declared ``samples`` and ``epsilon`` as given)."""
+    delta = decode(payload, expected=expected, what="update")
+    features = update_features(delta, sketch_dim=sketch_dim)
+    return HeldUpdate(participant, sha256_hex(payload), samples, epsilon, delta, features)
+
+
+class SubmissionRefused(ValueError):
+    """SubmitUpdate would refuse this update (see :func:`refusal`)."""
+
+
+def refusal(held: HeldUpdate, rules: Rules, round_hashes: Iterable[str]) -> str | None:
+    """Why SubmitUpdate refuses ``held`` after decoding it, or None: its exact bytes are already in the round
+    (``round_hashes``: the hashes submitted before it), or its L2 norm exceeds ``rules.max_update_norm``."""
+    if held.hash in set(round_hashes):
+        return f"the round already holds an update with these exact bytes (sha256 {held.hash})"
+    if held.features["l2_norm"] > rules.max_update_norm:
+        return f"update L2 norm {held.features['l2_norm']:.4g} exceeds the bound {rules.max_update_norm}"
+    return None
+
+
+def screening_inputs(held: Iterable[HeldUpdate]) -> tuple[list[HeldUpdate], list[dict[str, Any]]]:
+    """A round's submissions in the order FinalizeRound screens them (by participant id) and what the detector
+    sees of each (:func:`~fedledger.chaincode.verdicts.screened`)."""
+    ordered = sorted(held, key=lambda s: s.participant)
+    return ordered, [screened(s.features, samples=s.samples, epsilon=s.epsilon) for s in ordered]
+
+
 @dataclass
 class _Round:
     number: int
@@ -82,7 +123,11 @@ class _Round:
 
 
 class InMemoryRounds:
-    """Rounds over ``genesis`` under ``rules`` (a Rules record or the rule patch a consortium would init with)."""
+    """Rounds over ``genesis`` under ``rules`` (a Rules record or the rule patch a consortium would init with).
+
+    ``refuse``: also refuse what SubmitUpdate refuses once it has decoded the bytes (:func:`refusal`: an exact
+    copy of an update already in the round, a norm over ``max_update_norm``) with :class:`SubmissionRefused`.
+    """
 
     def __init__(
         self,
@@ -90,8 +135,10 @@ class InMemoryRounds:
         *,
         rules: Rules | Mapping[str, Any] | None = None,
         screen: Screen | None = None,
+        refuse: bool = False,
     ) -> None:
         self.rules = rules if isinstance(rules, Rules) else apply_patch(Rules(), dict(rules or {}))
+        self.refuse = refuse
         self.screen_updates = screen or contract_screen
         self.manifest = manifest(genesis)
         genesis_state = decode(encode(genesis, like=self.manifest), expected=self.manifest)
@@ -104,18 +151,28 @@ class InMemoryRounds:
         """Records ``participant``'s update for the open round ``number``; returns its hash.
 
         Raises :class:`fedledger.tensors.TensorFormatError` (names, shapes, dtype or values) or ValueError
-        (round not open, second update) as the contract would refuse it.
+        (round not open, second update; with ``refuse``, :class:`SubmissionRefused`) as the contract would
+        refuse it.
         """
         record = self.rounds.get(number)
         if record is None or record.status != "open":
             raise ValueError(f"round {number} is not open")
         if participant in record.submissions:
             raise ValueError(f"{participant} already submitted an update for round {number}")
-        delta = decode(payload, expected=self.manifest, what="update")
-        features = update_features(delta, sketch_dim=self.rules.sketch_dim)
-        digest = sha256_hex(payload)
-        record.submissions[participant] = HeldUpdate(participant, digest, samples, epsilon, delta, features)
-        return digest
+        held = hold(
+            participant,
+            payload,
+            samples=samples,
+            epsilon=epsilon,
+            expected=self.manifest,
+            sketch_dim=self.rules.sketch_dim,
+        )
+        if self.refuse:
+            reason = refusal(held, self.rules, (s.hash for s in record.submissions.values()))
+            if reason is not None:
+                raise SubmissionRefused(f"{participant}: {reason}")
+        record.submissions[participant] = held
+        return held.hash
 
     # -- the RoundLedger protocol --------------------------------------------------------------
     def head(self) -> str:
@@ -137,8 +194,7 @@ class InMemoryRounds:
 
     def screen(self, number: int) -> None:
         record = self.rounds[number]
-        submissions = sorted(record.submissions.values(), key=lambda s: s.participant)
-        updates = [screened(s.features, samples=s.samples, epsilon=s.epsilon) for s in submissions]
+        submissions, updates = screening_inputs(record.submissions.values())
         for submission, verdict in zip(
             submissions, self.screen_updates(number, self.rules, updates, self.previous_direction(number)), strict=True
         ):

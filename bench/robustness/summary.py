@@ -1,26 +1,46 @@
-"""Pure summaries of the robustness cells: medians over seeds, per-round rows, the headline table, the targets."""
+"""Pure summaries of the robustness cells: means and spreads over seeds, per-round rows, and the page's tables
+(the discrimination table, the targets of issue 11, the side-by-side accuracies)."""
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from fedledger.bench.robustness.grid import HEADLINE, JUDGING, NORM_MATCHED, Setup
+from fedledger.bench.robustness.grid import ADAPTIVE_ATTACKS, JUDGING, Setup
+
+#: The undefended run must lose at least this much accuracy (points, mean over seeds) under every attack...
+BAR_POINTS = 10.0
+#: ... or, for the backdoor, reach at least this attack success rate.
+BAR_ASR = 0.5
+#: Targets: the project's detector within this many points of the clean run, ...
+WITHIN_POINTS = 2.0
+#: ... with at least this TPR at at most this FPR.
+TARGET_TPR, TARGET_FPR = 0.90, 0.05
 
 
-def median(values: Sequence[float]) -> float:
-    """Median of the values that are not NaN (NaN when none is)."""
-    clean = [v for v in values if v == v]
-    return float(statistics.median(clean)) if clean else float("nan")
+def _clean(values: Sequence[float]) -> list[float]:
+    return [float(v) for v in values if v == v]
+
+
+def mean(values: Sequence[float]) -> float:
+    """Mean of the values that are not NaN (NaN when none is)."""
+    clean = _clean(values)
+    return float(np.mean(clean)) if clean else float("nan")
+
+
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(min, max, population std) of the values that are not NaN (NaNs when none is)."""
+    clean = _clean(values)
+    if not clean:
+        return float("nan"), float("nan"), float("nan")
+    return min(clean), max(clean), float(np.std(clean))
 
 
 def pooled(cell: Mapping[str, Any], key: str) -> float:
-    """Mean of a per-round rate (``tpr``/``fpr``) over the rounds of one cell that define it."""
-    values = [r[key] for r in cell["rounds"] if key in r and r[key] == r[key]]
-    return float(np.mean(values)) if values else float("nan")
+    """Mean of a per-round value (``tpr``/``fpr``, ``accuracy``, ...) over the rounds of one cell that define it."""
+    return mean([r[key] for r in cell["rounds"] if key in r])
 
 
 def fmt_rate(value: float) -> str:
@@ -28,8 +48,17 @@ def fmt_rate(value: float) -> str:
     return "n/a" if value != value else f"{value:.2f}"
 
 
+def fmt_acc(row: Mapping[str, Any], key: str = "accuracy") -> str:
+    """Mean accuracy over seeds with its range, e.g. ``0.912 (0.89-0.93)``; the mean alone for one seed."""
+    if row["seeds"] < 2:
+        return f"{row[key]:.3f}"
+    return f"{row[key]:.3f} ({row[key + '_min']:.2f}-{row[key + '_max']:.2f})"
+
+
 def summarise(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (attack, fraction, defence): medians over seeds of final metrics and of pooled TPR/FPR."""
+    """One row per (attack, fraction, defence): over seeds, the mean and spread of the final accuracy, of the
+    accuracy averaged over rounds and of the backdoor's attack success rate; TPR/FPR pooled over a run's rounds
+    then averaged over seeds (and the worst single round); the attackers' share of the FedAvg weight."""
     groups: dict[tuple[str, float, str], list[Mapping[str, Any]]] = {}
     for cell in cells:
         groups.setdefault((cell["attack"], cell["fraction"], cell["defence"]), []).append(cell)
@@ -43,89 +72,259 @@ def summarise(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "seeds": len(group),
             "malicious": len(group[0]["malicious"]),
         }
-        for key in ("accuracy", "precision", "recall", "f1", "loss"):
-            row[key] = median([r[key] for r in finals])
-        row["attack_success"] = median([r.get("attack_success", float("nan")) for r in finals])
-        # Detection rates pooled over all rounds of a run (every round judges every update), median over seeds.
-        row["tpr"] = median([pooled(c, "tpr") for c in group])
-        row["fpr"] = median([pooled(c, "fpr") for c in group])
-        row["seconds"] = median([c["seconds"] for c in group])
+        series = {
+            "accuracy": [r["accuracy"] for r in finals],
+            "accuracy_rounds": [pooled(c, "accuracy") for c in group],
+            "attack_success": [r.get("attack_success", float("nan")) for r in finals],
+        }
+        for key, values in series.items():
+            row[key] = mean(values)
+            row[f"{key}_min"], row[f"{key}_max"], row[f"{key}_std"] = spread(values)
+        for key in ("precision", "recall", "f1", "loss"):
+            row[key] = mean([r[key] for r in finals])
+        # Detection rates pooled over the rounds of a run (every round judges every update), mean over seeds.
+        row["tpr"] = mean([pooled(c, "tpr") for c in group])
+        row["fpr"] = mean([pooled(c, "fpr") for c in group])
+        every_round = [r for c in group for r in c["rounds"]]
+        row["tpr_worst_round"] = min(_clean([r.get("tpr", float("nan")) for r in every_round]), default=float("nan"))
+        row["fpr_worst_round"] = max(_clean([r.get("fpr", float("nan")) for r in every_round]), default=float("nan"))
+        row["malicious_weight"] = mean([pooled(c, "malicious_weight") for c in group])
+        row["seconds"] = mean([c["seconds"] for c in group])
         rows.append(row)
     return rows
 
 
-def headline_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[str], list[list[Any]]]:
-    """Final accuracy per attack x defence at the headline fraction, with TPR/FPR of judging defences."""
-    index = {(r["attack"], r["defence"]): r for r in rows if r["fraction"] in (0.0, HEADLINE)}
+def _index(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, float, str], Mapping[str, Any]]:
+    return {(r["attack"], r["fraction"], r["defence"]): r for r in rows}
+
+
+def discrimination(rows: Sequence[Mapping[str, Any]], setup: Setup) -> list[dict[str, Any]]:
+    """Per attack and fraction, undefended FedAvg against the clean run (no attacker, FedAvg): the cost in
+    points of the final accuracy and of the accuracy averaged over rounds (means over seeds), the backdoor's
+    attack success rate, the attackers' FedAvg weight share, and whether the bar is met (final cost
+    >= :data:`BAR_POINTS`, or ASR >= :data:`BAR_ASR` for the backdoor)."""
+    at = _index(rows)
+    clean = at.get(("none", 0.0, "fedavg"))
+    out: list[dict[str, Any]] = []
+    if clean is None:
+        return out
+    for fraction in setup.fractions:
+        for attack in setup.attacks:
+            r = at.get((attack, fraction, "fedavg"))
+            if r is None:
+                continue
+            cost = 100 * (clean["accuracy"] - r["accuracy"])
+            cost_rounds = 100 * (clean["accuracy_rounds"] - r["accuracy_rounds"])
+            asr = r["attack_success"] if attack == "backdoor" else float("nan")
+            out.append(
+                {
+                    "attack": attack,
+                    "fraction": fraction,
+                    "clean": clean,
+                    "undefended": r,
+                    "cost": cost,
+                    "cost_rounds": cost_rounds,
+                    "asr": asr,
+                    "met": cost >= BAR_POINTS or asr >= BAR_ASR,
+                }
+            )
+    return out
+
+
+def discrimination_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[str], list[list[Any]]]:
+    """The page's first table: can the benchmark tell defending from doing nothing?"""
+    headers = [
+        "attack",
+        "malicious",
+        "attackers' FedAvg weight",
+        "clean final acc.",
+        "undefended final acc.",
+        "cost (points)",
+        "clean acc. over rounds",
+        "undefended acc. over rounds",
+        "cost over rounds",
+        "backdoor ASR (clean)",
+        f"≥ {BAR_POINTS:.0f} points (final) or ASR ≥ {BAR_ASR:.0%}",
+    ]
+    table = []
+    for d in discrimination(rows, setup):
+        clean, r = d["clean"], d["undefended"]
+        asr = "" if d["attack"] != "backdoor" else f"{fmt_rate(d['asr'])} ({fmt_rate(clean['attack_success'])})"
+        table.append(
+            [
+                d["attack"],
+                f"{round(100 * d['fraction'])} % ({r['malicious']})",
+                f"{r['malicious_weight']:.2f}",
+                fmt_acc(clean),
+                fmt_acc(r),
+                f"{d['cost']:+.1f}",
+                fmt_acc(clean, "accuracy_rounds"),
+                fmt_acc(r, "accuracy_rounds"),
+                f"{d['cost_rounds']:+.1f}",
+                asr,
+                "**yes**" if d["met"] else "**no**",
+            ]
+        )
+    return headers, table
+
+
+def _attack_detail(
+    at: Mapping[tuple[str, float, str], Mapping[str, Any]], setup: Setup, attack: str, fraction: float, clean: float
+) -> dict[str, Any] | None:
+    mine = at.get((attack, fraction, "fedledger"))
+    if mine is None:
+        return None
+    baselines = [d for d in setup.defences if d != "fedledger" and (attack, fraction, d) in at]
+    best = max(baselines, key=lambda d: at[(attack, fraction, d)]["accuracy"]) if baselines else None
+    best_accuracy = at[(attack, fraction, best)]["accuracy"] if best else float("nan")
+    return {
+        "attack": attack,
+        "fraction": fraction,
+        "row": mine,
+        "gap": 100 * (clean - mine["accuracy"]),
+        "within": 100 * (clean - mine["accuracy"]) <= WITHIN_POINTS,
+        "detects": mine["tpr"] >= TARGET_TPR and mine["fpr"] <= TARGET_FPR,
+        "best": best,
+        "best_accuracy": best_accuracy,
+        "beats": best is None or mine["accuracy"] >= best_accuracy,
+    }
+
+
+def target_details(rows: Sequence[Mapping[str, Any]], setup: Setup) -> list[dict[str, Any]]:
+    """Per attack and fraction, the project's detector against the targets (see :func:`targets`)."""
+    at = _index(rows)
+    clean = at.get(("none", 0.0, "fedavg"))
+    if clean is None:
+        return []
+    details = [_attack_detail(at, setup, a, fr, clean["accuracy"]) for fr in setup.fractions for a in setup.attacks]
+    return [d for d in details if d is not None]
+
+
+def targets(rows: Sequence[Mapping[str, Any]], setup: Setup) -> list[tuple[str, bool, str]]:
+    """Issue 11's targets at each fraction, for every attack incl. the adaptive ones: (statement, met, numbers).
+
+    - fedledger's mean final accuracy within :data:`WITHIN_POINTS` of the clean run (no attacker, FedAvg);
+    - TPR >= :data:`TARGET_TPR` at FPR <= :data:`TARGET_FPR` (pooled over rounds, mean over seeds);
+    - on the adaptive attacks, fedledger's mean final accuracy not below any baseline's."""
+    at = _index(rows)
+    clean = at.get(("none", 0.0, "fedavg"))
+    details = target_details(rows, setup)
+    if clean is None or not details:
+        return []
+    out = []
+    for fraction in setup.fractions:
+        mine = [d for d in details if d["fraction"] == fraction]
+        if not mine:
+            continue
+        pct = f"{round(100 * fraction)} %"
+        worst = max(mine, key=lambda d: d["gap"])
+        failing = [f"{d['attack']} {d['row']['accuracy']:.3f} ({-d['gap']:+.1f})" for d in mine if not d["within"]]
+        out.append(
+            (
+                f"{pct}: fedledger's mean final accuracy within {WITHIN_POINTS:.0f} points of the clean run "
+                f"({clean['accuracy']:.3f}) under every attack",
+                not failing,
+                f"worst: {worst['attack']} {worst['row']['accuracy']:.3f} ({-worst['gap']:+.1f} points)"
+                + (f"; more than {WITHIN_POINTS:.0f} points below: {', '.join(failing)}" if failing else ""),
+            )
+        )
+        misses = [
+            f"{d['attack']} {fmt_rate(d['row']['tpr'])}/{fmt_rate(d['row']['fpr'])}" for d in mine if not d["detects"]
+        ]
+        fpr_none = at.get(("none", 0.0, "fedledger"), {}).get("fpr", float("nan"))
+        out.append(
+            (
+                f"{pct}: TPR ≥ {TARGET_TPR:.2f} at FPR ≤ {TARGET_FPR:.2f} under every attack (pooled over rounds, "
+                "mean over seeds)",
+                not misses,
+                (f"missed (TPR/FPR): {', '.join(misses)}" if misses else "all attacks")
+                + f"; FPR without attack {fmt_rate(fpr_none)}",
+            )
+        )
+        adaptive = [d for d in mine if d["attack"] in ADAPTIVE_ATTACKS]
+        if adaptive:
+            out.append(
+                (
+                    f"{pct}: on the adaptive attacks, fedledger's mean final accuracy not below any baseline's",
+                    all(d["beats"] for d in adaptive),
+                    "; ".join(
+                        f"{d['attack']}: fedledger {d['row']['accuracy']:.3f}, best baseline {d['best']} "
+                        f"{d['best_accuracy']:.3f}"
+                        for d in adaptive
+                    ),
+                )
+            )
+    return out
+
+
+def target_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[str], list[list[Any]]]:
+    """Per attack and fraction: fedledger's accuracy, gap to the clean run, TPR/FPR, the best baseline."""
+    headers = [
+        "attack",
+        "malicious",
+        "fedledger final acc.",
+        "vs clean (points)",
+        f"≤ {WITHIN_POINTS:.0f}",
+        "TPR / FPR (worst round)",
+        f"TPR ≥ {TARGET_TPR:.2f}, FPR ≤ {TARGET_FPR:.2f}",
+        "best baseline (final acc.)",
+        "not below it",
+    ]
+    table = []
+    for d in target_details(rows, setup):
+        r = d["row"]
+        table.append(
+            [
+                d["attack"],
+                f"{round(100 * d['fraction'])} %",
+                fmt_acc(r),
+                f"{-d['gap']:+.1f}",
+                "yes" if d["within"] else "**no**",
+                f"{fmt_rate(r['tpr'])} / {fmt_rate(r['fpr'])} "
+                f"({fmt_rate(r['tpr_worst_round'])} / {fmt_rate(r['fpr_worst_round'])})",
+                "yes" if d["detects"] else "**no**",
+                f"{d['best']} {d['best_accuracy']:.3f}" if d["best"] else "—",
+                "yes" if d["beats"] else "**no**",
+            ]
+        )
+    return headers, table
+
+
+def accuracy_table(
+    rows: Sequence[Mapping[str, Any]], setup: Setup, fraction: float, key: str = "accuracy"
+) -> tuple[list[str], list[list[Any]]]:
+    """``key`` (mean over seeds, ± std) per attack x defence at ``fraction``; the first row is the clean run."""
+    at = _index(rows)
     headers = ["attack", *setup.defences]
     table = []
     for attack in ("none", *setup.attacks):
         line: list[Any] = [attack]
         for defence in setup.defences:
-            r = index.get((attack, defence))
+            r = at.get((attack, 0.0 if attack == "none" else fraction, defence))
             if r is None:
                 line.append("—")
-                continue
-            text = f"{r['accuracy']:.3f}"
-            if defence in JUDGING:
-                text += f" ({fmt_rate(r['tpr'])}/{fmt_rate(r['fpr'])})"
-            line.append(text)
+            elif r["seeds"] < 2:
+                line.append(f"{r[key]:.3f}")
+            else:
+                line.append(f"{r[key]:.3f} ±{r[key + '_std']:.2f}")
         table.append(line)
     return headers, table
 
 
-def targets(rows: Sequence[Mapping[str, Any]], setup: Setup) -> list[tuple[str, bool, str]]:
-    """The issue's targets at 20 % malicious: (statement, met, measured numbers)."""
-    at = {(r["attack"], r["defence"]): r for r in rows if r["fraction"] in (0.0, HEADLINE)}
-    out = []
-    if ("none", "fedavg") not in at or not all((a, "fedledger") in at for a in setup.attacks):
-        return out
-    reference = at[("none", "fedavg")]["accuracy"]
-    gaps = {a: reference - at[(a, "fedledger")]["accuracy"] for a in setup.attacks}
-    worst = max(gaps, key=lambda a: gaps[a])
-    failing = [f"{a} {at[(a, 'fedledger')]['accuracy']:.3f}" for a in setup.attacks if gaps[a] > 0.02]
-    out.append(
-        (
-            f"final accuracy within 2 points of no attack (FedAvg, no attacker: {reference:.3f}) under every attack",
-            not failing,
-            f"worst: {worst} {at[(worst, 'fedledger')]['accuracy']:.3f} ({-100 * gaps[worst]:+.1f} points)"
-            + (f"; more than 2 points below: {', '.join(failing)}" if failing else ""),
-        )
-    )
-    detection = {a: (at[(a, "fedledger")]["tpr"], at[(a, "fedledger")]["fpr"]) for a in setup.attacks}
-    misses = [f"{a} {t:.2f}/{f:.2f}" for a, (t, f) in detection.items() if not (t >= 0.95 and f <= 0.05)]
-    fpr_none = at.get(("none", "fedledger"), {}).get("fpr", float("nan"))
-    out.append(
-        (
-            "TPR ≥ 0.95 at FPR ≤ 0.05 under every attack (pooled over rounds, median of seeds)",
-            not misses,
-            (f"missed (TPR/FPR): {', '.join(misses)}" if misses else "all attacks")
-            + f"; FPR without attack {fmt_rate(fpr_none)}",
-        )
-    )
-    for attack in NORM_MATCHED:
-        if attack not in setup.attacks:
-            continue
-        mine = at[(attack, "fedledger")]
-        baselines = [d for d in setup.defences if d != "fedledger" and (attack, d) in at]
-        best = max(baselines, key=lambda d: at[(attack, d)]["accuracy"])
-        accuracy_ok = all(mine["accuracy"] >= at[(attack, d)]["accuracy"] for d in baselines)
-        judged = [d for d in baselines if d in JUDGING]
-        youden = mine["tpr"] - mine["fpr"]
-        detection_ok = all(youden > at[(attack, d)]["tpr"] - at[(attack, d)]["fpr"] for d in judged)
-        out.append(
-            (
-                f"better than every baseline on {attack}: final accuracy ≥ each baseline's and TPR-FPR above "
-                "Krum's and Multi-Krum's",
-                accuracy_ok and detection_ok,
-                f"fedledger {mine['accuracy']:.3f} (TPR {fmt_rate(mine['tpr'])}, FPR {fmt_rate(mine['fpr'])}); "
-                f"best baseline {best} {at[(attack, best)]['accuracy']:.3f}; "
-                + ", ".join(
-                    f"{d} TPR {fmt_rate(at[(attack, d)]['tpr'])} FPR {fmt_rate(at[(attack, d)]['fpr'])}" for d in judged
-                ),
-            )
-        )
-    return out
+def detection_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[str], list[list[Any]]]:
+    """TPR/FPR (pooled over rounds, mean over seeds) of the defences that judge single updates, per attack."""
+    at = _index(rows)
+    judges = [d for d in JUDGING if d in setup.defences]
+    headers = ["attack", *(f"{d} {round(100 * fr)} %" for fr in setup.fractions for d in judges)]
+    table = []
+    for attack in ("none", *setup.attacks):
+        line: list[Any] = [attack]
+        for fraction in setup.fractions:
+            for defence in judges:
+                r = at.get((attack, 0.0 if attack == "none" else fraction, defence))
+                line.append("—" if r is None else f"{fmt_rate(r['tpr'])}/{fmt_rate(r['fpr'])}")
+        table.append(line)
+    return headers, table
 
 
 def per_round(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -141,6 +340,7 @@ def per_round(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                     "defence": c["defence"],
                     **{k: v for k, v in r.items() if k != "n"},
                     "rejected": " ".join(map(str, r.get("rejected", []))),
+                    "refused": " ".join(map(str, r.get("refused", []))),
                     "malicious": " ".join(map(str, c["malicious"])),
                 }
             )

@@ -216,7 +216,7 @@ def anomalies(facts: LedgerFacts) -> str:
         "<code>detector_max_deviation</code> whatever the score. Two more rules reject wherever an update falls in "
         "this plane: near-copies, a sketch cosine above <code>detector_max_similarity</code> with another update of "
         "the round (purple squares), and norm-bound, a norm above <code>detector_max_norm_ratio</code> times the "
-        "round's median for the declared samples (brown triangles). Every reason names its rule. Green: accepted; "
+        "round's median norm (brown triangles). Every reason names its rule. Green: accepted; "
         "red crosses: rejected.</p>"
         + figure
         + "<h3>Detector threshold per round</h3>"

@@ -70,7 +70,7 @@ def scores_figure(facts: LedgerFacts) -> str | None:
     Both limits are the rules'; the points are the evidence the ledger recorded with each verdict. Two more
     rules do not live in this plane: near-copies (a sketch cosine above ``detector_max_similarity`` with
     another update; squares) and norm-bound (a norm above ``detector_max_norm_ratio`` times the round's median
-    for the declared samples; triangles), drawn wherever their score and deviation put them.
+    norm; triangles), drawn wherever their score and deviation put them.
     """
     judged = [
         (f.round.number, u)

@@ -241,6 +241,23 @@ def test_a_scaled_update_is_rejected_by_the_norm_bound_even_in_a_round_of_five()
     assert caught == 6
 
 
+def test_declared_samples_do_not_buy_norm():
+    """Six of twenty attackers declare as many samples as all honest members together (the weight cap binds
+    there) and send 20x updates: the samples fit must not explain their norm away."""
+    rng = np.random.default_rng(4)
+    factory = UpdateFactory(4)
+    samples = [int(s) for s in rng.integers(10, 120, size=14)]
+    honest = [_scaled(factory.honest(), np.sqrt(s / 50)) for s in samples]
+    median = float(np.median([_norm(u) for u in honest]))
+    attackers = [_scaled(factory.honest(), 20 * median / _norm(factory.honest())) for _ in range(6)]
+    inflated = sum(samples)
+    features = [update_features(u, samples=s) for u, s in zip(honest, samples, strict=True)]
+    features += [update_features(u, samples=inflated) for u in attackers]
+    verdicts = screen_round(features, seed=3)
+    assert [v.rule for v in verdicts[14:]] == [RULE_NORM] * 6
+    assert all(v.accepted for v in verdicts[:14])
+
+
 def test_the_detector_reads_sketches_only():
     """What a peer cannot compute from additive shares of an update (its exact norm, peak, sparsity, profile)
     does not change a verdict: the same round with those fields scrambled gets the same verdicts."""

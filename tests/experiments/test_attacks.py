@@ -54,6 +54,18 @@ def test_backdoor_adds_trigger_and_target_label():
     assert len(test) == 5 and (test.labels == 1).all() and all(t.startswith("zz ") for t in test.texts)
 
 
+def test_backdoor_trigger_can_go_at_the_end_of_the_row():
+    data = _data()
+    config = AttackConfig(kind=Attack.BACKDOOR, fraction=0.3, trigger="zz", target_label=1, trigger_position="end")
+    poisoned = poison_dataset(data, config)
+    changed = [i for i, t in enumerate(poisoned.texts) if t != data.texts[i]]
+    assert len(changed) == 3 and all(poisoned.texts[i] == f"{data.texts[i]} zz" for i in changed)
+    test = backdoor_test_set(data, trigger="zz", target_label=1, position="end")
+    assert all(t.endswith(" zz") and not t.startswith("zz") for t in test.texts)
+    with pytest.raises(ValueError, match="trigger_position"):
+        AttackConfig(kind=Attack.BACKDOOR, trigger_position="middle")  # type: ignore[arg-type]
+
+
 def test_sign_flip_scaling_and_noise():
     delta = {k: torch.from_numpy(v) for k, v in _delta().items()}
     flipped = poison_update(delta, AttackConfig(kind=Attack.SIGN_FLIP))

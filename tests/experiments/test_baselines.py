@@ -87,3 +87,53 @@ def test_baseline_strategy_adds_the_baselines_aggregate_and_names_its_selection(
     assert median_strategy.selected is None and median_strategy.describe() == {"name": "median", "f": 0}
     with pytest.raises(ValueError, match="Unknown baseline"):
         BaselineStrategy("bulyan")
+
+
+def _cluster_with_outliers(seed: int, *, honest: int = 12, outliers: int = 3, far: float = 1e3):
+    """Near-identical honest rows around a centre, and ``outliers`` rows ``far`` away (one direction each)."""
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=6)
+    rows = [centre + 0.01 * rng.normal(size=6) for _ in range(honest)]
+    rows += [centre + far * rng.normal(size=6) for _ in range(outliers)]
+    updates = [{"a": r[:4].reshape(2, 2).astype(np.float32), "b": r[4:].astype(np.float32)} for r in rows]
+    return centre, updates
+
+
+@pytest.mark.parametrize("name", ["nnm_trmean", "arc_trmean", "geomed", "cclip"])
+def test_stronger_baselines_are_not_moved_by_far_outliers(name):
+    centre, updates = _cluster_with_outliers(4)
+    result = robust_aggregate(name, updates, f=3)
+    moved = np.linalg.norm(flatten([result.update])[0][0] - centre)
+    plain = np.linalg.norm(flatten([robust_aggregate("average", updates).update])[0][0] - centre)
+    assert result.selected is None
+    assert plain > 100  # the mean is dragged hundreds of units away ...
+    assert moved < 0.5  # ... the robust rules stay within half a unit of the honest centre
+
+
+def test_stronger_baselines_equal_byzfls_own_calls():
+    import byzfl
+
+    _, updates = _cluster_with_outliers(5, far=10.0)
+    matrix, _ = flatten(updates)
+    expected = {
+        "nnm_trmean": byzfl.TrMean(f=3)(byzfl.NNM(f=3)(matrix)),
+        "arc_trmean": byzfl.TrMean(f=3)(byzfl.ARC(f=3)(matrix.copy())),
+        "geomed": byzfl.GeometricMedian(nu=0.1, T=10)(matrix),
+        "cclip": byzfl.CenteredClipping(L=3, tau=float(np.median(np.linalg.norm(matrix, axis=1))))(matrix),
+    }
+    for name, vector in expected.items():
+        got = flatten([robust_aggregate(name, updates, f=3).update])[0][0]
+        np.testing.assert_allclose(got, np.asarray(vector, dtype=np.float32), rtol=1e-5, atol=1e-6, err_msg=name)
+    # ARC clips in place: the caller's updates are left alone
+    assert np.array_equal(flatten(updates)[0], matrix)
+
+
+def test_arc_clips_the_largest_updates_before_the_trimmed_mean():
+    # Four huge rows but f=3: the trimmed mean alone keeps one of them; ARC first clips int(2*3/15*(15-3)) = 4
+    # rows to the 5th-largest norm (an honest one), so none survives.
+    rows = [np.full(2, 1.0 + 0.01 * i) for i in range(11)] + [np.full(2, 1e4)] * 4
+    updates = [{"a": r.astype(np.float32)} for r in rows]
+    assert np.all(robust_aggregate("trmean", updates, f=3).update["a"] > 1000)
+    assert np.all(robust_aggregate("arc_trmean", updates, f=3).update["a"] < 1.2)
+    with pytest.raises(ValueError, match="2f < n"):
+        robust_aggregate("nnm_trmean", updates[:5], f=3)
