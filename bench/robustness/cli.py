@@ -40,9 +40,17 @@ from fedledger.bench.robustness.grid import (
     estimate_seconds,
     work_units,
 )
-from fedledger.bench.robustness.measure import run_seed
+from fedledger.bench.robustness.measure import run_honest_dp, run_seed
 from fedledger.bench.robustness.render import write_page
-from fedledger.bench.robustness.summary import accuracy_table, discrimination_table, per_round, summarise, targets
+from fedledger.bench.robustness.summary import (
+    HONEST_DP_EPSILON,
+    accuracy_table,
+    discrimination_table,
+    honest_dp_target,
+    per_round,
+    summarise,
+    targets,
+)
 
 MODULE = "fedledger.bench.robustness"
 STORE = "robustness_cells.jsonl"
@@ -87,6 +95,19 @@ def parser() -> argparse.ArgumentParser:
         "instead of the stored run's",
     )
     p.add_argument(
+        "--honest-dp-epsilon",
+        type=float,
+        default=HONEST_DP_EPSILON,
+        help="after the grid, every seed runs once more with honest members only, all training with DP-SGD at "
+        "this epsilon (over the rounds), to count the detector's false rejections (default %(default)g; 0: skip)",
+    )
+    p.add_argument(
+        "--honest-dp-only",
+        action="store_true",
+        help="compute only the honest DP-SGD runs, for the stored run's seeds and settings, add them to "
+        "bench/results/robustness.json and render the page again",
+    )
+    p.add_argument(
         "--render-only",
         action="store_true",
         help="compute nothing: plots and docs page from bench/results/robustness.json (the stored run's settings, "
@@ -96,7 +117,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report(
-    rows: Sequence[dict[str, Any]], setup: Setup, *, command: str, machine: dict[str, str]
+    rows: Sequence[dict[str, Any]],
+    setup: Setup,
+    *,
+    command: str,
+    machine: dict[str, str],
+    honest_dp: Sequence[dict[str, Any]] = (),
 ) -> list[tuple[str, bool, str]]:
     """Prints the discrimination table, the side-by-side accuracies at the headline fraction and the targets;
     returns the targets (statement, met, numbers)."""
@@ -108,10 +134,20 @@ def report(
     print_report(
         "Robustness: undefended cost per attack, then every defence", command=command, machine=machine, table=text
     )
-    met = targets(rows, setup)
+    met = targets(rows, setup) + ([honest_dp_target(honest_dp)] if honest_dp else [])
     for statement, ok, numbers in met:
         print(f"  {'MET' if ok else 'MISSED'}: {statement}: {numbers}")
     return met
+
+
+def honest_dp_runs(setup: Setup, seeds: Sequence[int], epsilon: float, jobs: int) -> list[dict[str, Any]]:
+    """The honest DP-SGD run of every seed (in parallel processes), or none when ``epsilon`` is 0."""
+    if epsilon <= 0:
+        return []
+    if jobs > 1 and len(seeds) > 1:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(seeds))) as pool:
+            return list(pool.map(run_honest_dp, [setup] * len(seeds), seeds, [epsilon] * len(seeds)))
+    return [run_honest_dp(setup, seed, epsilon) for seed in seeds]
 
 
 def render_stored(args: argparse.Namespace) -> int:
@@ -129,7 +165,13 @@ def render_stored(args: argparse.Namespace) -> int:
         payload["cells"] if detector == payload["detector_source"] else store.select(setup, payload["seeds"], detector)
     )
     rows = summarise(cells)
-    met = report(rows, setup, command=command, machine=payload["machine"])
+    if args.honest_dp_only:
+        payload["honest_dp"] = honest_dp_runs(setup, payload["seeds"], args.honest_dp_epsilon, args.jobs)
+        save_results(f"robustness{suffix}", rows, payload)
+    honest_dp = payload.get("honest_dp", [])
+    met = report(rows, setup, command=command, machine=payload["machine"], honest_dp=honest_dp)
+    if args.quick:
+        return 0
     path = write_page(
         setup=setup,
         seeds=payload["seeds"],
@@ -149,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the grid (seeds in parallel processes), writes the results, prints the table, renders the page."""
     args = parser().parse_args(argv)
     configure_logging(logging.WARNING, quiet=(), brief=True)
-    if args.render_only:
+    if args.render_only or args.honest_dp_only:
         return render_stored(args)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     setup = Setup(
@@ -182,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs = [f.result() for f in futures]
     else:
         runs = [run_seed(setup, seed, str(store_path), args.reuse, detector, cells) for seed, cells in units]
+    honest_dp = honest_dp_runs(setup, seeds, args.honest_dp_epsilon, args.jobs)
     wall = time.perf_counter() - start
     store = CellStore(store_path)
     cells = store.select(setup, seeds, detector)
@@ -201,13 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "extra_seeds": args.extra_seeds,
             "detector_source": detector,
             "runs": runs,
+            "honest_dp": honest_dp,
             "wall_seconds": wall,
             "summary": rows,
             "cells": cells,
         },
     )
     write_csv(RESULTS / f"robustness_rounds{suffix}.csv", per_round(cells))
-    met = report(rows, setup, command=command, machine=machine)
+    met = report(rows, setup, command=command, machine=machine, honest_dp=honest_dp)
     if args.quick:
         return 0
     path = write_page(

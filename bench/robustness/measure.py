@@ -201,8 +201,12 @@ class SeedRun:
             self._tensors[key] = to_tensor_dataset(local, self.tokenizer, max_length=self.setup.max_length)
         return self._tensors[key]
 
-    def train(self, client: int, data_attack: str, rnd: int, state: NDState, digest: str) -> NDState:
-        """The client's delta from ``state`` (whose hash is ``digest``); cached, since it depends on nothing else."""
+    def train(
+        self, client: int, data_attack: str, rnd: int, state: NDState, digest: str, epsilon: float | None = None
+    ) -> NDState:
+        """The client's delta from ``state`` (whose hash is ``digest``); cached, since it depends on nothing else.
+
+        ``epsilon``: train with DP-SGD (Opacus) at this target epsilon over ``setup.rounds`` rounds."""
         from fedledger.tensors import to_numpy
         from fedledger.trainer.local_trainer import (
             AdapterNotUpdatedError,
@@ -211,8 +215,9 @@ class SeedRun:
             TrainingDivergedError,
         )
         from fedledger.trainer.models import get_adapter_state
+        from fedledger.trainer.privacy import PrivacyConfig
 
-        key = (client, data_attack, rnd, digest)
+        key = (client, data_attack if epsilon is None else f"{data_attack}@dp{epsilon:g}", rnd, digest)
         if key in self._deltas:
             self.cache_hits += 1
             return self._deltas[key]
@@ -226,7 +231,8 @@ class SeedRun:
         )
         self.trainings += 1
         try:
-            result = LocalTrainer(self.model, train=config).train_round(
+            privacy = None if epsilon is None else PrivacyConfig(target_epsilon=epsilon, rounds=s.rounds)
+            result = LocalTrainer(self.model, train=config, privacy=privacy).train_round(
                 state, self._client_tensors(client, data_attack), round_id=rnd
             )
             self._deltas[key] = to_numpy(result.delta)
@@ -447,6 +453,53 @@ class SeedRun:
         RoundDriver(ledger, collect=collect, strategy=strategy, evaluate=evaluate, record=record).run(s.rounds)
         result.seconds = time.perf_counter() - start
         return result
+
+
+def run_honest_dp(setup: Setup, seed: int, epsilon: float) -> dict[str, Any]:
+    """Honest members only, every one training with DP-SGD at ``epsilon`` (spent over ``setup.rounds`` rounds) on
+    the seed's non-IID split, from the warm-started model: the contract's verdict each round and what it
+    rejected (all of it false rejections). Runs in a worker process."""
+    from fedledger.experiments.in_memory import InMemoryRounds, contract_screen
+    from fedledger.tensors import encode
+    from fedledger.trainer.rounds import RoundDriver, RoundOutcome
+    from fedledger.trainer.strategy import FedAvg
+
+    logging.getLogger("fedledger").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    run = SeedRun(setup, seed)
+    ledger = InMemoryRounds(run.initial, rules=run.rules, screen=contract_screen)
+    everyone = [participant(c) for c in range(setup.clients)]
+    rounds: list[dict[str, Any]] = []
+
+    def collect(number: int) -> None:
+        base = ledger.base_state(number)
+        digest = ledger.digest(base)
+        for c, name in enumerate(everyone):
+            delta = run.train(c, "none", number, base, digest, epsilon=epsilon)
+            samples = len(run.client_data[c])
+            ledger.submit(number, name, encode(delta, like=ledger.manifest), samples=samples, epsilon=epsilon)
+
+    def evaluate(state: Mapping[str, Any]) -> dict[str, float]:
+        arrays: NDState = dict(state)
+        return dict(run.evaluate(arrays, ledger.digest(arrays)))
+
+    def record(outcome: RoundOutcome) -> None:
+        rejected = [u["participant"] for u in outcome.rejected]
+        reasons = [str(u["reason"]) for u in outcome.rejected]
+        judged = len(outcome.accepted) + len(rejected)
+        rounds.append(
+            {"round": outcome.number, "judged": judged, "rejected": rejected, "reasons": reasons, **outcome.metrics}
+        )
+
+    RoundDriver(ledger, collect=collect, strategy=FedAvg(), evaluate=evaluate, record=record).run(setup.rounds)
+    return {
+        "seed": seed,
+        "epsilon": epsilon,
+        "judged": sum(r["judged"] for r in rounds),
+        "rejected": sum(len(r["rejected"]) for r in rounds),
+        "rounds": rounds,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def run_seed(

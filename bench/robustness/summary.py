@@ -345,3 +345,23 @@ def per_round(cells: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+#: Issue 11: with honest members only, under DP-SGD at this epsilon on non-IID data, at most this share rejected.
+HONEST_DP_EPSILON = 8.0
+HONEST_DP_MAX_REJECTED = 0.05
+
+
+def honest_dp_target(runs: Sequence[Mapping[str, Any]]) -> tuple[str, bool, str]:
+    """The false-rejection target over the honest-DP runs of every seed: (statement, met, numbers)."""
+    judged = sum(int(r["judged"]) for r in runs)
+    rejected = sum(int(r["rejected"]) for r in runs)
+    share = rejected / judged if judged else float("nan")
+    epsilon = ", ".join(sorted({f"{float(r['epsilon']):g}" for r in runs}))
+    per_seed = ", ".join(f"seed {r['seed']}: {r['rejected']}/{r['judged']}" for r in runs)
+    return (
+        f"honest members only, DP-SGD at epsilon = {epsilon} over the rounds, non-IID split: false rejections "
+        f"≤ {HONEST_DP_MAX_REJECTED:.0%}",
+        bool(judged) and share <= HONEST_DP_MAX_REJECTED,
+        f"{rejected}/{judged} = {share:.1%} ({per_seed})",
+    )
