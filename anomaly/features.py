@@ -39,6 +39,7 @@ __all__ = [
     "encode_sketch",
     "nearest_similarity",
     "norm_ratios",
+    "ring_sketch",
     "round_features",
     "sketch_groups",
     "update_features",
@@ -114,6 +115,28 @@ def count_sketch(tensors: Mapping[str, np.ndarray], dim: int, seed: int = SKETCH
             streams = _cached_streams if flat.size <= _CACHE_ELEMENTS else _hash_streams
             buckets, signs = streams(seed, name, flat.size, end - start)
             sketch[start:end] += np.bincount(buckets, weights=signs * flat, minlength=end - start)
+    return sketch
+
+
+def ring_sketch(shares: Mapping[str, np.ndarray], dim: int, seed: int = SKETCH_SEED, blocks: int = 1) -> np.ndarray:
+    """:func:`count_sketch` of one additive share in the ring Z_2^64 (``uint64`` tensors, fixed point).
+
+    The same buckets and signs as :func:`count_sketch`, with integer arithmetic that wraps modulo 2^64. The
+    sketch is linear with +-1 entries, so the shares' ring sketches add up (mod 2^64) to the ring sketch of
+    the fixed-point update: a peer that holds one share computes its part, and the sum of every part is the
+    update's sketch without anyone seeing the update. :func:`count_sketch` of the decoded update is that sum
+    read as signed integers over the fixed-point scale.
+    """
+    sketch = np.zeros(dim, dtype=np.uint64)
+    groups = sketch_groups(list(shares), blocks)
+    bounds = block_bounds(dim, len(groups))
+    for group, (start, end) in zip(groups, itertools.pairwise(bounds), strict=True):
+        for name in group:
+            flat = np.asarray(shares[name], dtype=np.uint64).ravel()
+            streams = _cached_streams if flat.size <= _CACHE_ELEMENTS else _hash_streams
+            buckets, signs = streams(seed, name, flat.size, end - start)
+            signed = np.where(signs > 0, flat, np.uint64(0) - flat)  # -v mod 2^64
+            np.add.at(sketch[start:end], buckets, signed)
     return sketch
 
 
