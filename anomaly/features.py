@@ -42,6 +42,7 @@ __all__ = [
     "ring_sketch",
     "round_features",
     "sketch_groups",
+    "sketch_norms",
     "update_features",
 ]
 
@@ -271,23 +272,32 @@ def _norm_residual(norms: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
     return log_norm - np.median(log_norm)
 
 
+def sketch_norms(updates: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Each update's L2 norm estimated from its stored sketch, rounded like the round features (peers agree)."""
+    return np.round(np.linalg.norm(_sketches(updates), axis=1), 9)
+
+
 def norm_ratios(updates: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Each update's sketch norm over the norm expected of it: the round's median, scaled down (never up) for
-    members who declare fewer samples than the round's median member.
+    """Each update's sketch norm over the norm expected of it: the round's median norm, scaled down (never up)
+    for members who declare fewer samples than the round's median member.
 
     Declared samples can only lower what a member is allowed: a member who declares more samples than the
     median is held to the median norm, so attackers declaring many samples (up to the weight cap) buy no
-    norm with them, while a x10 update of a small member is still judged against a small member's norm.
+    norm with them, while a x10 update of a small member is still judged against a small member's norm. The
+    slope is fitted on the members at or below the median declared samples only, so that attackers declaring
+    large counts and sending large updates cannot steepen it (which would lower the honest small members'
+    allowance and raise the reference everyone is compared with).
     """
-    log_norm = np.log(np.linalg.norm(_sketches(updates), axis=1) + 1e-12)
+    log_norm = np.log(sketch_norms(updates) + 1e-12)
+    expected = np.full(len(log_norm), float(np.median(log_norm)))
     samples = _declared(updates)
-    allowance = np.zeros(len(log_norm))
     if samples is not None:
-        slope, _ = _samples_slope(log_norm, samples)
         x = np.log(np.maximum(samples, 1.0))
-        allowance = slope * np.minimum(x - float(np.median(x)), 0.0)
-    adjusted = log_norm - allowance
-    return np.round(np.exp(adjusted - float(np.median(adjusted))), 9)
+        middle = float(np.median(x))
+        small = x <= middle
+        slope = _samples_slope(log_norm[small], samples[small])[0] if small.sum() >= 3 else 0.0
+        expected = expected + slope * np.minimum(x - middle, 0.0)
+    return np.round(np.exp(log_norm - expected), 9)
 
 
 def _block_profiles(updates: Sequence[Mapping[str, Any]], sketches: np.ndarray) -> np.ndarray | None:

@@ -49,7 +49,7 @@ class ScreeningConfig:
     n_estimators: int = 200
     max_deviation: float | None = 6.0
     max_similarity: float | None = 0.99
-    max_norm_ratio: float | None = 5.0
+    max_norm_ratio: float | None = 4.0
 
 
 #: The rules a verdict can come from (``Verdict.rule``).

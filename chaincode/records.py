@@ -37,12 +37,15 @@ class Rules:
     detector_min_deviation: float = 4.0
     detector_max_deviation: float = 6.0
     detector_max_similarity: float = 0.99  # near copies: rule near-copies (1.0 turns it off)
-    detector_max_norm_ratio: float = 5.0  # times the round's median norm: rule norm-bound
+    detector_max_norm_ratio: float = 4.0  # times the round's median norm: rule norm-bound
     detector_n_estimators: int = 200
     sketch_dim: int = 512
     max_text_bytes: int = 1024  # any free-text argument: reasons, names
     max_participant_share: float = 0.5  # of a round's FedAvg weight and of its reward
     max_organisation_share: float = 0.5
+    # declared samples count for weight up to this multiple of the median of the round's accepted updates (null: any)
+    weight_samples_bound: float | None = 1.0
+    weight_norm_clip: bool = True  # an accepted update above the median sketch norm weighs median / its norm
     server_optimizer: str = "fedavg"  # the server step the peers recompute at CommitAggregate: fedavg | fedadam
     server_lr: float = 1.0  # fedavg: x' = x + server_lr * weighted mean of the deltas
     fedadam_eta: float = 1e-2

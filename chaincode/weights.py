@@ -13,9 +13,13 @@ quantised to integer units with the largest-remainder method: the units always s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
+
+from fedledger.anomaly.features import sketch_norms
+from fedledger.chaincode.records import Rules
 
 #: A round's accepted updates share this many weight units; an update's FedAvg factor is weight / WEIGHT_UNITS.
 WEIGHT_UNITS = 1_000_000
@@ -94,8 +98,66 @@ def quantise(total: int, shares: Mapping[str, Fraction]) -> dict[str, int]:
     return amounts
 
 
-def round_weights(samples: Mapping[str, int], *, participant_cap: float, organisation_cap: float) -> dict[str, int]:
-    """The FedAvg weight units of a round's accepted updates (participant id -> declared samples): capped
-    shares of WEIGHT_UNITS, as FinalizeRound writes them on each update."""
-    split = capped_shares(samples, participant_cap=participant_cap, organisation_cap=organisation_cap)
+def round_weights(
+    values: Mapping[str, Fraction | int], *, participant_cap: float, organisation_cap: float
+) -> dict[str, int]:
+    """The FedAvg weight units of a round's accepted updates (participant id -> weight value, see
+    :func:`weight_values`): capped shares of WEIGHT_UNITS, as FinalizeRound writes them on each update."""
+    split = capped_shares(values, participant_cap=participant_cap, organisation_cap=organisation_cap)
     return quantise(WEIGHT_UNITS, split.shares)
+
+
+def _median(values: Sequence[Fraction]) -> Fraction:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def weight_values(
+    samples: Mapping[str, int],
+    norms: Mapping[str, float],
+    *,
+    samples_bound: float | None,
+    norm_clip: bool,
+) -> dict[str, Fraction]:
+    """What each accepted update's FedAvg weight is proportional to, before the caps: its declared samples, at
+    most ``samples_bound`` times the median of the accepted updates' declared samples, times
+    ``min(1, median norm / its norm)`` when ``norm_clip`` (norms estimated from the sketches).
+
+    Samples are self-declared: the bound keeps colluders who each declare a huge count from holding the round
+    (the caps bound each of them, not a group of them); while they are fewer than half of the accepted updates
+    they cannot move the median. The norm factor gives an accepted update at most the influence of a median-norm
+    update of the same weight (FLAME's norm clipping, Nguyen et al. 2022, expressed as a weight so that the
+    aggregate stays the weighted mean the peers recompute). Exact fractions: every peer computes the same.
+    """
+    if sorted(samples) != sorted(norms):
+        raise ValueError("weight_values needs one sample count and one norm per participant")
+    if not samples:
+        return {}
+    declared = {pid: Fraction(int(n)) for pid, n in samples.items()}
+    if samples_bound is not None:
+        most = Fraction(repr(float(samples_bound))) * _median(list(declared.values()))
+        declared = {pid: min(n, most) for pid, n in declared.items()}
+    if not norm_clip:
+        return declared
+    exact = {pid: Fraction(repr(float(v))) for pid, v in norms.items()}
+    middle = _median(list(exact.values()))
+    return {
+        pid: n * (min(Fraction(1), middle / exact[pid]) if exact[pid] > 0 else Fraction(1))
+        for pid, n in declared.items()
+    }
+
+
+def accepted_weights(rules: Rules, accepted: Sequence[tuple[str, int, Mapping[str, Any]]]) -> dict[str, int]:
+    """The FedAvg weight units of a round's accepted updates, each given as (participant, declared samples, stored
+    features): :func:`weight_values` under the rules, then :func:`round_weights` under the caps."""
+    norms = sketch_norms([features for _pid, _n, features in accepted]) if accepted else []
+    values = weight_values(
+        {pid: n for pid, n, _f in accepted},
+        {pid: float(v) for (pid, _n, _f), v in zip(accepted, norms, strict=True)},
+        samples_bound=rules.weight_samples_bound,
+        norm_clip=rules.weight_norm_clip,
+    )
+    return round_weights(
+        values, participant_cap=rules.max_participant_share, organisation_cap=rules.max_organisation_share
+    )

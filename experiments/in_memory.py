@@ -19,7 +19,7 @@ from fedledger.anomaly.screening import Verdict
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.rules import apply_patch
 from fedledger.chaincode.verdicts import detect, screened
-from fedledger.chaincode.weights import round_weights
+from fedledger.chaincode.weights import accepted_weights
 from fedledger.tensors import Manifest, NDState, decode, encode, manifest, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
 from fedledger.trainer.strategy import Strategy
@@ -202,12 +202,9 @@ class InMemoryRounds:
         record.status = "finalized"
 
     def _weights(self, number: int) -> dict[str, int]:
-        """The accepted updates' FedAvg weights as FinalizeRound writes them: samples, capped per participant
-        and per organisation by the rules."""
-        return round_weights(
-            {s.participant: s.samples for s in self.rounds[number].accepted()},
-            participant_cap=self.rules.max_participant_share,
-            organisation_cap=self.rules.max_organisation_share,
+        """The accepted updates' FedAvg weights as FinalizeRound writes them (``weights.accepted_weights``)."""
+        return accepted_weights(
+            self.rules, [(s.participant, s.samples, s.features) for s in self.rounds[number].accepted()]
         )
 
     def previous_direction(self, number: int) -> list[float]:

@@ -108,6 +108,9 @@ class SeedRun:
         torch.set_num_threads(1)  # one process per seed; many small matrices gain nothing from threads
         self.setup, self.seed = setup, seed
         self.rules = apply_patch(Rules(), RULES)
+        #: the rules of the warm-up and of every cell but fedledger's: FedAvg weights are the declared samples under
+        #: the caps only (bounding samples by the round's median and clipping weights by norm is fedledger's defence)
+        self.plain_rules = apply_patch(self.rules, {"weight_samples_bound": None, "weight_norm_clip": False})
         train, test = train_test_split(breast_cancer(), test_fraction=setup.test_fraction, seed=seed)
         parts = partition_dirichlet(
             train.labels, setup.clients, alpha=setup.alpha, seed=seed, min_size=setup.min_client_samples
@@ -146,7 +149,7 @@ class SeedRun:
         from fedledger.trainer.rounds import RoundDriver
         from fedledger.trainer.strategy import FedAvg
 
-        ledger = InMemoryRounds(self.random_init, rules=self.rules, screen=accept_all)
+        ledger = InMemoryRounds(self.random_init, rules=self.plain_rules, screen=accept_all)
         everyone = [participant(c) for c in range(self.setup.clients)]
 
         def collect(number: int) -> None:
@@ -411,7 +414,7 @@ class SeedRun:
             ledger = InMemoryRounds(self.initial, rules=self.rules, screen=contract_screen, refuse=True)
             strategy = FedAvg()
         else:  # no screening: the baseline aggregates every update
-            ledger = InMemoryRounds(self.initial, rules=self.rules, screen=accept_all, refuse=True)
+            ledger = InMemoryRounds(self.initial, rules=self.plain_rules, screen=accept_all, refuse=True)
             strategy = BaselineStrategy(defence, f=m if m else s.no_attack_f)
 
         def collect(number: int) -> None:

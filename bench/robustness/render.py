@@ -56,6 +56,11 @@ the cap on its own beside all honest clients, `ceil(H * c / (1 - c))` for the ho
 (= `H` at 0.5). A lone accepted attacker then holds exactly the cap; declaring more would only raise the share
 of several accepted colluders together. The column "attackers' FedAvg weight" is their share of the
 contract's weights per round (capped shares of the accepted updates), averaged over rounds and seeds.
+
+Those are the weights of plain sample-weighted FedAvg (rules `weight_samples_bound: null`,
+`weight_norm_clip: false`), which the warm-up and every cell but fedledger's use. fedledger's cells run the
+default rules: declared samples count up to `weight_samples_bound` (1) times the median of the round's accepted
+updates, and an update above the median sketch norm weighs `median / its norm` as much (`weights.weight_values`).
 """
 
 ATTACK_NOTES = """\

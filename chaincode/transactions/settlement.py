@@ -10,7 +10,7 @@ from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.records import Participant, Payout, Round, Rules, Update
 from fedledger.chaincode.standing import write_participant
 from fedledger.chaincode.trust import trust_score
-from fedledger.chaincode.weights import capped_shares, quantise, round_weights
+from fedledger.chaincode.weights import accepted_weights, capped_shares, quantise
 
 
 def apply_verdict_to_participant(
@@ -43,13 +43,14 @@ def apply_verdict_to_participant(
 def settle_round(ctx: LedgerContext, rules: Rules, record: Round, updates: list[Update]) -> list[Update]:
     """(Re)writes every update of the round with its FedAvg weight, and its payout, from the current verdicts.
 
-    Weight: accepted updates split WEIGHT_UNITS in proportion to their samples, capped per participant and
-    per organisation. Reward: the pool split in proportion to weight x trust at submission, capped the same way.
+    Weight: accepted updates split WEIGHT_UNITS in proportion to their samples (bounded by the round's median,
+    clipped by norm: ``weights.weight_values``), capped per participant and per organisation. Reward: the pool
+    split in proportion to weight x trust at submission, capped the same way.
     Returns the updates as written.
     """
     caps = {"participant_cap": rules.max_participant_share, "organisation_cap": rules.max_organisation_share}
     accepted = [u for u in updates if u.status == "accepted"]
-    weights = round_weights({u.participant: u.samples for u in accepted}, **caps)
+    weights = accepted_weights(rules, [(u.participant, u.samples, u.features) for u in accepted])
     contributions = capped_shares(
         {u.participant: weights[u.participant] * Fraction(u.trust_at_submit) for u in accepted}, **caps
     ).shares

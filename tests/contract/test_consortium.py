@@ -103,6 +103,9 @@ def test_a_stale_rules_proposal_cannot_apply(consortium):
         ({"max_text_bytes": 10**7}, "max_text_bytes must be <= 1000000"),
         ({"detector_max_similarity": 1.5}, "detector_max_similarity must be <= 1"),
         ({"detector_max_norm_ratio": 0.5}, "detector_max_norm_ratio must be >= 1"),
+        ({"weight_samples_bound": 0.5}, "weight_samples_bound must be >= 1"),
+        ({"weight_samples_bound": "twice"}, "weight_samples_bound must be a number"),
+        ({"weight_norm_clip": 1}, "weight_norm_clip must be true or false"),
     ],
 )
 def test_invalid_rules_are_refused_and_change_nothing(consortium, patch, message):

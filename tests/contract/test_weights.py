@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, organisation_of, quantise
+from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, organisation_of, quantise, weight_values
 
 from ..support import dp, enrol, participant_id, ready_round
 
@@ -78,21 +78,51 @@ def test_negative_values_are_refused() -> None:
         capped_shares({"Org1MSP:a": -1}, participant_cap=1.0, organisation_cap=1.0)
 
 
+def test_declared_samples_count_up_to_the_bound_times_the_median() -> None:
+    samples = {"a": 10, "b": 20, "c": 30, "liar": 10**9}
+    norms = dict.fromkeys(samples, 1.0)
+    values = weight_values(samples, norms, samples_bound=2.0, norm_clip=False)
+    # median of 20 and 30 is 25: the liar counts for 50, the honest members keep their counts
+    assert values == {"a": 10, "b": 20, "c": 30, "liar": 50}
+    assert weight_values(samples, norms, samples_bound=None, norm_clip=False)["liar"] == 10**9
+
+
+def test_an_update_above_the_median_norm_weighs_in_proportion_less() -> None:
+    samples = {"a": 100, "b": 100, "c": 100, "big": 100}
+    norms = {"a": 1.0, "b": 2.0, "c": 3.0, "big": 25.0}
+    values = weight_values(samples, norms, samples_bound=None, norm_clip=True)
+    # the median norm is 2.5: below it nothing changes; above it the weight times the norm is held to 250
+    assert values == {"a": 100, "b": 100, "c": Fraction(250, 3), "big": 10}
+    assert values["big"] * Fraction(25) == values["c"] * Fraction(3) == 100 * Fraction(5, 2)
+
+
+def test_weight_values_need_one_norm_per_participant() -> None:
+    with pytest.raises(ValueError, match="one norm per participant"):
+        weight_values({"a": 1, "b": 2}, {"a": 1.0}, samples_bound=2.0, norm_clip=True)
+
+
 # -- on the ledger (both backends) -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("capped", [True, False], ids=["default-caps", "no-caps-baseline"])
-def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, capped: bool) -> None:
+_ALL_OFF = {"weight_samples_bound": None, "weight_norm_clip": False}
+
+
+@pytest.mark.parametrize(
+    "defence",
+    ["default-rules", "caps-only", "no-caps-baseline"],
+)
+def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, defence: str) -> None:
     """The attack: an organisation's admin attests 10^9 rows for its trainer, which declares them all.
 
-    Without caps (the baseline, caps set to 1.0) it takes 0.999997 of the weight and the pool; with the default
-    caps it holds at most half, and the honest organisation keeps its half.
+    Without caps or bounds (the baseline: caps 1.0, no samples bound) it takes 0.999997 of the weight and the pool;
+    with the caps alone it holds at most half, and the honest organisation keeps its half; with the default rules
+    its samples count for twice the round's median (1000), so it holds about a third of the weight.
     """
-    rules = (
-        {"detector_min_updates": 10}
-        if capped
-        else {"detector_min_updates": 10, "max_participant_share": 1.0, "max_organisation_share": 1.0}
-    )
+    rules: dict[str, object] = {"detector_min_updates": 10}
+    if defence == "caps-only":
+        rules |= _ALL_OFF
+    elif defence == "no-caps-baseline":
+        rules |= _ALL_OFF | {"max_participant_share": 1.0, "max_organisation_share": 1.0}
     aggregator, _, _ = ready_round(consortium, trainers=0, rules=rules)
     liar = enrol(consortium, "Org1MSP", "liar", dataset_size=10**9)
     honest = [enrol(consortium, mspid, name) for mspid, name in (("Org1MSP", "a"), ("Org2MSP", "b"), ("Org2MSP", "c"))]
@@ -106,7 +136,11 @@ def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, capped: b
     balances = aggregator.balances()
     org2 = [participant_id("Org2MSP", "b"), participant_id("Org2MSP", "c")]
     assert sum(weight.values()) == WEIGHT_UNITS and sum(balances.values()) == 1000
-    if capped:
+    if defence == "default-rules":  # 2000 of 5000 counted samples: Org1 (3000) over its half, so the liar keeps 2/3
+        # of Org1's half; norm clipping moves it by a few percent
+        assert 0.30 * WEIGHT_UNITS < weight[participant_id("Org1MSP", "liar")] < 0.36 * WEIGHT_UNITS
+        assert sum(weight[p] for p in org2) >= WEIGHT_UNITS // 2
+    elif defence == "caps-only":
         assert weight[participant_id("Org1MSP", "liar")] <= WEIGHT_UNITS // 2
         assert [weight[p] for p in org2] == [WEIGHT_UNITS // 4, WEIGHT_UNITS // 4]
         assert [balances[p] for p in org2] == [250, 250]
