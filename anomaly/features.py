@@ -33,6 +33,7 @@ __all__ = [
     "SKETCH_BLOCKS",
     "UPPER_ONLY",
     "block_bounds",
+    "centre_cosines",
     "count_sketch",
     "decode_sketch",
     "direction_of",
@@ -272,6 +273,16 @@ def _norm_residual(norms: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
     return log_norm - np.median(log_norm)
 
 
+def _centre_cosines(unit: np.ndarray) -> np.ndarray:
+    return unit @ _unit(np.median(unit, axis=0))
+
+
+def centre_cosines(updates: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """Each update's cosine with the round's centre, the coordinate median of the unit sketches (a minority of
+    attackers cannot move it far), rounded like the round features (peers agree)."""
+    return np.round(_centre_cosines(_unit(_sketches(updates))), 9)
+
+
 def sketch_norms(updates: Sequence[Mapping[str, Any]]) -> np.ndarray:
     """Each update's L2 norm estimated from its stored sketch, rounded like the round features (peers agree)."""
     return np.round(np.linalg.norm(_sketches(updates), axis=1), 9)
@@ -344,8 +355,7 @@ def round_features(
     norms = np.linalg.norm(sketches, axis=1)
     samples = _declared(updates)
 
-    centre = _unit(np.median(unit, axis=0))
-    centre_distance = 1.0 - unit @ centre
+    centre_distance = 1.0 - _centre_cosines(unit)
 
     previous = np.zeros(n)
     if previous_direction is not None and len(previous_direction) == unit.shape[1]:

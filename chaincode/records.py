@@ -46,6 +46,8 @@ class Rules:
     # declared samples count for weight up to this multiple of the median of the round's accepted updates (null: any)
     weight_samples_bound: float | None = 1.0
     weight_norm_clip: bool = True  # an accepted update above the median sketch norm weighs median / its norm
+    weight_direction: bool = True  # and max(0.01, its cosine with the round's centre) as much (FLTrust-style)
+    weight_diversity: bool = True  # and max(0.01, 1 - its largest cosine with another update) (FoolsGold-style)
     server_optimizer: str = "fedavg"  # the server step the peers recompute at CommitAggregate: fedavg | fedadam
     server_lr: float = 1.0  # fedavg: x' = x + server_lr * weighted mean of the deltas
     fedadam_eta: float = 1e-2

@@ -86,7 +86,7 @@ def apply_patch(current: Rules, patch: dict[str, Any]) -> Rules:
             values[name] = _check_number(name, value)
         elif name in ("admin_msps", "member_msps"):
             values[name] = _check_msps(name, value)
-        elif name in ("require_dp", "weight_norm_clip"):
+        elif name in ("require_dp", "weight_norm_clip", "weight_direction", "weight_diversity"):
             if not isinstance(value, bool):
                 raise InvalidArgument(f"rule {name} must be true or false, got {value!r}")
             values[name] = value

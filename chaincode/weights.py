@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from fedledger.anomaly.features import sketch_norms
+from fedledger.anomaly.features import centre_cosines, nearest_similarity, sketch_norms
 from fedledger.chaincode.records import Rules
 
 #: A round's accepted updates share this many weight units; an update's FedAvg factor is weight / WEIGHT_UNITS.
 WEIGHT_UNITS = 1_000_000
+#: The smallest direction factor of an accepted update (``weight_values``): an update at right angles to the
+#: round's centre, or against it, weighs 1/100 of an aligned one (cosine 1) of the same samples and norm.
+DIRECTION_FLOOR = Fraction(1, 100)
 
 
 def organisation_of(participant_id: str) -> str:
@@ -119,44 +122,62 @@ def weight_values(
     *,
     samples_bound: float | None,
     norm_clip: bool,
+    cosines: Mapping[str, float] | None = None,
+    nearest: Mapping[str, float] | None = None,
 ) -> dict[str, Fraction]:
     """What each accepted update's FedAvg weight is proportional to, before the caps: its declared samples, at
     most ``samples_bound`` times the median of the accepted updates' declared samples, times
-    ``min(1, median norm / its norm)`` when ``norm_clip`` (norms estimated from the sketches).
+    ``min(1, median norm / its norm)`` when ``norm_clip`` (norms estimated from the sketches), times
+    ``max(DIRECTION_FLOOR, its cosine with the round's centre)`` when ``cosines`` are given, times
+    ``max(DIRECTION_FLOOR, 1 - its largest cosine with another update)`` when ``nearest`` are given.
 
     Samples are self-declared: the bound keeps colluders who each declare a huge count from holding the round
     (the caps bound each of them, not a group of them); while they are fewer than half of the accepted updates
     they cannot move the median. The norm factor gives an accepted update at most the influence of a median-norm
     update of the same weight (FLAME's norm clipping, Nguyen et al. 2022, expressed as a weight so that the
-    aggregate stays the weighted mean the peers recompute). Exact fractions: every peer computes the same.
+    aggregate stays the weighted mean the peers recompute). The cosine factor is FLTrust's trust score (Cao et
+    al., NDSS 2021) with the round's robust centre as the reference direction instead of a server dataset: an
+    update that points away from where the round goes adds next to nothing (the floor keeps every accepted
+    update's weight positive: the aggregate's inputs are exactly the accepted updates). The last factor is
+    FoolsGold's (Fung et al., RAID 2020): honest members train on their own data, colluders pushing one
+    direction send similar updates, and a coherent group of them can also drag the round's centre their way;
+    the more an update resembles another, the less it weighs. Exact fractions: every peer computes the same.
     """
-    if sorted(samples) != sorted(norms):
-        raise ValueError("weight_values needs one sample count and one norm per participant")
+    given = [norms] + [m for m in (cosines, nearest) if m is not None]
+    if any(sorted(m) != sorted(samples) for m in given):
+        raise ValueError("weight_values needs one sample count, one norm and one cosine (if any) per participant")
     if not samples:
         return {}
-    declared = {pid: Fraction(int(n)) for pid, n in samples.items()}
+    values = {pid: Fraction(int(n)) for pid, n in samples.items()}
     if samples_bound is not None:
-        most = Fraction(repr(float(samples_bound))) * _median(list(declared.values()))
-        declared = {pid: min(n, most) for pid, n in declared.items()}
-    if not norm_clip:
-        return declared
-    exact = {pid: Fraction(repr(float(v))) for pid, v in norms.items()}
-    middle = _median(list(exact.values()))
-    return {
-        pid: n * (min(Fraction(1), middle / exact[pid]) if exact[pid] > 0 else Fraction(1))
-        for pid, n in declared.items()
-    }
+        most = Fraction(repr(float(samples_bound))) * _median(list(values.values()))
+        values = {pid: min(n, most) for pid, n in values.items()}
+    if norm_clip:
+        exact = {pid: Fraction(repr(float(v))) for pid, v in norms.items()}
+        middle = _median(list(exact.values()))
+        values = {pid: n * min(Fraction(1), middle / exact[pid]) if exact[pid] > 0 else n for pid, n in values.items()}
+    if cosines is not None:
+        values = {pid: n * max(DIRECTION_FLOOR, Fraction(repr(float(cosines[pid])))) for pid, n in values.items()}
+    if nearest is not None:
+        values = {pid: n * max(DIRECTION_FLOOR, 1 - Fraction(repr(float(nearest[pid])))) for pid, n in values.items()}
+    return values
 
 
 def accepted_weights(rules: Rules, accepted: Sequence[tuple[str, int, Mapping[str, Any]]]) -> dict[str, int]:
     """The FedAvg weight units of a round's accepted updates, each given as (participant, declared samples, stored
     features): :func:`weight_values` under the rules, then :func:`round_weights` under the caps."""
-    norms = sketch_norms([features for _pid, _n, features in accepted]) if accepted else []
+    features = [f for _pid, _n, f in accepted]
+    ids = [pid for pid, _n, _f in accepted]
+    norms = sketch_norms(features) if accepted else []
+    cosines = centre_cosines(features) if accepted and rules.weight_direction else None
+    similar = nearest_similarity(features)[0] if len(accepted) > 1 and rules.weight_diversity else None
     values = weight_values(
         {pid: n for pid, n, _f in accepted},
-        {pid: float(v) for (pid, _n, _f), v in zip(accepted, norms, strict=True)},
+        {pid: float(v) for pid, v in zip(ids, norms, strict=True)},
         samples_bound=rules.weight_samples_bound,
         norm_clip=rules.weight_norm_clip,
+        cosines=None if cosines is None else {pid: float(c) for pid, c in zip(ids, cosines, strict=True)},
+        nearest=None if similar is None else {pid: float(c) for pid, c in zip(ids, similar, strict=True)},
     )
     return round_weights(
         values, participant_cap=rules.max_participant_share, organisation_cap=rules.max_organisation_share

@@ -19,7 +19,8 @@ It first prints how many cells it will run and an estimate of their compute time
   give it ``min(max_participant_share, max_organisation_share)``); every client is its own organisation.
   Each cell records the malicious clients' share of the contract's FedAvg weight per round. The baselines and
   the warm-up weigh by these counts under the caps only; fedledger's cells under its default rules, which also
-  bound counts by the round's median and clip weights by norm (``chaincode.weights.weight_values``).
+  bound counts by the round's median and weigh updates by norm, direction and diversity
+  (``chaincode.weights.weight_values``).
 - Attacks (:mod:`fedledger.experiments.update_attacks`, :mod:`~fedledger.experiments.attacks`,
   :mod:`~fedledger.experiments.adaptive_attacks`): sign flip, scaling x10, Gaussian noise of 10x the honest
   median norm, ALIE (z_max of Baruch et al.), IPM (epsilon 0.5), the norm-matched sign flip and IPM, label flip

@@ -60,7 +60,9 @@ contract's weights per round (capped shares of the accepted updates), averaged o
 Those are the weights of plain sample-weighted FedAvg (rules `weight_samples_bound: null`,
 `weight_norm_clip: false`), which the warm-up and every cell but fedledger's use. fedledger's cells run the
 default rules: declared samples count up to `weight_samples_bound` (1) times the median of the round's accepted
-updates, and an update above the median sketch norm weighs `median / its norm` as much (`weights.weight_values`).
+updates, an update above the median sketch norm weighs `median / its norm` as much, and each weight is multiplied
+by `max(0.01, cosine with the round's centre)` and by `max(0.01, 1 - largest cosine with another update)`
+(`weights.weight_values`).
 """
 
 ATTACK_NOTES = """\

@@ -106,6 +106,8 @@ def test_a_stale_rules_proposal_cannot_apply(consortium):
         ({"weight_samples_bound": 0.5}, "weight_samples_bound must be >= 1"),
         ({"weight_samples_bound": "twice"}, "weight_samples_bound must be a number"),
         ({"weight_norm_clip": 1}, "weight_norm_clip must be true or false"),
+        ({"weight_direction": "yes"}, "weight_direction must be true or false"),
+        ({"weight_diversity": None}, "weight_diversity must be true or false"),
     ],
 )
 def test_invalid_rules_are_refused_and_change_nothing(consortium, patch, message):

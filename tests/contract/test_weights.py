@@ -96,15 +96,42 @@ def test_an_update_above_the_median_norm_weighs_in_proportion_less() -> None:
     assert values["big"] * Fraction(25) == values["c"] * Fraction(3) == 100 * Fraction(5, 2)
 
 
+def test_an_update_pointing_away_from_the_centre_adds_nothing() -> None:
+    samples = dict.fromkeys(["a", "b", "c", "flipped"], 100)
+    norms = dict.fromkeys(samples, 1.0)
+    cosines = {"a": 0.5, "b": 0.25, "c": 0.75, "flipped": -0.5}
+    values = weight_values(samples, norms, samples_bound=None, norm_clip=False, cosines=cosines)
+    # against the centre: the floor (1/100), so that every accepted update keeps a positive weight
+    assert values == {"a": 50, "b": 25, "c": 75, "flipped": 1}
+    against = dict.fromkeys(samples, -0.1)
+    assert weight_values(samples, norms, samples_bound=None, norm_clip=False, cosines=against) == {
+        pid: 1 for pid in samples
+    }
+
+
+def test_updates_that_resemble_another_weigh_less() -> None:
+    samples = dict.fromkeys(["a", "b", "copy1", "copy2"], 100)
+    norms = dict.fromkeys(samples, 1.0)
+    nearest = {"a": 0.25, "b": 0.5, "copy1": 0.98, "copy2": 0.995}
+    values = weight_values(samples, norms, samples_bound=None, norm_clip=False, nearest=nearest)
+    # 1 - the largest cosine with another update, at least the floor (1/100)
+    assert values == {"a": 75, "b": 50, "copy1": 2, "copy2": 1}
+
+
 def test_weight_values_need_one_norm_per_participant() -> None:
-    with pytest.raises(ValueError, match="one norm per participant"):
+    with pytest.raises(ValueError, match="one norm and one cosine"):
         weight_values({"a": 1, "b": 2}, {"a": 1.0}, samples_bound=2.0, norm_clip=True)
 
 
 # -- on the ledger (both backends) -----------------------------------------------------------------------------
 
 
-_ALL_OFF = {"weight_samples_bound": None, "weight_norm_clip": False}
+_ALL_OFF = {
+    "weight_samples_bound": None,
+    "weight_norm_clip": False,
+    "weight_direction": False,
+    "weight_diversity": False,
+}
 
 
 @pytest.mark.parametrize(
@@ -116,7 +143,7 @@ def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, defence: 
 
     Without caps or bounds (the baseline: caps 1.0, no samples bound) it takes 0.999997 of the weight and the pool;
     with the caps alone it holds at most half, and the honest organisation keeps its half; with the default rules
-    its samples count for twice the round's median (1000), so it holds about a third of the weight.
+    its samples count for the round's median (1000), so it holds about a quarter of the weight.
     """
     rules: dict[str, object] = {"detector_min_updates": 10}
     if defence == "caps-only":
@@ -136,9 +163,9 @@ def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, defence: 
     balances = aggregator.balances()
     org2 = [participant_id("Org2MSP", "b"), participant_id("Org2MSP", "c")]
     assert sum(weight.values()) == WEIGHT_UNITS and sum(balances.values()) == 1000
-    if defence == "default-rules":  # 2000 of 5000 counted samples: Org1 (3000) over its half, so the liar keeps 2/3
-        # of Org1's half; norm clipping moves it by a few percent
-        assert 0.30 * WEIGHT_UNITS < weight[participant_id("Org1MSP", "liar")] < 0.36 * WEIGHT_UNITS
+    if defence == "default-rules":  # 1000 of 4000 counted samples (the bound is the median), then norm and direction
+        # factors (these updates share a direction plus noise) move it by some percent
+        assert 0.15 * WEIGHT_UNITS < weight[participant_id("Org1MSP", "liar")] < 0.30 * WEIGHT_UNITS
         assert sum(weight[p] for p in org2) >= WEIGHT_UNITS // 2
     elif defence == "caps-only":
         assert weight[participant_id("Org1MSP", "liar")] <= WEIGHT_UNITS // 2
