@@ -129,7 +129,7 @@ def weight_values(
     most ``samples_bound`` times the median of the accepted updates' declared samples, times
     ``min(1, median norm / its norm)`` when ``norm_clip`` (norms estimated from the sketches), times
     ``max(DIRECTION_FLOOR, its cosine with the round's centre)`` when ``cosines`` are given, times
-    ``max(DIRECTION_FLOOR, 1 - its largest cosine with another update)`` when ``nearest`` are given.
+    ``max(DIRECTION_FLOOR, min(1, 1 - its largest cosine with another update))`` when ``nearest`` are given.
 
     Samples are self-declared: the bound keeps colluders who each declare a huge count from holding the round
     (the caps bound each of them, not a group of them); while they are fewer than half of the accepted updates
@@ -159,7 +159,8 @@ def weight_values(
     if cosines is not None:
         values = {pid: n * max(DIRECTION_FLOOR, Fraction(repr(float(cosines[pid])))) for pid, n in values.items()}
     if nearest is not None:
-        values = {pid: n * max(DIRECTION_FLOOR, 1 - Fraction(repr(float(nearest[pid])))) for pid, n in values.items()}
+        unlike = {pid: min(Fraction(1), 1 - Fraction(repr(float(nearest[pid])))) for pid in values}
+        values = {pid: n * max(DIRECTION_FLOOR, unlike[pid]) for pid, n in values.items()}
     return values
 
 

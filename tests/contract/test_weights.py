@@ -8,9 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedledger.chaincode.weights import WEIGHT_UNITS, capped_shares, organisation_of, quantise, weight_values
+from fedledger.anomaly.features import update_features
+from fedledger.chaincode.records import Rules
+from fedledger.chaincode.weights import (
+    WEIGHT_UNITS,
+    accepted_weights,
+    capped_shares,
+    organisation_of,
+    quantise,
+    weight_values,
+)
 
-from ..support import dp, enrol, participant_id, ready_round
+from ..support import UpdateFactory, dp, enrol, participant_id, ready_round
 
 
 def test_an_inflated_member_is_held_to_its_cap_and_the_rest_keep_their_ratio() -> None:
@@ -112,10 +121,43 @@ def test_an_update_pointing_away_from_the_centre_adds_nothing() -> None:
 def test_updates_that_resemble_another_weigh_less() -> None:
     samples = dict.fromkeys(["a", "b", "copy1", "copy2"], 100)
     norms = dict.fromkeys(samples, 1.0)
-    nearest = {"a": 0.25, "b": 0.5, "copy1": 0.98, "copy2": 0.995}
+    nearest = {"a": -0.25, "b": 0.5, "copy1": 0.98, "copy2": 0.995}
     values = weight_values(samples, norms, samples_bound=None, norm_clip=False, nearest=nearest)
-    # 1 - the largest cosine with another update, at least the floor (1/100)
-    assert values == {"a": 75, "b": 50, "copy1": 2, "copy2": 1}
+    # 1 - the largest cosine with another update, between the floor (1/100) and 1 (resembling nothing earns no more)
+    assert values == {"a": 100, "b": 50, "copy1": 2, "copy2": 1}
+
+
+def test_round_weights_read_sketches_and_samples_only_and_starve_flips_and_copies() -> None:
+    """From stored features: a flipped update and two near copies end with a sliver of the weight, a liar's
+    samples count as the median; stripping every field but the sketch and the samples changes nothing (so
+    the weights can be computed from the summed sketches of secret shares)."""
+    factory = UpdateFactory(3)
+    honest = [factory.honest() for _ in range(6)]
+    copy = {k: v * 1.001 for k, v in honest[0].items()}
+    flipped = {k: -v for k, v in factory.honest().items()}
+    updates = [*honest, copy, flipped]
+    ids = [f"Org{i % 3 + 1}MSP:m{i}" for i in range(len(updates))]
+    samples = [100] * 6 + [100, 10**6]
+    features = [update_features(u, samples=n) for u, n in zip(updates, samples, strict=True)]
+    rules = Rules(max_participant_share=1.0, max_organisation_share=1.0)
+    weights = accepted_weights(rules, list(zip(ids, samples, features, strict=True)))
+    assert sum(weights.values()) == WEIGHT_UNITS
+    fair = WEIGHT_UNITS / len(updates)
+    least_honest = min(weights[pid] for pid in ids[1:6])
+    assert least_honest > fair
+    assert weights[ids[-1]] < 0.1 * least_honest  # flipped, however many samples it declares
+    assert max(weights[ids[0]], weights[ids[6]]) < 0.1 * least_honest  # the pair of near copies
+    stripped = [{"sketch": f["sketch"], "sketch_blocks": f["sketch_blocks"], "samples": f["samples"]} for f in features]
+    assert accepted_weights(rules, list(zip(ids, samples, stripped, strict=True))) == weights
+    plain = Rules(
+        max_participant_share=1.0,
+        max_organisation_share=1.0,
+        weight_samples_bound=None,
+        weight_norm_clip=False,
+        weight_direction=False,
+        weight_diversity=False,
+    )
+    assert accepted_weights(plain, list(zip(ids, samples, features, strict=True)))[ids[-1]] > 0.99 * WEIGHT_UNITS
 
 
 def test_weight_values_need_one_norm_per_participant() -> None:
