@@ -258,7 +258,8 @@ def targets(rows: Sequence[Mapping[str, Any]], setup: Setup) -> list[tuple[str, 
 
 
 def target_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[str], list[list[Any]]]:
-    """Per attack and fraction: fedledger's accuracy, gap to the clean run, TPR/FPR, the best baseline."""
+    """Per attack and fraction: fedledger's accuracy, gap to the clean run, TPR/FPR, the attackers' share of the
+    aggregate's weight (fedledger's rules against plain FedAvg's), the best baseline."""
     headers = [
         "attack",
         "malicious",
@@ -267,12 +268,15 @@ def target_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[
         f"≤ {WITHIN_POINTS:.0f}",
         "TPR / FPR (worst round)",
         f"TPR ≥ {TARGET_TPR:.2f}, FPR ≤ {TARGET_FPR:.2f}",
+        "attackers' weight: fedledger / FedAvg",
         "best baseline (final acc.)",
         "not below it",
     ]
     table = []
+    at = _index(rows)
     for d in target_details(rows, setup):
         r = d["row"]
+        plain = at.get((d["attack"], d["fraction"], "fedavg"))
         table.append(
             [
                 d["attack"],
@@ -283,6 +287,7 @@ def target_table(rows: Sequence[Mapping[str, Any]], setup: Setup) -> tuple[list[
                 f"{fmt_rate(r['tpr'])} / {fmt_rate(r['fpr'])} "
                 f"({fmt_rate(r['tpr_worst_round'])} / {fmt_rate(r['fpr_worst_round'])})",
                 "yes" if d["detects"] else "**no**",
+                f"{r['malicious_weight']:.2f} / " + (f"{plain['malicious_weight']:.2f}" if plain else "—"),
                 f"{d['best']} {d['best_accuracy']:.3f}" if d["best"] else "—",
                 "yes" if d["beats"] else "**no**",
             ]

@@ -233,6 +233,11 @@ def test_targets_per_fraction_compare_with_the_clean_run_detection_and_every_bas
     _headers, table = target_table(summarise(_cells()), SMALL)
     assert [line[0] for line in table] == ["scaling", "min_max"]
     assert table[0][4] == "yes" and table[1][4] == "**no**" and table[1][-1] == "**no**"
+    rows = {(r["attack"], r["defence"]): r for r in summarise(_cells()) if r["fraction"] == 0.2}
+    weights = (
+        f"{rows['scaling', 'fedledger']['malicious_weight']:.2f} / {rows['scaling', 'fedavg']['malicious_weight']:.2f}"
+    )
+    assert table[0][7] == weights
 
 
 def test_accuracy_tables_show_mean_and_std_with_the_clean_run_first():
