@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import time
 import warnings
 from pathlib import Path
 
+from fedledger.cli.run_folder import check_demo_arguments, claim
 from fedledger.cli.tables import render
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="run folder (replaced on each run)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("demo-out"),
+        help="run folder: made, or replacing a previous fedledger run (never any other folder)",
+    )
     parser.add_argument("--ledger", choices=["embedded", "fabric"], default="embedded")
     parser.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for --ledger fabric")
     parser.add_argument("--model", default="minilm", help="'minilm', 'tiny-bert', or a local Hugging Face model path")
@@ -48,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_demo_arguments(args)
     if args.synthetic:
         from fedledger.cli.synthetic import run_synthetic
 
@@ -62,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"fedledger demo needs the training stack: pip install 'fedledger[train]' ({exc})")
         return 2
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
+    claim(args.out)
     started = time.perf_counter()
     run_setup = demo_setup.prepare(args)
     print(run_setup.banner)

@@ -12,7 +12,6 @@ content-addressed update store, as in every other run.
 from __future__ import annotations
 
 import argparse
-import shutil
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.privacy_budget import steps_within
+from fedledger.cli.run_folder import claim
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
@@ -66,9 +66,7 @@ def _cosine(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True)
+    claim(args.out)
     store = UpdateStore(args.out / "store", create_key(args.out / "store.key"))
     print("fedledger demo --synthetic — embedded ledger, SYNTHETIC updates (drop --synthetic for LoRA + DP-SGD)")
     consortium = create_consortium(args.out / "consortium")

@@ -11,6 +11,7 @@ import pytest
 
 from fedledger.chaincode.embedded.bootstrap import open_consortium
 from fedledger.cli.main import main
+from fedledger.cli.run_folder import MARKER
 
 
 def fedledger(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -95,6 +96,62 @@ def test_synthetic_demo_runs_the_whole_flow_without_training(tmp_path):
     assert out.count("REJECTED") == 2 and "mallory" in out
     assert "ledger verify: OK" in out
     assert "lineage: v2(" in out
+
+
+def _tree(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--rounds", "0"], "--rounds must be at least 1"),
+        (["--rounds", "-2", "--synthetic"], "--rounds must be at least 1"),
+        (["--members", "1"], "--members must be at least 2"),
+        (["--epsilon", "-1"], "--epsilon must be 0 (no DP) or a positive"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--learning-rate", "0"], "--learning-rate must be positive"),
+        (["--model", "/typo/model"], "--model /typo/model: not minilm or tiny-bert and no such folder"),
+        (["--ledger", "fabric", "--synthetic"], "--synthetic runs on the embedded ledger only"),
+    ],
+)
+def test_bad_demo_arguments_are_refused_before_a_previous_run_is_touched(tmp_path, argv, message):
+    out = tmp_path / "run"
+    assert main(["demo", "--synthetic", "--out", str(out), "--rounds", "1"]) == 0
+    before = _tree(out)
+    result = fedledger("demo", "--out", str(out), *argv)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"fedledger: error: {result.stderr.split('error: ', 1)[1].strip()}"]
+    assert message in result.stderr
+    assert _tree(out) == before
+
+
+@pytest.mark.parametrize("kind", ["file", "folder", "symlink"])
+def test_demo_never_deletes_what_it_did_not_make(tmp_path, kind):
+    mine = tmp_path / "mydocs"
+    if kind == "file":
+        mine.write_text("thesis draft")
+    else:
+        target = tmp_path / "real" if kind == "symlink" else mine
+        target.mkdir()
+        (target / "notes.txt").write_text("keep me")
+        if kind == "symlink":
+            mine.symlink_to(target, target_is_directory=True)
+    before = _tree(tmp_path)
+    result = fedledger("demo", "--synthetic", "--out", str(mine), "--rounds", "1")
+    assert result.returncode == 2
+    assert "choose another --out" in result.stderr and "Traceback" not in result.stderr
+    assert _tree(tmp_path) == before
+
+
+def test_a_previous_run_or_an_empty_folder_is_replaced(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    assert fedledger("demo", "--synthetic", "--out", str(out), "--rounds", "1").returncode == 0
+    assert (out / MARKER).is_file()
+    (out / "consortium" / "left-over").write_text("from the first run")
+    assert fedledger("demo", "--synthetic", "--out", str(out), "--rounds", "1").returncode == 0
+    assert not (out / "consortium" / "left-over").exists() and (out / MARKER).is_file()
 
 
 def test_training_demo_then_audit(tmp_path):
