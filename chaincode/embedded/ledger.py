@@ -170,7 +170,8 @@ class EmbeddedLedger:
         path = Path(path)
         if not (path / DB_NAME).exists():
             raise FileNotFoundError(
-                f"no embedded ledger in {path}; create one with `fedledger ledger init --ledger-dir {path}`"
+                f"no embedded ledger in {path}; create one with "
+                f"`fedledger ledger init {path.parent if path.name == 'ledger' else path}`"
             )
         orderer = None
         if not read_only:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from fedledger.chaincode.embedded.bootstrap import DEFAULT_ORGANIZATIONS, create_consortium, open_consortium
-from fedledger.chaincode.embedded.ledger import EmbeddedLedger
+from fedledger.chaincode.embedded.ledger import DB_NAME, EmbeddedLedger
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.names import DEFAULT_CHANNEL
 
@@ -50,7 +50,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def ledger_dir(path: Path) -> Path:
-    return path / "ledger" if (path / "ledger").is_dir() else path
+    """The embedded ledger folder that ``path`` names: a run folder (``fedledger demo --out``), a consortium
+    folder (``fedledger ledger init``) or the ledger folder itself; FileNotFoundError with the command that
+    creates one when none holds a ledger."""
+    for candidate in (path / "consortium" / "ledger", path / "ledger", path):
+        if (candidate / DB_NAME).is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no embedded ledger in {path} (nor in its ledger/ or consortium/ledger/ folder); give a run or "
+        f"consortium folder, or create one with `fedledger ledger init {path}`"
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -68,7 +77,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    ledger = EmbeddedLedger.open(ledger_dir(args.dir), read_only=True)
+    folder = ledger_dir(args.dir)
+    ledger = EmbeddedLedger.open(folder, read_only=True)
     try:
         summary = {
             "channel": ledger.config["channel"],
@@ -79,6 +89,6 @@ def _info(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     with contextlib.suppress(FileNotFoundError):  # a bare ledger folder has no MSP index
-        summary["msp_folders"] = {m: str(o.path) for m, o in open_consortium(args.dir).organizations.items()}
+        summary["msp_folders"] = {m: str(o.path) for m, o in open_consortium(folder.parent).organizations.items()}
     print(json.dumps(summary, indent=2))
     return 0

@@ -154,6 +154,22 @@ def test_a_previous_run_or_an_empty_folder_is_replaced(tmp_path):
     assert not (out / "consortium" / "left-over").exists() and (out / MARKER).is_file()
 
 
+def test_ledger_verify_finds_the_ledger_of_a_run_and_its_hint_for_a_missing_one_works(tmp_path):
+    run = tmp_path / "run"
+    assert fedledger("demo", "--synthetic", "--out", str(run), "--rounds", "1").returncode == 0
+    for name in (run, run / "consortium", run / "consortium" / "ledger"):
+        verified = fedledger("ledger", "verify", str(name))
+        assert verified.returncode == 0 and "OK" in verified.stdout, verified.stderr
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    missing = fedledger("ledger", "verify", str(empty))
+    assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+    hint = missing.stderr.split("`")[1]
+    assert hint == f"fedledger ledger init {empty}"
+    assert fedledger(*hint.split()[1:]).returncode == 0
+    assert fedledger("ledger", "verify", str(empty)).returncode == 0
+
+
 def test_training_demo_then_audit(tmp_path):
     pytest.importorskip("torch")
     out = tmp_path / "run"
