@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -151,19 +152,31 @@ def _run_client(args: argparse.Namespace) -> int:
     member.restore()
     done = 0
     deadline = time.time() + args.wait
+    waiting = False
     while done < args.rounds and time.time() < deadline:
         open_rounds = [r for r in client.rounds() if r.status == "open" and r.deadline > time.time()]
         pending = [r for r in open_rounds if not _submitted(client, r.number, whoami)]
         if not pending:
+            if not waiting:
+                print(f"waiting up to {args.wait:g} s for a round to open ({done} of {args.rounds} done)", flush=True)
+                waiting = True
             time.sleep(2.0)
             continue
+        waiting = False
         submission = member.participate(pending[0].number)
         epsilon = submission.update.epsilon
         spent = "no DP" if epsilon is None else f"ε {epsilon:.3g}, composed on the ledger"
         print(f"round {pending[0].number}: submitted {submission.update.hash} ({spent})")
         done += 1
         deadline = time.time() + args.wait
-    return 0 if done == args.rounds else 1
+    if done < args.rounds:
+        print(
+            f"fedledger client: no round opened within {args.wait:g} s ({done} of {args.rounds} done); "
+            "ask the aggregator to open one, or give --wait more seconds",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def _submitted(client: FedLedgerClient, number: int, participant: str) -> bool:

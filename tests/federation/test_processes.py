@@ -101,3 +101,31 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
 
 def _round_open(client: FedLedgerClient) -> bool:
     return any(r.number == 1 for r in client.rounds())
+
+
+def test_a_client_with_no_open_round_says_it_waits_and_why_it_stops(tmp_path):
+    consortium = create_consortium(tmp_path / "consortium")
+    create_key(tmp_path / "store.key")
+    admin = LedgerLocation("embedded", consortium.base).client("Org1MSP", "Admin", admin=True)
+    admin.init_consortium({"member_msps": ["Org1MSP"]})
+    admin.enrol_trainer("hospital-a@org1.example.com", dataset_size=1000, schema_hash="0" * 64)
+    consortium.user("Org1MSP", "hospital-a")
+    msp = consortium.organizations["Org1MSP"].user_msp("hospital-a")
+    result = subprocess.run(
+        _cli(
+            "client",
+            *("--ledger-dir", str(consortium.base), "--msp-dir", str(msp), "--mspid", "Org1MSP"),
+            *("--store", str(tmp_path / "store"), "--store-key", str(tmp_path / "store.key")),
+            *("--model", "tiny-bert", "--data", "breast-cancer:1/2", "--epsilon", "0", "--wait", "3"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "waiting up to 3 s for a round to open (0 of 1 done)" in result.stdout
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fedledger client: no round opened within 3 s (0 of 1 done); "
+        "ask the aggregator to open one, or give --wait more seconds"
+    )
+    assert admin.rounds() == []
