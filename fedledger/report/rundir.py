@@ -49,6 +49,10 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise RunDirError(f"{path} is not valid JSON ({exc}); restore it from the run, or re-run it") from exc
 
 
+def _holds_a_run(path: Path) -> bool:
+    return (path / PROVENANCE).is_file() or (path / CONSORTIUM / "organizations" / "index.txt").is_file()
+
+
 def locate(path: Path | str) -> RunDir:
     """What the run folder holds; a clear RunDirError when it is not one."""
     path = Path(path)
@@ -65,9 +69,15 @@ def locate(path: Path | str) -> RunDir:
     elif (path / CONSORTIUM / "organizations" / "index.txt").is_file():
         ledger = {"kind": "embedded", "path": str(path / CONSORTIUM)}
     else:
+        parent = path.absolute().parent
+        hint = (
+            f"its parent is one: `fedledger report {parent}`"
+            if _holds_a_run(parent)
+            else "pass the --out folder of a `fedledger demo` run (e.g. demo-out)"
+        )
         raise RunDirError(
             f"{path} is not a fedledger run folder: it has neither {PROVENANCE} (written at the end of a federated "
-            f"run) nor {CONSORTIUM}/ (an embedded ledger). Run `fedledger demo --out {path}` to make one"
+            f"run) nor {CONSORTIUM}/ (an embedded ledger); {hint}"
         )
     if ledger.get("kind") == "embedded":
         # The consortium moves with the folder: prefer the copy inside it over the path recorded at run time.

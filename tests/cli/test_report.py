@@ -148,7 +148,17 @@ def test_synthetic_demo_is_reportable(tmp_path):
         timeout=300,
     )
     assert demo.returncode == 0, demo.stderr
-    assert main(["report", str(run)]) == 0
+    # a folder inside the run: the hint names the run, and the command it gives works
+    inside = subprocess.run(
+        [sys.executable, "-m", "fedledger.cli.main", "report", str(run / "store")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert inside.returncode == 2 and len(inside.stderr.strip().splitlines()) == 1
+    hint = inside.stderr.split("`")[1]
+    assert hint == f"fedledger report {run}"
+    assert main(hint.split()[1:]) == 0
     text = _text((run / "report.html").read_text())
     assert "cosine_to_true_direction" in text and "mallory (Org2MSP)" in text
 
