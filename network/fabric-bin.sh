@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Resolves the pinned Fabric binaries and their sampleconfig, building them only if needed.
 #
-# Order: $FABRIC_BIN, then binaries on PATH, then a previous build in ./fabric-bin, then
+# Order: $FABRIC_BIN, then the binaries recorded in fabric-bin/paths.env by an earlier run, then binaries
+# on PATH, then a previous build in ./fabric-bin, then
 # `go install` from the Go module proxy. Whatever is found must report the pinned version.
 # Writes fabric-bin/paths.env (FABRIC_BIN_DIR, FABRIC_SAMPLECONFIG) for the network scripts.
 set -eu
@@ -30,7 +31,7 @@ is_pinned() {
 find_sampleconfig() {
     local dir=$1 cand modcache
     modcache=$(go env GOMODCACHE 2>/dev/null || true)
-    for cand in "${FABRIC_CFG_TEMPLATES:-}" "$dir/../config" "$OUT/config" \
+    for cand in "${FABRIC_CFG_TEMPLATES:-}" "$dir/../config" "$OUT/config" "$(recorded FABRIC_SAMPLECONFIG)" \
         "${modcache:+$modcache/$FABRIC_MODULE@$FABRIC_PSEUDO/sampleconfig}"; do
         if [ -n "$cand" ] && [ -f "$cand/core.yaml" ] && [ -f "$cand/orderer.yaml" ]; then
             (cd "$cand" && pwd)
@@ -59,8 +60,14 @@ write_paths() {
     fi
 }
 
+# recorded KEY: a value of the paths.env an earlier run wrote (empty if none).
+recorded() {
+    [ -f "$PATHS_ENV" ] && sed -n "s/^$1=//p" "$PATHS_ENV" || true
+}
+
 candidates() {
     if [ -n "${FABRIC_BIN:-}" ]; then echo "$FABRIC_BIN"; fi
+    recorded FABRIC_BIN_DIR # the binaries found before: `make network-up` needs FABRIC_BIN only once
     if command -v peer >/dev/null 2>&1; then dirname "$(readlink -f "$(command -v peer)")"; fi
     echo "$OUT"
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import time
 import urllib.request
@@ -168,3 +169,15 @@ def test_network_up_again_leaves_a_healthy_network_alone(fabric_network: FabricC
     assert time.monotonic() - started < 10
     assert "already up and healthy" in proc.stderr
     assert {p.name: p.read_text() for p in (fabric_network.run / "pids").iterdir()} == pids
+
+
+def test_the_binaries_found_once_are_found_again_without_fabric_bin(fabric_network: FabricCli) -> None:
+    """`make network-up` needs FABRIC_BIN only the first time: fabric-bin.sh reads the paths.env it wrote."""
+    paths = REPO / "fabric-bin" / "paths.env"
+    before = paths.read_text()
+    env = {k: v for k, v in os.environ.items() if k != "FABRIC_BIN"}
+    env["PATH"] = "/usr/bin:/bin"  # no peer on PATH either
+    found = subprocess.run(["network/fabric-bin.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert found.returncode == 0, found.stderr
+    assert "already available" in found.stderr
+    assert paths.read_text() == before
