@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the full traceback")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     demo.add_parser(commands)
     ledger.add_parser(commands)
@@ -41,11 +43,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"fedledger: error: {exc}", file=sys.stderr)
+        if args.debug:
+            raise
+        print(f"fedledger: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("fedledger: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything unforeseen: one line, the traceback only on request
+        if args.debug:
+            raise
+        command = shlex.join(["fedledger", "--debug", *(argv if argv is not None else sys.argv[1:])])
+        print(
+            f"fedledger: error: {type(exc).__name__}: {_one_line(exc)}; for the traceback: {command}", file=sys.stderr
+        )
+        return EXIT_FAILED
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -168,6 +169,22 @@ def test_ledger_verify_finds_the_ledger_of_a_run_and_its_hint_for_a_missing_one_
     assert hint == f"fedledger ledger init {empty}"
     assert fedledger(*hint.split()[1:]).returncode == 0
     assert fedledger("ledger", "verify", str(empty)).returncode == 0
+
+
+def test_an_unforeseen_error_is_one_line_and_the_traceback_command_it_gives_works(tmp_path):
+    broken = tmp_path / "broken ledger"
+    broken.mkdir()
+    (broken / "ledger.sqlite").write_text("not a database")
+    result = fedledger("ledger", "verify", str(broken))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert lines[0].startswith("fedledger: error: DatabaseError: file is not a database; for the traceback: ")
+    command = shlex.split(lines[0].split("for the traceback: ", 1)[1])
+    assert command == ["fedledger", "--debug", "ledger", "verify", str(broken)]
+    debug = fedledger(*command[1:])
+    assert debug.returncode != 0 and "Traceback (most recent call last)" in debug.stderr
+    assert "sqlite3.DatabaseError: file is not a database" in debug.stderr
 
 
 def test_training_demo_then_audit(tmp_path):
