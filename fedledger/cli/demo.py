@@ -87,7 +87,7 @@ def _round_table(setup, outcome) -> str:
             p = participants[u["participant"]]
             rows.append(
                 (
-                    u["participant"].split(":", 1)[1].split("@", 1)[0],
+                    _member_name(u["participant"]),
                     verdict.upper(),
                     "-" if u["score"] is None else f"{u['score']:.3f}",
                     u["samples"],
@@ -104,9 +104,16 @@ def _round_table(setup, outcome) -> str:
     ms = {k: 1000 * v for k, v in outcome.seconds.items()}
     timing = f"aggregate {ms.get('aggregation', 0):.0f} ms, commit {ms.get('commit_aggregate', 0):.0f} ms"
     title = f"\nRound {outcome.number}: model v{model.version} {model.hash[:12]}… — {scores} ({timing})"
-    return render(
+    table = render(
         ["member", "verdict", "score", "samples", "ε", "balance", "trust", "status", "block"], rows, title=title
     )
+    # why each rejected update was rejected: the rule that fired and its evidence, as the ledger recorded it
+    reasons = [f"  {_member_name(u['participant'])}: {u['reason']}" for u in outcome.rejected]
+    return "\n".join([table, *reasons])
+
+
+def _member_name(participant: str) -> str:
+    return participant.split(":", 1)[1].split("@", 1)[0]
 
 
 def _summary(setup, result, seconds: float) -> str:

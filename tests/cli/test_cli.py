@@ -194,6 +194,9 @@ def test_training_demo_then_audit(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     # the attacker is rejected in every round (honest false positives are the detector study's business)
     assert sum(1 for line in result.stdout.splitlines() if line.startswith("mallory") and "REJECTED" in line) == 2
+    # and says why: the rule that fired and its evidence, under each round's table
+    why = [line for line in result.stdout.splitlines() if line.startswith("  mallory: rejected by rule ")]
+    assert len(why) == 2 and all("times the round's median norm" in line or "robust deviations" in line for line in why)
     assert "Round 2: model v2" in result.stdout and "accuracy" in result.stdout
     audit = fedledger("audit", str(out))
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
