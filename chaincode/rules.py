@@ -31,7 +31,7 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "max_text_bytes": (int, 16, 1_000_000),
     "max_participant_share": (float, 0.01, 1.0),
     "max_organisation_share": (float, 0.01, 1.0),
-    "weight_samples_bound": (float, 1.0, None),  # or null
+    "weight_samples_bound": (float, 1.0, None),  # or null (_NULLABLE)
     "server_lr": (float, 1e-9, 1e3),
     "fedadam_eta": (float, 1e-9, 1e3),
     "fedadam_beta_1": (float, 0.0, 0.999999),
@@ -49,6 +49,11 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "governance_quorum": (int, 0, None),
     "max_clock_skew_seconds": (float, 1.0, 3600.0),
 }
+
+
+#: numeric rules that also take null (turned off)
+_NULLABLE = frozenset({"weight_samples_bound"})
+_BOOLEAN = frozenset({"require_dp", "weight_norm_clip", "weight_direction", "weight_diversity"})
 
 
 def _check_number(name: str, value: Any) -> float | int:
@@ -80,13 +85,13 @@ def apply_patch(current: Rules, patch: dict[str, Any]) -> Rules:
         raise InvalidArgument(f"unknown rule(s): {', '.join(unknown)}; known rules: {', '.join(sorted(known))}")
     values: dict[str, Any] = {}
     for name, value in patch.items():
-        if name == "weight_samples_bound" and value is None:
+        if name in _NULLABLE and value is None:
             values[name] = None
         elif name in _NUMERIC:
             values[name] = _check_number(name, value)
         elif name in ("admin_msps", "member_msps"):
             values[name] = _check_msps(name, value)
-        elif name in ("require_dp", "weight_norm_clip", "weight_direction", "weight_diversity"):
+        elif name in _BOOLEAN:
             if not isinstance(value, bool):
                 raise InvalidArgument(f"rule {name} must be true or false, got {value!r}")
             values[name] = value

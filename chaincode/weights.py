@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from statistics import median
 from typing import Any
 
 from fedledger.anomaly.features import centre_cosines, nearest_similarity, sketch_norms
@@ -23,9 +24,16 @@ from fedledger.chaincode.records import Rules
 
 #: A round's accepted updates share this many weight units; an update's FedAvg factor is weight / WEIGHT_UNITS.
 WEIGHT_UNITS = 1_000_000
-#: The smallest direction factor of an accepted update (``weight_values``): an update at right angles to the
-#: round's centre, or against it, weighs 1/100 of an aligned one (cosine 1) of the same samples and norm.
-DIRECTION_FLOOR = Fraction(1, 100)
+#: The smallest direction or diversity factor of an accepted update (``weight_values``): an update at right angles
+#: to the round's centre, or against it, weighs 1/100 of an aligned one (cosine 1) of the same samples and norm.
+FACTOR_FLOOR = Fraction(1, 100)
+#: The rules patch that turns every weight factor off: plain sample-weighted FedAvg under the caps (baselines).
+PLAIN_FEDAVG_RULES: dict[str, Any] = {
+    "weight_samples_bound": None,
+    "weight_norm_clip": False,
+    "weight_direction": False,
+    "weight_diversity": False,
+}
 
 
 def organisation_of(participant_id: str) -> str:
@@ -110,12 +118,6 @@ def round_weights(
     return quantise(WEIGHT_UNITS, split.shares)
 
 
-def _median(values: Sequence[Fraction]) -> Fraction:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
 def weight_values(
     samples: Mapping[str, int],
     norms: Mapping[str, float],
@@ -128,8 +130,8 @@ def weight_values(
     """What each accepted update's FedAvg weight is proportional to, before the caps: its declared samples, at
     most ``samples_bound`` times the median of the accepted updates' declared samples, times
     ``min(1, median norm / its norm)`` when ``norm_clip`` (norms estimated from the sketches), times
-    ``max(DIRECTION_FLOOR, its cosine with the round's centre)`` when ``cosines`` are given, times
-    ``max(DIRECTION_FLOOR, min(1, 1 - its largest cosine with another update))`` when ``nearest`` are given.
+    ``max(FACTOR_FLOOR, its cosine with the round's centre)`` when ``cosines`` are given, times
+    ``max(FACTOR_FLOOR, min(1, 1 - its largest cosine with another update))`` when ``nearest`` are given.
 
     Samples are self-declared: the bound keeps colluders who each declare a huge count from holding the round
     (the caps bound each of them, not a group of them); while they are fewer than half of the accepted updates
@@ -150,17 +152,17 @@ def weight_values(
         return {}
     values = {pid: Fraction(int(n)) for pid, n in samples.items()}
     if samples_bound is not None:
-        most = Fraction(repr(float(samples_bound))) * _median(list(values.values()))
+        most = Fraction(repr(float(samples_bound))) * median(values.values())
         values = {pid: min(n, most) for pid, n in values.items()}
     if norm_clip:
         exact = {pid: Fraction(repr(float(v))) for pid, v in norms.items()}
-        middle = _median(list(exact.values()))
+        middle = median(exact.values())
         values = {pid: n * min(Fraction(1), middle / exact[pid]) if exact[pid] > 0 else n for pid, n in values.items()}
     if cosines is not None:
-        values = {pid: n * max(DIRECTION_FLOOR, Fraction(repr(float(cosines[pid])))) for pid, n in values.items()}
+        values = {pid: n * max(FACTOR_FLOOR, Fraction(repr(float(cosines[pid])))) for pid, n in values.items()}
     if nearest is not None:
         unlike = {pid: min(Fraction(1), 1 - Fraction(repr(float(nearest[pid])))) for pid in values}
-        values = {pid: n * max(DIRECTION_FLOOR, unlike[pid]) for pid, n in values.items()}
+        values = {pid: n * max(FACTOR_FLOOR, unlike[pid]) for pid, n in values.items()}
     return values
 
 

@@ -33,6 +33,7 @@ from fedledger.bench.robustness.grid import (
     grid,
 )
 from fedledger.chaincode.records import Rules
+from fedledger.chaincode.weights import PLAIN_FEDAVG_RULES
 from fedledger.tensors import Manifest, NDState
 
 #: Warm-up rounds train with round ids from here (a client's shuffling seed depends on the round id).
@@ -110,15 +111,7 @@ class SeedRun:
         self.rules = apply_patch(Rules(), RULES)
         #: the rules of the warm-up and of every cell but fedledger's: FedAvg weights are the declared samples under
         #: the caps only (bounding samples by the round's median and clipping weights by norm is fedledger's defence)
-        self.plain_rules = apply_patch(
-            self.rules,
-            {
-                "weight_samples_bound": None,
-                "weight_norm_clip": False,
-                "weight_direction": False,
-                "weight_diversity": False,
-            },
-        )
+        self.plain_rules = apply_patch(self.rules, PLAIN_FEDAVG_RULES)
         train, test = train_test_split(breast_cancer(), test_fraction=setup.test_fraction, seed=seed)
         parts = partition_dirichlet(
             train.labels, setup.clients, alpha=setup.alpha, seed=seed, min_size=setup.min_client_samples

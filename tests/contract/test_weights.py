@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from fedledger.anomaly.features import update_features
 from fedledger.chaincode.records import Rules
+from fedledger.chaincode.rules import apply_patch
 from fedledger.chaincode.weights import (
+    PLAIN_FEDAVG_RULES,
     WEIGHT_UNITS,
     accepted_weights,
     capped_shares,
@@ -149,14 +151,7 @@ def test_round_weights_read_sketches_and_samples_only_and_starve_flips_and_copie
     assert max(weights[ids[0]], weights[ids[6]]) < 0.1 * least_honest  # the pair of near copies
     stripped = [{"sketch": f["sketch"], "sketch_blocks": f["sketch_blocks"], "samples": f["samples"]} for f in features]
     assert accepted_weights(rules, list(zip(ids, samples, stripped, strict=True))) == weights
-    plain = Rules(
-        max_participant_share=1.0,
-        max_organisation_share=1.0,
-        weight_samples_bound=None,
-        weight_norm_clip=False,
-        weight_direction=False,
-        weight_diversity=False,
-    )
+    plain = apply_patch(rules, PLAIN_FEDAVG_RULES)
     assert accepted_weights(plain, list(zip(ids, samples, features, strict=True)))[ids[-1]] > 0.99 * WEIGHT_UNITS
 
 
@@ -166,14 +161,6 @@ def test_weight_values_need_one_norm_per_participant() -> None:
 
 
 # -- on the ledger (both backends) -----------------------------------------------------------------------------
-
-
-_ALL_OFF = {
-    "weight_samples_bound": None,
-    "weight_norm_clip": False,
-    "weight_direction": False,
-    "weight_diversity": False,
-}
 
 
 @pytest.mark.parametrize(
@@ -189,9 +176,9 @@ def test_an_inflated_dataset_cannot_buy_the_round(consortium, updates, defence: 
     """
     rules: dict[str, object] = {"detector_min_updates": 10}
     if defence == "caps-only":
-        rules |= _ALL_OFF
+        rules |= PLAIN_FEDAVG_RULES
     elif defence == "no-caps-baseline":
-        rules |= _ALL_OFF | {"max_participant_share": 1.0, "max_organisation_share": 1.0}
+        rules |= PLAIN_FEDAVG_RULES | {"max_participant_share": 1.0, "max_organisation_share": 1.0}
     aggregator, _, _ = ready_round(consortium, trainers=0, rules=rules)
     liar = enrol(consortium, "Org1MSP", "liar", dataset_size=10**9)
     honest = [enrol(consortium, mspid, name) for mspid, name in (("Org1MSP", "a"), ("Org2MSP", "b"), ("Org2MSP", "c"))]
