@@ -108,7 +108,9 @@ def screening_inputs(held: Iterable[HeldUpdate]) -> tuple[list[HeldUpdate], list
     """A round's submissions in the order FinalizeRound screens them (by participant id) and what the detector
     sees of each (:func:`~fedledger.chaincode.verdicts.screened`)."""
     ordered = sorted(held, key=lambda s: s.participant)
-    return ordered, [screened(s.features, samples=s.samples, epsilon=s.epsilon) for s in ordered]
+    return ordered, [
+        screened(s.features, samples=s.samples, epsilon=s.epsilon, participant=s.participant) for s in ordered
+    ]
 
 
 @dataclass

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from fedledger.bench.robustness.grid import (
 from fedledger.chaincode.records import Rules
 from fedledger.chaincode.weights import PLAIN_FEDAVG_RULES
 from fedledger.tensors import Manifest, NDState
+
+if TYPE_CHECKING:
+    from fedledger.experiments.in_memory import Screen
 
 #: Warm-up rounds train with round ids from here (a client's shuffling seed depends on the round id).
 WARM_ROUND_IDS = 1000
@@ -389,8 +392,12 @@ class SeedRun:
                 deltas[c] = update
         return [d for d in deltas if d is not None]
 
-    def cell(self, attack: str, fraction: float, defence: str) -> CellResult:
-        """Run one (attack, fraction, defence) federation for ``setup.rounds`` rounds."""
+    def cell(self, attack: str, fraction: float, defence: str, *, screen: Screen | None = None) -> CellResult:
+        """Run one (attack, fraction, defence) federation for ``setup.rounds`` rounds.
+
+        ``screen``: what decides the ``fedledger`` cells' verdicts (default: the contract's detector); the
+        separability analysis passes one that records what the detector saw.
+        """
         from fedledger.chaincode.weights import WEIGHT_UNITS
         from fedledger.experiments.baselines import BaselineStrategy
         from fedledger.experiments.in_memory import InMemoryRounds, SubmissionRefused, accept_all, contract_screen
@@ -412,7 +419,7 @@ class SeedRun:
         # SubmitUpdate's refusals (byte copies, norms over the bound) hold for every defence: they are the contract's
         refused: dict[int, list[int]] = {}
         if defence == "fedledger":  # the contract's verdict, then capped-weight FedAvg of the accepted updates
-            ledger = InMemoryRounds(self.initial, rules=self.rules, screen=contract_screen, refuse=True)
+            ledger = InMemoryRounds(self.initial, rules=self.rules, screen=screen or contract_screen, refuse=True)
             strategy = FedAvg()
         else:  # no screening: the baseline aggregates every update
             ledger = InMemoryRounds(self.initial, rules=self.plain_rules, screen=accept_all, refuse=True)

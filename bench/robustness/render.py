@@ -238,7 +238,8 @@ def lead(rows: Sequence[Mapping[str, Any]], setup: Setup, met: Sequence[tuple[st
         + markdown_table(headers, table)
         + "\n\n## Targets of issue 11\n\n"
         + markdown_table(("target", "status", "measured"), target_rows)
-        + "\n\nPer attack:\n\n"
+        + "\n\nWhy the attacks with TPR 0 are not rejected, and what a multi-round memory rule would buy: "
+        "[bench-robustness-separability.md](bench-robustness-separability.md).\n\nPer attack:\n\n"
         + markdown_table(detail_headers, detail)
         + "\n\n## How this run was made"
     )
