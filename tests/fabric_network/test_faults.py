@@ -107,6 +107,11 @@ def test_a_member_carries_on_through_another_gateway_when_its_peer_is_down(fabri
     alone: FabricGatewayBackend = profile.connect("Org1", user="User1", fallbacks=())
     try:
         with killed(fabric_network.run, "peer0.org1"):
+            status = subprocess.run(["network/network-status.sh"], cwd=REPO, capture_output=True, text=True).stdout
+            assert "down: peer0.org1 " in status
+            assert [
+                line.split()[4] for line in status.splitlines() if line.startswith("  peer0.org1 ") and " pid " in line
+            ] == ["DOWN"]
             assert json.loads(backend.evaluate(_who_am_i(profile)))["mspid"] == "Org1MSP"
             assert backend.gateways.current.mspid != "Org1MSP"
             assert backend.gateways.failovers == 1
