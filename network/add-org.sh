@@ -3,14 +3,20 @@
 # through a config update signed by the Org1 and Org2 admins (Application Admins = MAJORITY);
 # peer0.org3 joins from the genesis block and catches up; every deployed chaincode gets an Org3
 # server, install and approval. The chaincodes' endorsement policy is the channel's MAJORITY
-# Endorsement, which counts Org3 as soon as the config update commits (now 2 of 3).
+# Endorsement, which counts Org3 as soon as the config update commits (now 2 of 3). Last, the
+# contract's consortium rules admit Org3MSP (admit.py: a rules change approved by the members' admins).
 set -eu
 . "$(dirname "$0")/lib.sh"
 load_fabric
 [ -f "$RUN/READY" ] || die "no network: run make network-up first"
 N=3
+admit() {
+    "$PY" "$NET_DIR/admit.py" "$RUN" "Org${N}MSP" 2>>"$LOGS/admit.log" || die "admitting Org${N}MSP to the consortium failed; see $LOGS/admit.log"
+    tail -n 1 "$LOGS/admit.log" | sed 's/^/[network] /' >&2
+}
 if [ -f "$RUN/org$N.added" ]; then
     log "Org${N}MSP is already a member of $CHANNEL"
+    admit
     exit 0
 fi
 # Every step below can be re-run: a failed add-org is resumed by running it again.
@@ -92,3 +98,4 @@ grep -qw "$N" "$RUN/orgs" || echo "$(cat "$RUN/orgs") $N" >"$RUN/orgs"
 "$PY" "$NET_DIR/tools.py" network-json "$RUN" $(cat "$RUN/orgs")
 date -u +%FT%TZ >"$RUN/org$N.added"
 log "Org${N}MSP joined $CHANNEL in $(($(date +%s) - t0))s"
+admit

@@ -15,6 +15,9 @@ CC_VERSION=${CC_VERSION:-1.0}
 CC_SEQUENCE=${CC_SEQUENCE:-1}
 CC_LABEL="${CC_NAME}_$CC_VERSION"
 PY="${PYTHON:-$NET_ROOT/.venv/bin/python}"
+# The helpers (tools.py, admit.py) and chaincode servers import this checkout's fedledger, not whichever
+# checkout the venv was installed from (a script run by path would otherwise see only site-packages).
+export PYTHONPATH="$NET_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 # gRPC limit for peers and chaincode servers: 50 MB+ transient payloads must get through.
 MAX_MSG_BYTES=$((256 * 1024 * 1024))
 BATCH_TIMEOUT=${FEDLEDGER_BATCH_TIMEOUT:-50ms}  # p50 88 ms vs 235 ms at 200 ms (bench/commit_latency.py)

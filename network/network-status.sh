@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make network-status: processes, channel heights per peer, committed chaincode definition.
+# make network-status: per-process health (each orderer, peer, chaincode server: up/down, port, /healthz,
+# the Raft leader), channel heights per peer, committed chaincode definition.
 set -eu
 . "$(dirname "$0")/lib.sh"
 [ -d "$RUN" ] || { echo "network: not created ($RUN missing)"; exit 1; }
@@ -9,20 +10,12 @@ state=READY
 [ -f "$RUN/READY" ] || state="NOT READY"
 [ -f "$RUN/RESTARTING" ] && state="RESTARTING"
 echo "network: $state ($RUN)"
-echo "processes:"
-for f in "$PIDS"/*.pid; do
-    [ -f "$f" ] || continue
-    name=$(basename "$f" .pid)
-    if pid_alive "$name"; then s="up"; else s="DOWN"; fi
-    printf '  %-32s pid %-8s %s\n' "$name" "$(cat "$f")" "$s"
-done
-echo "health:"
-for i in 1 2 3; do
-    printf '  %-18s %s\n' "orderer$i" "$(curl -s "http://$HOST:$(orderer_ops_port "$i")/healthz" || echo unreachable)"
-done
-for n in $ORGS; do
-    printf '  %-18s %s\n' "peer0.org$n" "$(curl -s "http://$HOST:$(peer_ops_port "$n")/healthz" || echo unreachable)"
-done
+echo "processes (address, pid, up/down, /healthz, Raft role):"
+if [ -f "$RUN/network.json" ]; then
+    "$PY" "$NET_DIR/health.py" "$RUN"
+else
+    echo "  no network.json yet: network-up has not finished"
+fi
 echo "channel $CHANNEL heights:"
 for n in $ORGS; do
     use_org "$n"

@@ -87,7 +87,8 @@ def open_client(
 ) -> FedLedgerClient:
     """A client of ``location``'s contract signing as ``identity``.
 
-    On Fabric it talks to the gateway peer of the identity's own organisation, and by default every submit
+    On Fabric it talks to the gateway peer of the identity's own organisation (the other organisations' peers
+    take over when it cannot be reached), and by default every submit
     returns only once each organisation's peer has the block (``committed_on``), so the next transaction
     (endorsed by several organisations) never reads a state one of them has not caught up with. ``options``
     go to the Fabric gateway backend (``committed_on``, ``endorse_timeout``, ...); the embedded ledger takes
@@ -103,7 +104,7 @@ def open_client(
 
         profile = load_network_dir(location.path)
         options.setdefault("committed_on", [o.mspid for o in profile.orgs.values()])
-        backend = profile.org(identity.mspid).backend(identity, signer, clock=clock, **options)
+        backend = profile.backend(identity.mspid, identity, signer, clock=clock, **options)
         gateway = connect(identity, signer=signer, backend=backend)
     network = gateway.get_network(location.channel)
     return FedLedgerClient(network.get_contract(location.chaincode), network)

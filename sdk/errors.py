@@ -25,6 +25,9 @@ __all__ = [
 class GatewayError(Exception):
     """A step of a transaction failed; ``details`` lists what each remote party said."""
 
+    step = "gateway call"
+    """The step, in words, for messages."""
+
     def __init__(
         self,
         message: str,
@@ -50,13 +53,19 @@ class GatewayError(Exception):
 class EndorseError(GatewayError):
     """The proposal was not endorsed: the contract refused it, or no endorser answered."""
 
+    step = "endorsement"
+
 
 class SubmitError(GatewayError):
     """The endorsed transaction could not be handed to ordering."""
 
+    step = "submission to ordering"
+
 
 class CommitStatusError(GatewayError):
     """The commit status could not be obtained (the transaction may still commit)."""
+
+    step = "commit status"
 
 
 class CommitError(Exception):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from fedledger.cli.ledger import ledger_dir
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.connection import LedgerLocation, open_client
 from fedledger.sdk.errors import CommitError, GatewayError
+
+logger = logging.getLogger(__name__)
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -75,7 +78,10 @@ def _run(args: argparse.Namespace) -> int:
         else:
             data = contract.evaluate(args.function, arguments=args.args, transient=_transient(args.transient))
     except (GatewayError, CommitError) as exc:
-        print(f"fedledger: {args.function} failed: {exc}", file=sys.stderr)
+        first, *details = str(exc).splitlines()
+        print(f"fedledger: {args.function} failed: {first}", file=sys.stderr)
+        for detail in details:  # what each endorser or orderer said: with -v
+            logger.info("%s", detail.strip())
         return 1
     print(json.dumps(json.loads(data), indent=2) if data else "")
     return 0

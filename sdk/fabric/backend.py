@@ -10,6 +10,14 @@ and four steps per transaction, as in fabric-gateway's ``pkg/client``:
 3. Ask CommitStatus (a signed request) until the peer has validated the block.
 4. Map a non-VALID validation code to :class:`~fedledger.sdk.errors.CommitError`.
 
+Faults of the network are ridden out where that is safe (measured on a 2.5.16 network): an
+orderer acknowledges a transaction and its Raft leader dies before cutting it into a block, so
+the transaction is silently dropped. Commit status is therefore awaited ``resubmit_after``
+seconds at a time, and each time it does not come the *same signed envelope* is submitted again
+(the gateway picks another orderer; a copy that arrives after the first one committed is
+invalidated as ``DUPLICATE_TXID``, so nothing is applied twice). A gateway peer that cannot be
+reached is replaced by the next configured one (:mod:`~fedledger.sdk.fabric.endpoints`).
+
 Read/write conflicts (``MVCC_READ_CONFLICT``, ``PHANTOM_READ_CONFLICT``) are not errors of the
 caller: another transaction changed what this one read between endorsement and commit. They are
 retried with a *fresh* proposal (new nonce, so a new transaction id, re-executed against current
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 
 import grpc
 from fabric_protos.common import common_pb2, ledger_pb2
-from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.gateway import gateway_pb2
 
 from fedledger.identity import Identity, Signer
 from fedledger.sdk.backend import ChaincodeEvent, Proposal, SubmitResult
@@ -40,7 +48,8 @@ from fedledger.sdk.errors import (
     SubmitError,
 )
 from fedledger.sdk.fabric import protocol
-from fedledger.sdk.fabric.grpcerrors import to_gateway_error
+from fedledger.sdk.fabric.endpoints import GatewayEndpoint, GatewayPool
+from fedledger.sdk.fabric.grpcerrors import NEXT_STEP, to_gateway_error
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -59,6 +68,13 @@ room for 50 MB updates plus protobuf overhead (the peer's own limit must be rais
 RETRYABLE_CODES = frozenset({"MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT"})
 """Validation codes that mean "state moved under you": re-endorsing can succeed."""
 
+RESUBMITTABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"})
+"""Submit failures after which the same envelope may be submitted again: no orderer took it (no Raft
+leader during an election, orderers unreachable), or it may have been taken but the answer was lost."""
+
+SUBMIT_PAUSE = 1.0
+"""Seconds between submissions of an envelope that no orderer accepted (a Raft election takes ~2.4 s)."""
+
 
 @dataclass(frozen=True)
 class EndorsedTransaction:
@@ -71,12 +87,15 @@ class EndorsedTransaction:
 
 
 class FabricGatewayBackend:
-    """A :class:`~fedledger.sdk.backend.Backend` that talks to one peer's Gateway service.
+    """A :class:`~fedledger.sdk.backend.Backend` that talks to a peer's Gateway service.
 
-    One instance holds one gRPC channel and signs as one identity; it is safe to share between
-    threads (gRPC channels and the signer are thread-safe). Timeouts are in seconds and apply
-    per call; defaults follow fabric-gateway (evaluate 5 s, endorse 15 s, submit 5 s, commit
-    status 60 s).
+    One instance signs as one identity and talks to one gateway peer at a time (``endpoint``
+    first, then each of ``fallbacks`` when the current one cannot be reached); it is safe to
+    share between threads (gRPC channels and the signer are thread-safe). Timeouts are in
+    seconds and apply per call; defaults follow fabric-gateway (evaluate 5 s, endorse 15 s,
+    submit 5 s, commit status 60 s). ``commit_status_timeout`` bounds the whole wait for a
+    commit, during which the signed transaction is submitted again every ``resubmit_after``
+    seconds without a commit status (see the module doc).
 
     ``tls_root_cert`` is the PEM (bytes) or path of the CA that issued the peer's TLS
     certificate; ``None`` means a plaintext connection. ``server_name_override`` is the TLS
@@ -104,6 +123,8 @@ class FabricGatewayBackend:
         endorse_timeout: float = 15.0,
         submit_timeout: float = 5.0,
         commit_status_timeout: float = 60.0,
+        resubmit_after: float = 10.0,
+        fallbacks: Sequence[GatewayEndpoint] = (),
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         mvcc_retries: int = 3,
         retry_backoff: float = 0.05,
@@ -116,6 +137,7 @@ class FabricGatewayBackend:
             ("endorse_timeout", endorse_timeout),
             ("submit_timeout", submit_timeout),
             ("commit_status_timeout", commit_status_timeout),
+            ("resubmit_after", resubmit_after),
         ):
             if value <= 0:
                 raise ValueError(f"The {name!r} parameter must be > 0 seconds. Got {value!r} instead.")
@@ -129,24 +151,26 @@ class FabricGatewayBackend:
         self.endorse_timeout = endorse_timeout
         self.submit_timeout = submit_timeout
         self.commit_status_timeout = commit_status_timeout
+        self.resubmit_after = resubmit_after
         self.mvcc_retries = mvcc_retries
         self.retry_backoff = retry_backoff
         self._clock = clock
         self.committed_on = tuple(committed_on)
-        self._channel = channel or _open_channel(
-            endpoint,
-            tls_root_cert=tls_root_cert,
-            server_name_override=server_name_override,
+        primary = GatewayEndpoint(endpoint, tls_root_cert, server_name_override, identity.mspid)
+        self.gateways = GatewayPool(
+            [primary, *fallbacks],
             tls_client_cert=tls_client_cert,
             tls_client_key=tls_client_key,
             max_message_bytes=max_message_bytes,
+            first_channel=channel,
         )
-        self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
         self._streams: set[ChaincodeEventStream] = set()
         self._lock = threading.Lock()
         self._closed = False
         self.retried = 0
         """How many transactions were re-proposed after a read conflict (for tests and metrics)."""
+        self.resubmitted = 0
+        """How many times a signed transaction was submitted again (for tests and metrics)."""
 
     # -- Backend port ------------------------------------------------------------------
 
@@ -160,10 +184,10 @@ class FabricGatewayBackend:
             proposed_transaction=prepared.signed(self._signer),
             target_organizations=list(proposal.endorsing_orgs),
         )
-        try:
-            response = self._stub.Evaluate(request, timeout=self.evaluate_timeout)
-        except grpc.RpcError as error:
-            raise to_gateway_error(error, step=EndorseError, transaction_id=prepared.transaction_id) from None
+        transaction_id = prepared.transaction_id
+        response = self.gateways.call(
+            "Evaluate", request, timeout=self.evaluate_timeout, step=EndorseError, transaction_id=transaction_id
+        )
         return response.result.payload
 
     def wait_for_block(self, channel: str, number: int, orgs: Sequence[str], timeout: float = 30.0) -> None:
@@ -176,7 +200,13 @@ class FabricGatewayBackend:
         deadline = time.monotonic() + timeout
         for org in orgs:
             while True:
-                info = self.evaluate(Proposal(channel, "qscc", "GetChainInfo", (channel.encode(),), {}, (org,)))
+                try:
+                    info = self.evaluate(Proposal(channel, "qscc", "GetChainInfo", (channel.encode(),), {}, (org,)))
+                except EndorseError as error:
+                    # A peer that is down endorses nothing, so it cannot make the next transaction fail either;
+                    # failing here would report a committed transaction as failed.
+                    logger.warning("Not waiting for %s to commit block %d: %s", org, number, str(error).splitlines()[0])
+                    break
                 if ledger_pb2.BlockchainInfo.FromString(info).height > number:
                     break
                 if time.monotonic() > deadline:
@@ -193,8 +223,7 @@ class FabricGatewayBackend:
         for attempt in range(1, attempts + 1):
             transaction = self.endorse(proposal)
             transaction_id = transaction.transaction_id
-            self.submit_endorsed(transaction)
-            name, block_number = self.commit_status(proposal.channel, transaction_id)
+            name, block_number = self.order(transaction)
             if name == "VALID":
                 self.wait_for_block(proposal.channel, block_number, self.committed_on)
                 return SubmitResult(transaction_id, block_number, transaction.result)
@@ -246,7 +275,7 @@ class FabricGatewayBackend:
             start_block=start_block,
             after_transaction_id=after_transaction_id,
         )
-        call = self._stub.ChaincodeEvents(request)
+        call = self.gateways.stub().ChaincodeEvents(request)
         stream = ChaincodeEventStream(call, on_close=self._forget_stream)
         with self._lock:
             if self._closed:
@@ -264,7 +293,7 @@ class FabricGatewayBackend:
             streams = list(self._streams)
         for stream in streams:
             stream.close()
-        self._channel.close()
+        self.gateways.close()
 
     def __enter__(self) -> FabricGatewayBackend:
         return self
@@ -305,10 +334,9 @@ class FabricGatewayBackend:
             proposed_transaction=prepared.signed(self._signer),
             endorsing_organizations=list(proposal.endorsing_orgs),
         )
-        try:
-            response = self._stub.Endorse(request, timeout=self.endorse_timeout)
-        except grpc.RpcError as error:
-            raise to_gateway_error(error, step=EndorseError, transaction_id=transaction_id) from None
+        response = self.gateways.call(
+            "Endorse", request, timeout=self.endorse_timeout, step=EndorseError, transaction_id=transaction_id
+        )
         envelope = response.prepared_transaction
         info = protocol.parse_envelope(envelope)
         if info.transaction_id != transaction_id or info.channel != proposal.channel:
@@ -322,26 +350,79 @@ class FabricGatewayBackend:
 
     def submit_endorsed(self, transaction: EndorsedTransaction) -> None:
         """Step 2: signs the prepared envelope and hands it to ordering (does not wait)."""
-        request = gateway_pb2.SubmitRequest(
-            transaction_id=transaction.transaction_id,
-            channel_id=transaction.channel,
-            prepared_transaction=protocol.sign_envelope(transaction.envelope, self._signer),
-        )
-        try:
-            self._stub.Submit(request, timeout=self.submit_timeout)
-        except grpc.RpcError as error:
-            raise to_gateway_error(error, step=SubmitError, transaction_id=transaction.transaction_id) from None
+        self.submit_signed(transaction, protocol.sign_envelope(transaction.envelope, self._signer))
 
-    def commit_status(self, channel: str, transaction_id: str) -> tuple[str, int]:
-        """Step 3: waits until the peer committed the transaction; its validation code and block."""
+    def submit_signed(self, transaction: EndorsedTransaction, envelope: common_pb2.Envelope) -> None:
+        """Step 2 with an envelope signed already: hands it (again) to ordering."""
+        request = gateway_pb2.SubmitRequest(
+            transaction_id=transaction.transaction_id, channel_id=transaction.channel, prepared_transaction=envelope
+        )
+        self.gateways.call(
+            "Submit", request, timeout=self.submit_timeout, step=SubmitError, transaction_id=transaction.transaction_id
+        )
+
+    def commit_status(self, channel: str, transaction_id: str, *, timeout: float | None = None) -> tuple[str, int]:
+        """Step 3: waits (``timeout``, default ``commit_status_timeout``) until the gateway's peer committed
+        the transaction; its validation code and block."""
         request = protocol.commit_status_request(
             channel=channel, transaction_id=transaction_id, creator=self._creator, signer=self._signer
         )
-        try:
-            response = self._stub.CommitStatus(request, timeout=self.commit_status_timeout)
-        except grpc.RpcError as error:
-            raise to_gateway_error(error, step=CommitStatusError, transaction_id=transaction_id) from None
+        response = self.gateways.call(
+            "CommitStatus",
+            request,
+            timeout=self.commit_status_timeout if timeout is None else timeout,
+            step=CommitStatusError,
+            transaction_id=transaction_id,
+        )
         return protocol.validation_code_name(response.result), response.block_number
+
+    def order(self, transaction: EndorsedTransaction) -> tuple[str, int]:
+        """Steps 2 and 3, riding out lost transactions: signs once, submits, and submits the same envelope
+        again whenever no commit status came within ``resubmit_after`` s, until ``commit_status_timeout``.
+
+        Returns the validation code and block of the transaction's first committed copy: a later copy is
+        invalidated as ``DUPLICATE_TXID``, and the ledger's transaction index answers with the first.
+        """
+        envelope = protocol.sign_envelope(transaction.envelope, self._signer)
+        transaction_id = transaction.transaction_id
+        deadline = time.monotonic() + self.commit_status_timeout
+        submissions = 0
+        while True:
+            wait = min(self.resubmit_after, max(deadline - time.monotonic(), 0.001))
+            try:
+                self.submit_signed(transaction, envelope)
+            except SubmitError as error:
+                if error.code not in RESUBMITTABLE_CODES or time.monotonic() >= deadline:
+                    raise
+                logger.warning("%s not taken by ordering (%s); trying again", transaction_id, error.code)
+                wait = min(SUBMIT_PAUSE, wait)  # an earlier copy may still commit meanwhile: keep asking
+            submissions += 1
+            try:
+                name, block_number = self.commit_status(transaction.channel, transaction_id, timeout=wait)
+            except CommitStatusError as error:
+                if error.code != "DEADLINE_EXCEEDED":
+                    raise
+                if time.monotonic() >= deadline:
+                    raise CommitStatusError(
+                        f"no peer reported transaction {transaction_id} committed within {self.commit_status_timeout:g}"
+                        f" s after {submissions} submissions (ordering service without a leader or quorum?); "
+                        + NEXT_STEP["DEADLINE_EXCEEDED"],
+                        code="DEADLINE_EXCEEDED",
+                        transaction_id=transaction_id,
+                    ) from None
+                with self._lock:
+                    self.resubmitted += 1
+                logger.warning(
+                    "No commit status for %s after %.1f s: submitting the same signed transaction again (%d)",
+                    transaction_id,
+                    wait,
+                    submissions,
+                )
+                continue
+            if name == "DUPLICATE_TXID" and submissions > 1:
+                # This copy lost to an earlier one, which did commit: report that one.
+                name, block_number = self.commit_status(transaction.channel, transaction_id)
+            return name, block_number
 
     def _forget_stream(self, stream: ChaincodeEventStream) -> None:
         with self._lock:
@@ -396,39 +477,3 @@ class ChaincodeEventStream(Iterator[ChaincodeEvent]):
         self._call.cancel()
         if self._on_close is not None:
             self._on_close(self)
-
-
-def _read_pem(value: bytes | str | None) -> bytes | None:
-    if value is None or isinstance(value, bytes):
-        return value
-    with open(value, "rb") as file:
-        return file.read()
-
-
-def _open_channel(
-    endpoint: str,
-    *,
-    tls_root_cert: bytes | str | None,
-    server_name_override: str | None,
-    tls_client_cert: bytes | None,
-    tls_client_key: bytes | None,
-    max_message_bytes: int,
-) -> grpc.Channel:
-    options: list[tuple[str, object]] = [
-        ("grpc.max_send_message_length", max_message_bytes),
-        ("grpc.max_receive_message_length", max_message_bytes),
-        # Long idle event streams: ping, but less often than the peer's keepalive.minInterval (60 s).
-        ("grpc.keepalive_time_ms", 120_000),
-        ("grpc.keepalive_timeout_ms", 20_000),
-    ]
-    root = _read_pem(tls_root_cert)
-    if root is None:
-        logger.warning("Connecting to %s without TLS", endpoint)
-        return grpc.insecure_channel(endpoint, options=options)
-    if server_name_override:
-        options.append(("grpc.ssl_target_name_override", server_name_override))
-        options.append(("grpc.default_authority", server_name_override))
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=root, private_key=tls_client_key, certificate_chain=tls_client_cert
-    )
-    return grpc.secure_channel(endpoint, credentials, options=options)

@@ -10,6 +10,7 @@ hyperledger-fabric-protos requires protobuf < 6).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -22,7 +23,7 @@ from fedledger.sdk.errors import (
     contract_rejection,
 )
 
-__all__ = ["ErrorDetail", "error_details", "to_gateway_error"]
+__all__ = ["NEXT_STEP", "ErrorDetail", "error_details", "to_gateway_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,11 +95,29 @@ def _status(error: grpc.RpcError) -> tuple[str, str]:
     return "UNKNOWN", str(error)
 
 
-def to_gateway_error(error: grpc.RpcError, *, step: type[GatewayError], transaction_id: str) -> GatewayError:
+NEXT_STEP = {
+    "UNAVAILABLE": "check which peers and orderers are down (`make network-status`; `make network-up` restarts "
+    "them), then retry",
+    "DEADLINE_EXCEEDED": "the network did not answer in time: check `make network-status`, then retry "
+    "(a transaction is never applied twice)",
+    "PERMISSION_DENIED": "check that the identity's MSP ID and certificate belong to a member of the channel",
+    "UNAUTHENTICATED": "check that the identity's MSP ID and certificate belong to a member of the channel",
+    "NOT_FOUND": "check the channel and chaincode names (`make network-status` shows them)",
+    "ABORTED": "the endorsing peers failed or disagreed (see the details): retry, and check their chaincode "
+    "servers (`make network-status`) if it persists",
+}
+"""What to do next, by gRPC status, for failures that are not the contract's own refusals."""
+
+
+def to_gateway_error(
+    error: grpc.RpcError, *, step: type[GatewayError], transaction_id: str, gateways: Sequence[str] = ()
+) -> GatewayError:
     """The typed error for a failed gRPC call of ``step`` (EndorseError, SubmitError...).
 
     For an endorsement refused by the contract (its message carries ``[CODE] ...``), the
     result is also an instance of the contract's own error class, with the contract's words.
+    Otherwise the first line says what failed where and what to do next; ``gateways`` are the
+    gateway peers that were tried.
     """
     code, message = _status(error)
     details = error_details(error)
@@ -108,4 +127,8 @@ def to_gateway_error(error: grpc.RpcError, *, step: type[GatewayError], transact
             rejection = contract_rejection(candidate, transaction_id=transaction_id, details=detail_texts)
             if rejection is not None:
                 return rejection
-    return step(f"{message} [{code}]", code=code, transaction_id=transaction_id, details=detail_texts)
+    where = f" (gateway {', '.join(gateways)})" if gateways else ""
+    cause = " ".join(message.split()) or "no detail"
+    hint = NEXT_STEP.get(code)
+    text = f"{step.step} failed{where}: {cause} [{code}]" + (f"; {hint}" if hint else "")
+    return step(text, code=code, transaction_id=transaction_id, details=detail_texts)

@@ -43,6 +43,7 @@ from fedledger.chaincode.names import CONTRACT_NAME as DEFAULT_CHAINCODE
 from fedledger.chaincode.names import DEFAULT_CHANNEL
 from fedledger.identity import Identity, Signer, load_msp_identity
 from fedledger.sdk.fabric.backend import FabricGatewayBackend
+from fedledger.sdk.fabric.endpoints import GatewayEndpoint
 
 __all__ = [
     "NetworkProfile",
@@ -60,7 +61,8 @@ TEST_NETWORK_PORTS = {"org1": 7051, "org2": 9051, "org3": 11051}
 
 @dataclass(frozen=True)
 class OrgConnection:
-    """How to reach one organisation's gateway peer, and where its users' MSP folders are."""
+    """How to reach one organisation's gateway peer (and its other peers, if the profile names more),
+    and where its users' MSP folders are."""
 
     name: str
     mspid: str
@@ -68,6 +70,13 @@ class OrgConnection:
     tls_root_cert: bytes | None
     server_name_override: str | None = None
     msp_dirs: Mapping[str, Path] = field(default_factory=dict)
+    other_peers: tuple[GatewayEndpoint, ...] = ()
+
+    @property
+    def gateways(self) -> tuple[GatewayEndpoint, ...]:
+        """This organisation's gateway peers, the preferred one first."""
+        first = GatewayEndpoint(self.endpoint, self.tls_root_cert, self.server_name_override, self.mspid)
+        return (first, *self.other_peers)
 
     def msp_dir(self, user: str) -> Path:
         """The MSP folder of ``user`` ("User1", "Admin", or any name the profile lists)."""
@@ -77,8 +86,10 @@ class OrgConnection:
         raise KeyError(f"{self.name} has no MSP folder for user {user!r}; known: {sorted(self.msp_dirs)}.")
 
     def backend(self, identity: Identity, signer: Signer, **options: Any) -> FabricGatewayBackend:
-        """A backend on this organisation's gateway peer signing as ``identity``; ``options`` go to
-        :class:`FabricGatewayBackend` (timeouts, retries, ``clock``...)."""
+        """A backend on this organisation's gateway peer signing as ``identity``, failing over to its
+        other peers (and to ``fallbacks=`` after them); ``options`` go to :class:`FabricGatewayBackend`
+        (timeouts, retries, ``clock``...)."""
+        options["fallbacks"] = (*self.other_peers, *options.get("fallbacks", ()))
         return FabricGatewayBackend(
             identity,
             signer,
@@ -104,6 +115,15 @@ class NetworkProfile:
                 return org
         raise KeyError(f"Unknown organisation {name!r}; known: {sorted(self.orgs)}.")
 
+    def backend(self, org: str, identity: Identity, signer: Signer, **options: Any) -> FabricGatewayBackend:
+        """A backend on ``org``'s gateway peer that fails over to its other peers, then to the other
+        organisations' peers, when the current one cannot be reached. ``options`` go to
+        :class:`FabricGatewayBackend`; ``fallbacks=()`` keeps it on ``org``'s own peers."""
+        connection = self.org(org)
+        others = [other for other in self.orgs.values() if other is not connection]
+        options.setdefault("fallbacks", [gateway for other in others for gateway in other.gateways])
+        return connection.backend(identity, signer, **options)
+
     def connect(
         self,
         org: str = "Org1",
@@ -118,7 +138,7 @@ class NetworkProfile:
         """
         connection = self.org(org)
         identity, signer = load_msp_identity(msp_dir or connection.msp_dir(user), connection.mspid)
-        return connection.backend(identity, signer, **options)
+        return self.backend(org, identity, signer, **options)
 
 
 def _read_optional(path: Path | None) -> bytes | None:
@@ -236,6 +256,7 @@ def _load_connection_profile_data(data: Mapping[str, Any], base: Path) -> Networ
     peers = data.get("peers") or {}
     orgs: dict[str, OrgConnection] = {}
     for name, org in (data.get("organizations") or {}).items():
+        gateways: list[GatewayEndpoint] = []
         for peer_name in org.get("peers") or ():
             peer = peers.get(peer_name)
             if not peer or "url" not in peer:
@@ -247,17 +268,19 @@ def _load_connection_profile_data(data: Mapping[str, Any], base: Path) -> Networ
             elif tls_section.get("path"):
                 tls = Path(_resolve(base, tls_section["path"]) or "").read_bytes()
             options = peer.get("grpcOptions") or {}
+            server_name = options.get("ssl-target-name-override") or options.get("hostnameOverride") or peer_name
+            gateways.append(GatewayEndpoint(re.sub(r"^grpcs?://", "", peer["url"]), tls, server_name, org["mspid"]))
+        if gateways:
+            first = gateways[0]
             orgs[name] = OrgConnection(
                 name=name,
                 mspid=org["mspid"],
-                endpoint=re.sub(r"^grpcs?://", "", peer["url"]),
-                tls_root_cert=tls,
-                server_name_override=options.get("ssl-target-name-override")
-                or options.get("hostnameOverride")
-                or peer_name,
+                endpoint=first.address,
+                tls_root_cert=first.tls_root_cert if isinstance(first.tls_root_cert, bytes) else None,
+                server_name_override=first.server_name_override,
                 msp_dirs={},
+                other_peers=tuple(gateways[1:]),
             )
-            break
     channels = list((data.get("channels") or {}).keys())
     return NetworkProfile(channel=channels[0] if channels else DEFAULT_CHANNEL, chaincode=DEFAULT_CHAINCODE, orgs=orgs)
 
@@ -289,6 +312,7 @@ def load_connection_profile(
             org.tls_root_cert,
             org.server_name_override,
             {user: Path(p) for user, p in (msp_dirs or {}).get(name, {}).items()},
+            org.other_peers,
         )
         for name, org in profile.orgs.items()
     }

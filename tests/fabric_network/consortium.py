@@ -231,7 +231,7 @@ class FabricTestbed:
 
     def gateway(self, identity: Identity, signer: Signer, clock: Callable[[], float]) -> Gateway:
         """A connection to the peer of the org the identity claims, stamping proposals with ``clock``."""
-        backend = self.profile.org(identity.mspid).backend(identity, signer, clock=clock)
+        backend = self.profile.backend(identity.mspid, identity, signer, clock=clock)
         return connect(identity, signer=signer, backend=EveryPeerCommits(backend, self.wait_for_block))
 
     def wait_for_block(self, number: int, timeout: float = 30.0) -> None:

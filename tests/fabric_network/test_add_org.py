@@ -1,20 +1,35 @@
-"""`make add-org`: Org3 joins the live channel and counts in the MAJORITY endorsement policy."""
+"""`make add-org`: Org3 joins the live channel, counts in the MAJORITY endorsement policy, is admitted to the
+contract's consortium, and a member of Org3 takes part in a round."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from fedledger.chaincode.errors import AlreadyExists, PermissionDenied
+from fedledger.network.admit import admit_member
+from fedledger.sdk.fabric.local import LocalFabricNetwork
+
+from ..support import SCHEMA, UpdateFactory, common_name, dp, enrol, ready_round
+from .consortium import FabricTestbed
 from .fabric_cli import CHANNEL, REPO, FabricCli
 
 pytestmark = pytest.mark.fabric
 
 
 @pytest.fixture(scope="module")
-def with_org3(fabric_network: FabricCli, compat_cc: str) -> FabricCli:
+def with_org3(fabric_network: FabricCli, compat_cc: str, tmp_path_factory: pytest.TempPathFactory) -> FabricCli:
+    # A consortium initialised before Org3 joins, as on a live network: add-org must admit Org3 to it.
+    founder = LocalFabricNetwork(fabric_network.run, tmp_path_factory.mktemp("founder")).client(
+        "Org1MSP", "Admin", admin=True
+    )
+    with contextlib.suppress(AlreadyExists):
+        founder.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
     proc = subprocess.run(["make", "-s", "add-org"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return FabricCli()
@@ -100,4 +115,31 @@ def test_org3_runs_fedledger_with_its_own_server_and_approval(with_org3: FabricC
 
 def test_add_org_again_changes_nothing(with_org3: FabricCli) -> None:
     proc = subprocess.run(["make", "-s", "add-org"], cwd=REPO, capture_output=True, text=True, check=True)
-    assert "already a member" in proc.stderr
+    assert "Org3MSP is already a member of mychannel" in proc.stderr
+    assert "Org3MSP is already a member of the consortium on fedledger" in proc.stderr
+
+
+def test_the_consortium_rules_admit_org3(with_org3: FabricCli) -> None:
+    rules = json.loads(with_org3.query("fedledger", ["GetRules", ""], org=3))
+    assert {"Org1MSP", "Org2MSP", "Org3MSP"} <= set(rules["member_msps"])
+
+
+def test_a_member_of_org3_registers_and_submits_an_update(with_org3: FabricCli, tmp_path: Path) -> None:
+    # A testbed made after add-org: Org3 approves the fresh namespace, its peer endorses it.
+    testbed = FabricTestbed(with_org3.run, tmp_path)
+    consortium = testbed.consortium()
+    try:
+        assert "Org3MSP" in testbed.endorsing_orgs
+        _, _, _ = ready_round(consortium, trainers=2, rules={"detector_min_updates": 10})
+        with pytest.raises(PermissionDenied, match="not the admin of a member organisation"):
+            consortium.admin("Org3MSP").enrol_trainer(
+                common_name("Org3MSP", "trainer-org3"), dataset_size=100, schema_hash=SCHEMA
+            )
+        assert "admitted" in admit_member(with_org3.run, "Org3MSP", chaincode=consortium.chaincode)
+        member = enrol(consortium, "Org3MSP", "trainer-org3")
+        update = member.submit_update(1, UpdateFactory().bytes(), samples=100, privacy=dp(1.0), train_loss=0.5)
+        assert update.participant == member.whoami()["id"]
+        assert with_org3.committed_tx(update.tx_id, consortium.chaincode, org=3).validation_code == "VALID"
+    finally:
+        consortium.close()
+        testbed.close()

@@ -85,6 +85,23 @@ def _channel_config(cli: FabricCli, tmp_path: Path):
     return configtx_pb2.ConfigEnvelope.FromString(payload.data).config.channel_group
 
 
+def test_network_status_shows_every_process_its_port_and_the_raft_leader(fabric_network: FabricCli) -> None:
+    from fedledger.network.health import raft_leader
+
+    proc = subprocess.run(["make", "-s", "network-status"], cwd=REPO, capture_output=True, text=True, check=True)
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if " pid " in line}
+    doc = fabric_network.doc
+    expected = {f"orderer{i}": o["endpoint"] for i, o in enumerate(doc["orderers"], start=1)}
+    for org in doc["organizations"].values():
+        expected[org["peer"]["name"].removesuffix(".example.com")] = org["peer"]["endpoint"]
+        expected[f"ccserver.org{org['mspid'][3]}"] = org["chaincode_server"]
+    for name, endpoint in expected.items():
+        assert rows[name][1] == endpoint and rows[name][4] == "up", proc.stdout
+    roles = [rows[f"orderer{i}"][-1] for i in (1, 2, 3)]
+    assert sorted(roles) == ["follower", "follower", "leader"], proc.stdout
+    assert f"raft leader: orderer{raft_leader(fabric_network.run)}" in proc.stdout
+
+
 def test_channel_config_raft_batch_timeout_anchor_peers_majority(fabric_network: FabricCli, tmp_path) -> None:
     from fabric_protos.common import configuration_pb2, policies_pb2
     from fabric_protos.orderer import configuration_pb2 as orderer_config

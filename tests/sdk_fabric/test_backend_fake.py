@@ -25,6 +25,7 @@ from fedledger.sdk.errors import (
 )
 from fedledger.sdk.fabric import FabricGatewayBackend
 from fedledger.sdk.fabric.backend import EndorsedTransaction
+from fedledger.sdk.fabric.endpoints import GatewayEndpoint
 
 from .certs import make_msp
 from .fakegateway import start_fake_gateway
@@ -153,6 +154,34 @@ def test_unreachable_peer_fails_fast_with_deadline(tmp_path: Path):
         backend.evaluate(_proposal("Echo", b"x"))
     assert caught.value.code in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
     backend.close()
+
+
+def test_an_unreachable_gateway_is_replaced_by_the_next_configured_one(gateway, tmp_path: Path):
+    backend, _ = gateway
+    identity, signer = load_msp_identity(tmp_path / "msp", "Org1MSP")
+    # nothing listens on port 1
+    failing_over = FabricGatewayBackend(identity, signer, endpoint="127.0.0.1:1", fallbacks=[backend.gateways.current])
+    try:
+        assert failing_over.evaluate(_proposal("Echo", b"x")) == b"x"
+        assert failing_over.submit(_proposal("Echo", b"y")).result == b"y"
+        assert failing_over.gateways.current == backend.gateways.current
+        assert failing_over.gateways.failovers == 1  # it stays on the gateway that answered
+    finally:
+        failing_over.close()
+
+
+def test_no_reachable_gateway_is_one_line_naming_them_and_what_to_do(tmp_path: Path):
+    make_msp(tmp_path / "msp")
+    identity, signer = load_msp_identity(tmp_path / "msp", "Org1MSP")
+    backend = FabricGatewayBackend(
+        identity, signer, endpoint="127.0.0.1:1", fallbacks=[GatewayEndpoint("127.0.0.1:2", mspid="Org2MSP")]
+    )
+    with pytest.raises(EndorseError) as caught:
+        backend.evaluate(_proposal("Echo", b"x"))
+    backend.close()
+    line = str(caught.value).splitlines()[0]
+    assert caught.value.code == "UNAVAILABLE"
+    assert "127.0.0.1:1 (Org1MSP), 127.0.0.1:2 (Org2MSP)" in line and "make network-status" in line
 
 
 def test_events_from_start_block_resume_and_close(gateway):

@@ -155,3 +155,31 @@ def test_cli_arguments(tmp_path: Path):
 def test_missing_network_dir_says_what_to_do(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="make network-up"):
         load_network_dir(tmp_path)
+
+
+def test_a_backend_fails_over_to_the_other_organisations_gateways_in_profile_order(tmp_path: Path):
+    profile = load_network_dir(_network_json(tmp_path))
+    backend = profile.connect("Org2", user="User1")
+    assert [str(e) for e in backend.gateways.endpoints] == ["127.0.0.1:9051 (Org2MSP)", "127.0.0.1:7051 (Org1MSP)"]
+    alone = profile.connect("Org2", user="User1", fallbacks=())
+    assert len(alone.gateways.endpoints) == 1
+    backend.close()
+    alone.close()
+
+
+def test_no_reachable_peer_is_one_cli_line_with_the_cause_and_what_to_do(tmp_path: Path, capsys):
+    from fedledger.cli.main import main
+
+    run = _network_json(tmp_path)
+    doc = json.loads((run / "network.json").read_text())
+    msp = Path(doc["organizations"]["Org1MSP"]["users"]["User1"]["msp_dir"])
+    for port, org in enumerate(doc["organizations"].values(), start=1):
+        org["peer"]["endpoint"] = f"127.0.0.1:{port}"  # nothing listens on ports 1 and 2
+        org["peer"]["tls_root_cert"] = str(next((msp / "signcerts").iterdir()))  # any PEM certificate
+    (run / "network.json").write_text(json.dumps(doc))
+    argv = ["evaluate", "WhoAmI", "--network-dir", str(run), "--msp-dir", str(msp), "--mspid", "Org1MSP"]
+    assert main(argv) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "127.0.0.1:1 (Org1MSP), 127.0.0.1:2 (Org2MSP)" in err and "[UNAVAILABLE]" in err
+    assert "make network-status" in err
