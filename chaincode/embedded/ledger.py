@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,9 @@ from fedledger.tensors import sha256_hex
 logger = logging.getLogger(__name__)
 
 DB_NAME = "ledger.sqlite"
+#: The file naming the orderer's MSP folder, relative to the ledger folder (older ledgers hold an absolute path,
+#: which `path / recorded` keeps as it is).
+ORDERER_MSP = "orderer-msp"
 GENESIS_PREV = "0" * 64
 
 _SCHEMA = """
@@ -151,7 +155,8 @@ class EmbeddedLedger:
         if (path / DB_NAME).exists():
             raise FileExistsError(f"a ledger already exists in {path}; open it instead or choose an empty folder")
         identity, signer = load_msp_identity(orderer_msp, orderer_mspid)
-        (path / "orderer-msp").write_text(str(Path(orderer_msp).resolve()))
+        # Relative to the ledger folder, so that a consortium folder still opens after it is moved or copied.
+        (path / ORDERER_MSP).write_text(os.path.relpath(Path(orderer_msp).resolve(), path.resolve()))
         db = _connect(path / DB_NAME)
         db.executescript(_SCHEMA)
         config = {
@@ -176,7 +181,7 @@ class EmbeddedLedger:
         orderer = None
         if not read_only:
             orderer_mspid = json.loads(cls._read_block_data(path, 0))["config"]["orderer"]["mspid"]
-            orderer = load_msp_identity((path / "orderer-msp").read_text().strip(), orderer_mspid)
+            orderer = load_msp_identity(path / (path / ORDERER_MSP).read_text().strip(), orderer_mspid)
         return cls(path, orderer)
 
     @staticmethod

@@ -13,7 +13,7 @@ from typing import Any
 
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.connection import LedgerLocation
+from fedledger.sdk.connection import LedgerLocation, relative_path
 from fedledger.sdk.connection import open_client as open_client_at
 from fedledger.sdk.store import UpdateStore, load_key
 
@@ -85,7 +85,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     audit.add_argument(
         "run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out), or the card folder"
     )
-    audit.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for runs on Fabric")
+    audit.add_argument(
+        "--network-dir", type=Path, help="for a run on Fabric: the running network's folder (default: the recorded one)"
+    )
     audit.set_defaults(run=_run_audit)
 
 
@@ -96,6 +98,19 @@ def _location(args: argparse.Namespace) -> LedgerLocation:
 
     profile = load_network_dir(args.network_dir)
     return LedgerLocation("fabric", args.network_dir, channel=profile.channel, chaincode=profile.chaincode)
+
+
+def _recorded_ledger(args: argparse.Namespace, *, run: Path) -> dict[str, Any]:
+    """What the card records of the ledger and the store, every path relative to the run folder (the card's
+    parent), so that `fedledger audit` checks the run where it is now."""
+    record = {
+        **_location(args).record(relative_to=run),
+        "store": relative_path(args.store, run),
+        "store_key": relative_path(args.store_key, run),
+    }
+    if record["kind"] == "fabric":
+        record["network_dir"] = record["path"]  # what `fedledger report` and `audit` read for a Fabric run
+    return record
 
 
 def open_client(args: argparse.Namespace) -> FedLedgerClient:
@@ -242,7 +257,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
         outcomes=outcomes,
         genesis=genesis.hash,
         base_model=str(args.model),
-        ledger={**_location(args).record(), "store": str(args.store), "store_key": str(args.store_key)},
+        ledger=_recorded_ledger(args, run=args.card.parent),
         training={"strategy": strategy.describe(), "adapter": args.adapter},
     )
     print(f"model card: {args.card} (check it with `fedledger audit {args.card}`)")
@@ -250,19 +265,23 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
+    from fedledger.report.rundir import LedgerUnreachableError, connect_ledger, locate
     from fedledger.trainer.audit import audit_run
-    from fedledger.trainer.provenance import PROVENANCE
     from fedledger.trainer.strategy import make_strategy
 
-    card = args.run_dir if (args.run_dir / PROVENANCE).is_file() else args.run_dir / "model"
-    record = json.loads((card / PROVENANCE).read_text())
-    ledger = record["ledger"]
-    store_dir = Path(ledger["store"])
-    store = UpdateStore(store_dir, load_key(ledger.get("store_key") or store_dir.parent / "store.key"))
-    if ledger["kind"] == "fabric":
-        ledger = {**ledger, "path": str(args.network_dir)}
-    client = LedgerLocation.from_record(ledger).client("Org2MSP", "auditor")
-    params = dict(record["training"]["strategy"])
-    report = audit_run(client, store, card, make_strategy(params.pop("name"), **params))
+    run = locate(args.run_dir)
+    if run.provenance is None:
+        raise FileNotFoundError(
+            f"{args.run_dir} has no model card (model/provenance.json), written when a run finishes; audit a "
+            f"finished run, or check its ledger alone: fedledger ledger verify {args.run_dir}"
+        )
+    network_dir = args.network_dir if run.kind == "fabric" else None
+    params = dict(run.provenance["training"]["strategy"])
+    try:
+        client, store = connect_ledger(run, network_dir=network_dir), run.store(network_dir=network_dir)
+    except LedgerUnreachableError as exc:
+        print(f"fedledger: error: {exc}", file=sys.stderr)
+        return 1
+    report = audit_run(client, store, run.card, make_strategy(params.pop("name"), **params))
     print(report)
     return 0 if report.ok else 1
