@@ -69,12 +69,31 @@ class Committed:
 
 
 @dataclass(frozen=True)
+class HistoryRow:
+    """One write as the history table keeps it: the key's value after transaction ``tx_id`` of ``block``."""
+
+    key: bytes
+    block: int
+    txnum: int
+    tx_id: str
+    timestamp: float
+    value: bytes | None
+    is_delete: bool
+
+
+@dataclass(frozen=True)
 class BlockEvent:
     block_number: int
     tx_id: str
     chaincode: str
     name: str
     payload: bytes
+
+
+def _blob(value: bytes | str) -> bytes:
+    """A stored BLOB; a cell someone rewrote as TEXT (``data || ' '`` in the sqlite3 shell) is read as its UTF-8
+    bytes, so that verification reports the tampering instead of failing on the type."""
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _b64(data: bytes) -> str:
@@ -294,7 +313,7 @@ class EmbeddedLedger:
                 "SELECT number, header, data, signature FROM blocks WHERE number >= ? ORDER BY number", (start,)
             )
             for number, header, data, signature in cursor:
-                yield number, bytes(header), bytes(data), bytes(signature)
+                yield number, _blob(header), _blob(data), _blob(signature)
 
     def events(
         self, *, start_block: int | None = None, poll_interval: float = 0.05, stop: threading.Event | None = None
@@ -322,4 +341,14 @@ class EmbeddedLedger:
                     time.sleep(poll_interval)
 
     def state_snapshot(self) -> dict[bytes, bytes]:
-        return {bytes(k): bytes(v) for k, v in self._db.execute("SELECT key, value FROM state")}
+        return {_blob(k): _blob(v) for k, v in self._db.execute("SELECT key, value FROM state")}
+
+    def history_rows(self) -> list[HistoryRow]:
+        """The history table (what GetHistory reads) in block order."""
+        rows = self._db.execute(
+            "SELECT key, block, txnum, tx_id, timestamp, value, is_delete FROM history ORDER BY block, txnum, key"
+        )
+        return [
+            HistoryRow(_blob(k), block, txnum, tx_id, ts, None if v is None else _blob(v), bool(d))
+            for k, block, txnum, tx_id, ts, v, d in rows
+        ]

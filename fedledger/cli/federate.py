@@ -142,6 +142,13 @@ def _dataset(spec: str, *, seed: int, test: bool = False) -> Any:
     return train.subset(partition_iid(len(train), int(count), seed=seed)[int(index) - 1])
 
 
+def _text_format(spec: str) -> str:
+    """How the rows of ``--data`` / ``--test-data`` ``spec`` become text (the model card records it)."""
+    if spec.startswith("breast-cancer"):
+        return "fedledger.trainer.data.load_breast_cancer_text(): a breast-cancer Wisconsin record with its numbers"
+    return f"the text column of {spec}, as written there"
+
+
 def _run_client(args: argparse.Namespace) -> int:
     from fedledger.experiments.federation import schema_hash
     from fedledger.trainer.data import to_tensor_dataset
@@ -204,7 +211,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     from fedledger.trainer.data import to_tensor_dataset
     from fedledger.trainer.evaluate import evaluate
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
-    from fedledger.trainer.provenance import publish_card
+    from fedledger.trainer.provenance import genesis_name, input_format, model_identity, publish_card
     from fedledger.trainer.rounds import RoundDriver, RoundOutcome
     from fedledger.trainer.strategy import check_strategy, make_strategy, strategy_from_rules
 
@@ -219,7 +226,12 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
     aggregator = Aggregator(client, _store(args), round_seconds=args.round_seconds)
     aggregator.ensure_registered()
-    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
+    identity = model_identity(
+        model,
+        base_model=str(args.model),
+        input_format=input_format(_text_format(args.test_data), test, max_length=args.max_length),
+    )
+    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=genesis_name(identity))
 
     def collect(number: int) -> None:
         print(f"round {number}: waiting for {args.expect} update(s) until {client.round(number).deadline:.0f}")
@@ -256,7 +268,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
         state=final_state,
         outcomes=outcomes,
         genesis=genesis.hash,
-        base_model=str(args.model),
+        identity=identity,
         ledger=_recorded_ledger(args, run=args.card.parent),
         training={"strategy": strategy.describe(), "adapter": args.adapter},
     )
@@ -265,6 +277,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
+    from fedledger.cli.ledger import ledger_dir
     from fedledger.report.rundir import LedgerUnreachableError, connect_ledger, locate
     from fedledger.trainer.audit import audit_run
     from fedledger.trainer.strategy import make_strategy
@@ -282,6 +295,7 @@ def _run_audit(args: argparse.Namespace) -> int:
     except LedgerUnreachableError as exc:
         print(f"fedledger: error: {exc}", file=sys.stderr)
         return 1
-    report = audit_run(client, store, run.card, make_strategy(params.pop("name"), **params))
+    ledger = ledger_dir(run.resolve(run.ledger["path"])) if run.kind == "embedded" else None
+    report = audit_run(client, store, run.card, make_strategy(params.pop("name"), **params), ledger_dir=ledger)
     print(report)
     return 0 if report.ok else 1
