@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 from fedledger.experiments.attacks import Attack, AttackConfig
 from fedledger.experiments.federation import FederationConfig, FederationResult, run_federation
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.connection import LedgerLocation
+from fedledger.sdk.connection import LedgerLocation, relative_path
 from fedledger.sdk.store import UpdateStore, create_key, load_key
 from fedledger.trainer.aggregator import RoundOutcome
 from fedledger.trainer.data import load_breast_cancer_text
@@ -24,6 +24,8 @@ from fedledger.trainer.models import LoraSettings, apply_lora, load_model, minil
 from fedledger.trainer.privacy import PrivacyConfig
 
 logger = logging.getLogger(__name__)
+
+STORE_KEY = "store.key"
 
 # The detector needs at least four updates to compare; rewards and trust as documented in the README.
 DEMO_RULES = {"detector_min_updates": 4, "epsilon_per_round": 10.0, "epsilon_total": 50.0, "max_update_norm": 1e4}
@@ -47,17 +49,19 @@ class DemoSetup:
 
 
 def _store(folder: Path) -> UpdateStore:
-    key_file = folder / "store.key"
+    key_file = folder / STORE_KEY
     key = load_key(key_file) if key_file.exists() else create_key(key_file)
     return UpdateStore(folder / "store", key)
 
 
 def _ledger(args: argparse.Namespace) -> tuple[Callable[[str, str, bool], FedLedgerClient], Path, dict[str, Any]]:
+    """The run's ledger, the folder of its store and identities, and what the card records of them: every path
+    relative to the run folder ``args.out``, so that the run still audits after it is moved or copied."""
     if args.ledger == "embedded":
         from fedledger.chaincode.embedded.bootstrap import create_consortium
 
         location = LedgerLocation("embedded", create_consortium(args.out / "consortium").base)
-        return _connector(location), args.out, location.record()
+        return _connector(location), args.out, location.record(relative_to=args.out)
     from fedledger.sdk.fabric.local import LocalFabricNetwork
 
     # The Fabric ledger outlives a demo run: identities and the store live beside the network so that
@@ -68,7 +72,7 @@ def _ledger(args: argparse.Namespace) -> tuple[Callable[[str, str, bool], FedLed
         "kind": "fabric",
         "channel": location.channel,
         "chaincode": location.chaincode,
-        "network_dir": str(args.network_dir.resolve()),  # lets `fedledger report` reach the ledger again
+        "network_dir": relative_path(args.network_dir, args.out),  # lets `fedledger report` reach the ledger again
     }
     return _connector(location), state, info
 
@@ -98,6 +102,13 @@ DEMO_TRAIN = {"optimizer": "adamw", "learning_rate": 3e-3, "batch_size": 16, "ep
 DEMO_TRAIN_DP = {"optimizer": "adamw", "learning_rate": 0.05, "batch_size": 16, "epochs": 3}
 #: Per-sample clipping norm of DP-SGD (about the per-sample gradient norm at round 0).
 DEMO_MAX_GRAD_NORM = 1.0
+#: The demo's rows as text: each measurement as its tertile (the library's default writes the numbers, on which
+#: the demo's adapter scores far lower). The model card records it.
+DEMO_TEXT_STYLE = "levels"
+DEMO_TEXT_FORMAT = (
+    f"fedledger.trainer.data.load_breast_cancer_text(style={DEMO_TEXT_STYLE!r}): a breast-cancer Wisconsin record, "
+    "each of the 10 mean measurements written as its tertile in the table (low, medium, high)"
+)
 DEMO_DELTA = 1e-5
 
 AdapterLayout = Literal["all", "last", "pooler"]
@@ -180,7 +191,11 @@ def demo_privacy_config(epsilon: float, *, rounds: int) -> PrivacyConfig | None:
 
 def prepare(args: argparse.Namespace) -> DemoSetup:
     connect, state_dir, ledger_info = _ledger(args)
-    ledger_info = {**ledger_info, "store": str(state_dir / "store")}
+    ledger_info = {
+        **ledger_info,
+        "store": relative_path(state_dir / "store", args.out),
+        "store_key": relative_path(state_dir / STORE_KEY, args.out),
+    }
     model, tokenizer, label = load_demo_model(args.model, args.seed, lora=demo_adapter(args.epsilon))
     attack = Attack(args.attack)
     attacks = (
@@ -216,14 +231,23 @@ def prepare(args: argparse.Namespace) -> DemoSetup:
     )
 
 
+def release(setup: DemoSetup) -> None:
+    """Closes the run's embedded ledger, so that its folder can be moved (``fedledger demo`` swaps it in)."""
+    if setup.ledger == "embedded":
+        from fedledger.sdk.embedded import forget_ledger
+
+        forget_ledger(setup.out / "consortium" / "ledger")
+
+
 def run(setup: DemoSetup, *, on_round: Callable[[RoundOutcome], None] | None = None) -> FederationResult:
     return run_federation(
         setup.connect,
         setup.store,
         setup.model,
         setup.tokenizer,
-        load_breast_cancer_text(style="levels"),
+        load_breast_cancer_text(style=DEMO_TEXT_STYLE),
         out_dir=setup.out,
+        text_format=DEMO_TEXT_FORMAT,
         model_name=setup.model_name,
         config=setup.config,
         train=setup.train,

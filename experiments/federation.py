@@ -29,7 +29,14 @@ from fedledger.trainer.local_trainer import LocalTrainer, TrainConfig
 from fedledger.trainer.member import Member
 from fedledger.trainer.models import Task, get_adapter_state, set_adapter_state
 from fedledger.trainer.privacy import PrivacyConfig
-from fedledger.trainer.provenance import publish_card, round_timings, write_timings
+from fedledger.trainer.provenance import (
+    genesis_name,
+    input_format,
+    model_identity,
+    publish_card,
+    round_timings,
+    write_timings,
+)
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 from fedledger.trainer.strategy import Strategy, make_strategy
 
@@ -84,9 +91,12 @@ def run_federation(
     privacy: PrivacyConfig | None = None,
     task: Task = "classification",
     ledger_info: Mapping[str, Any] | None = None,
+    text_format: str = "the text column of the members' data, as given",
     on_round: Callable[[RoundOutcome], None] | None = None,
     progress: bool = True,
 ) -> FederationResult:
+    """``text_format`` says how a row became the text the model reads (recorded in the model card, so a user
+    feeds the adapter what it was trained and scored on)."""
     cfg = config or FederationConfig()
     train = train or TrainConfig()
     out_dir = Path(out_dir)
@@ -118,7 +128,12 @@ def run_federation(
 
     aggregator = Aggregator(connect(orgs[0], "aggregator", False), store, round_seconds=cfg.round_seconds)
     aggregator.ensure_registered(admins)
-    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=model_name)
+    identity = model_identity(
+        model,
+        base_model=model_name,
+        input_format=input_format(text_format, dataset, max_length=train.max_length),
+    )
+    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=genesis_name(identity))
     initial = evaluate_state(aggregator.global_state()[1])
 
     if cfg.partition == "dirichlet":
@@ -186,7 +201,7 @@ def run_federation(
         state=final_state,
         outcomes=outcomes,
         genesis=genesis.hash,
-        base_model=model_name,
+        identity=identity,
         ledger=dict(ledger_info or {}),
         training={
             "strategy": strategy.describe(),

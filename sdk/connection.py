@@ -10,6 +10,7 @@ consortium enrols its members with its own CA and passes their MSP folders inste
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from fedledger.identity import Identity, Signer
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.gateway import connect
 
-__all__ = ["LedgerLocation", "open_client"]
+__all__ = ["LedgerLocation", "open_client", "relative_path"]
 
 Clock = Callable[[], float]
 
@@ -57,11 +58,9 @@ class LedgerLocation:
         )
 
     def record(self, *, relative_to: Path | None = None) -> dict[str, Any]:
-        """What a run folder records of this location (``path`` relative to ``relative_to`` when inside it)."""
-        path = self.path
-        if relative_to is not None and path.resolve().is_relative_to(Path(relative_to).resolve()):
-            path = path.resolve().relative_to(Path(relative_to).resolve())
-        return {"kind": self.kind, "path": str(path), "channel": self.channel, "chaincode": self.chaincode}
+        """What a run folder records of this location (``path`` relative to the run folder ``relative_to``)."""
+        path = str(self.path) if relative_to is None else relative_path(self.path, relative_to)
+        return {"kind": self.kind, "path": path, "channel": self.channel, "chaincode": self.chaincode}
 
     def identity(self, mspid: str, name: str, *, admin: bool = False) -> tuple[Identity, Signer]:
         """The identity ``name`` of organisation ``mspid``, issued by that organisation's CA on first use."""
@@ -80,6 +79,12 @@ class LedgerLocation:
     ) -> FedLedgerClient:
         """:func:`open_client` for :meth:`identity`."""
         return open_client(self, *self.identity(mspid, name, admin=admin), clock=clock, **options)
+
+
+def relative_path(target: Path | str, run: Path | str) -> str:
+    """``target`` as a run folder records it: relative to the run folder ``run`` (with ``..`` when outside it),
+    so that a run moved or copied whole is read where it is now, never where it was made."""
+    return os.path.relpath(Path(target).resolve(), Path(run).resolve())
 
 
 def open_client(

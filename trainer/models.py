@@ -16,7 +16,9 @@ only. These names are what updates, deltas and manifests use on the ledger.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -34,7 +36,9 @@ __all__ = [
     "LoraSettings",
     "ModelLoadError",
     "Task",
+    "adapter_config",
     "apply_lora",
+    "base_model_sha256",
     "get_adapter_state",
     "load_adapter_file",
     "load_model",
@@ -366,10 +370,42 @@ def set_adapter_state(model: nn.Module, state: Mapping[str, Any]) -> None:
         raise AdapterMismatchError(f"peft did not load {len(unexpected_keys)} tensors: {unexpected_keys[:3]}")
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike[str], state: Mapping[str, Any] | None = None) -> Path:
+def adapter_config(model: nn.Module, *, base_model: str) -> dict[str, Any]:
+    """The ``adapter_config.json`` of ``model``'s adapter as :func:`save_adapter` writes it (JSON values), naming
+    ``base_model`` as its base (peft would record the path it was loaded from, e.g. inside a virtualenv)."""
+    config = _unwrap(model).peft_config["default"].to_dict()
+    config.update(base_model_name_or_path=base_model, inference_mode=True)  # inference_mode: as peft saves it
+    return json.loads(json.dumps(config, default=lambda v: sorted(v) if isinstance(v, set | frozenset) else str(v)))
+
+
+def base_model_sha256(model: nn.Module) -> str:
+    """SHA-256 of the base model's weights under ``model``'s adapter: every tensor of the base model (LoRA and the
+    trained copies of the head left out, each name as the base model has it, float32 bytes, in name order). LoRA
+    training never changes them, so the same base model gives the same hash before and after a run."""
+    base = _unwrap(model).get_base_model()
+    weights: dict[str, torch.Tensor] = {}
+    for name, tensor in base.state_dict().items():
+        if "lora_" in name or ".modules_to_save." in name:
+            continue
+        weights[name.replace(".base_layer.", ".").replace(".original_module.", ".")] = tensor
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode() + b"\0")
+        digest.update(weights[name].detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_adapter(
+    model: nn.Module,
+    directory: str | os.PathLike[str],
+    state: Mapping[str, Any] | None = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+) -> Path:
     """Save the adapter in peft format (``adapter_config.json`` + ``adapter_model.safetensors``).
 
-    With ``state`` the model's adapter is first set to it. The safetensors file holds exactly the names of
+    With ``state`` the model's adapter is first set to it; with ``config`` (:func:`adapter_config`) that is the
+    ``adapter_config.json`` written. The safetensors file holds exactly the names of
     :func:`get_adapter_state`, so its tensors can be compared with an update or aggregate directly; note that
     its bytes carry peft's metadata, so hash the state with
     :func:`fedledger.trainer.serialization.encode` rather than hashing the file.
@@ -380,6 +416,8 @@ def save_adapter(model: nn.Module, directory: str | os.PathLike[str], state: Map
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(out), safe_serialization=True)
+    if config is not None:
+        (out / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,9 @@ from fedledger.tensors import sha256_hex
 logger = logging.getLogger(__name__)
 
 DB_NAME = "ledger.sqlite"
+#: The file naming the orderer's MSP folder, relative to the ledger folder (older ledgers hold an absolute path,
+#: which `path / recorded` keeps as it is).
+ORDERER_MSP = "orderer-msp"
 GENESIS_PREV = "0" * 64
 
 _SCHEMA = """
@@ -65,12 +69,31 @@ class Committed:
 
 
 @dataclass(frozen=True)
+class HistoryRow:
+    """One write as the history table keeps it: the key's value after transaction ``tx_id`` of ``block``."""
+
+    key: bytes
+    block: int
+    txnum: int
+    tx_id: str
+    timestamp: float
+    value: bytes | None
+    is_delete: bool
+
+
+@dataclass(frozen=True)
 class BlockEvent:
     block_number: int
     tx_id: str
     chaincode: str
     name: str
     payload: bytes
+
+
+def _blob(value: bytes | str) -> bytes:
+    """A stored BLOB; a cell someone rewrote as TEXT (``data || ' '`` in the sqlite3 shell) is read as its UTF-8
+    bytes, so that verification reports the tampering instead of failing on the type."""
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def _b64(data: bytes) -> str:
@@ -151,7 +174,8 @@ class EmbeddedLedger:
         if (path / DB_NAME).exists():
             raise FileExistsError(f"a ledger already exists in {path}; open it instead or choose an empty folder")
         identity, signer = load_msp_identity(orderer_msp, orderer_mspid)
-        (path / "orderer-msp").write_text(str(Path(orderer_msp).resolve()))
+        # Relative to the ledger folder, so that a consortium folder still opens after it is moved or copied.
+        (path / ORDERER_MSP).write_text(os.path.relpath(Path(orderer_msp).resolve(), path.resolve()))
         db = _connect(path / DB_NAME)
         db.executescript(_SCHEMA)
         config = {
@@ -176,7 +200,7 @@ class EmbeddedLedger:
         orderer = None
         if not read_only:
             orderer_mspid = json.loads(cls._read_block_data(path, 0))["config"]["orderer"]["mspid"]
-            orderer = load_msp_identity((path / "orderer-msp").read_text().strip(), orderer_mspid)
+            orderer = load_msp_identity(path / (path / ORDERER_MSP).read_text().strip(), orderer_mspid)
         return cls(path, orderer)
 
     @staticmethod
@@ -289,7 +313,7 @@ class EmbeddedLedger:
                 "SELECT number, header, data, signature FROM blocks WHERE number >= ? ORDER BY number", (start,)
             )
             for number, header, data, signature in cursor:
-                yield number, bytes(header), bytes(data), bytes(signature)
+                yield number, _blob(header), _blob(data), _blob(signature)
 
     def events(
         self, *, start_block: int | None = None, poll_interval: float = 0.05, stop: threading.Event | None = None
@@ -317,4 +341,14 @@ class EmbeddedLedger:
                     time.sleep(poll_interval)
 
     def state_snapshot(self) -> dict[bytes, bytes]:
-        return {bytes(k): bytes(v) for k, v in self._db.execute("SELECT key, value FROM state")}
+        return {_blob(k): _blob(v) for k, v in self._db.execute("SELECT key, value FROM state")}
+
+    def history_rows(self) -> list[HistoryRow]:
+        """The history table (what GetHistory reads) in block order."""
+        rows = self._db.execute(
+            "SELECT key, block, txnum, tx_id, timestamp, value, is_delete FROM history ORDER BY block, txnum, key"
+        )
+        return [
+            HistoryRow(_blob(k), block, txnum, tx_id, ts, None if v is None else _blob(v), bool(d))
+            for k, block, txnum, tx_id, ts, v, d in rows
+        ]

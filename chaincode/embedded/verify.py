@@ -2,8 +2,9 @@
 
 For every block: the data hash, the link to the previous header, the orderer's signature; for
 every transaction: the transaction id derivation, the creator's certificate against the channel's
-MSP CAs, and the creator's signature. Finally the world state is rebuilt from the blocks' write
-sets and compared with the stored state. Reports the first block that fails.
+MSP CAs, and the creator's signature. Finally the world state and the history table (what GetHistory
+answers) are rebuilt from the blocks' write sets and compared with the stored ones. Reports the first block
+that fails, or the first key whose state or history differs.
 """
 
 from __future__ import annotations
@@ -11,9 +12,17 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
-from fedledger.chaincode.embedded.ledger import GENESIS_PREV, CreatorVerifier, EmbeddedLedger, LedgerError, sha256_hex
+from fedledger.chaincode.embedded.ledger import (
+    GENESIS_PREV,
+    CreatorVerifier,
+    EmbeddedLedger,
+    HistoryRow,
+    LedgerError,
+    sha256_hex,
+)
 from fedledger.identity import Identity, verify_signature
 
 
@@ -27,7 +36,7 @@ class VerifyReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return f"OK: {self.height} blocks, {self.transactions} transactions, state matches the blocks"
+            return f"OK: {self.height} blocks, {self.transactions} transactions, state and history match the blocks"
         return f"TAMPERED at block {self.first_bad_block}: {self.problem}"
 
 
@@ -43,12 +52,17 @@ def _check_transaction(tx: dict, verifier: CreatorVerifier, at: float) -> None:
         raise _BlockProblem(f"transaction {json.loads(tx['header'])['tx_id']}: {exc}") from None
 
 
+def _order(row: HistoryRow) -> tuple[int, int, bytes]:
+    return row.block, row.txnum, row.key
+
+
 def verify_ledger(path: Path | str) -> VerifyReport:
     ledger = EmbeddedLedger.open(path, read_only=True)
     try:
         orderer = Identity(ledger.config["orderer"]["mspid"], ledger.config["orderer"]["cert_pem"].encode())
         verifier = CreatorVerifier(ledger.config["organizations"])
         state: dict[bytes, bytes] = {}
+        history: list[HistoryRow] = []
         prev_hash = GENESIS_PREV
         count = height = 0
         for number, header, data, signature in ledger.blocks(0):
@@ -65,14 +79,19 @@ def verify_ledger(path: Path | str) -> VerifyReport:
                     raise _BlockProblem("block data does not match the data hash in its header")
                 if not verify_signature(orderer, header, signature):
                     raise _BlockProblem("orderer signature does not verify")
-                for tx in json.loads(data).get("transactions", []):
+                for txnum, tx in enumerate(json.loads(data).get("transactions", [])):
                     _check_transaction(tx, verifier, fields["timestamp"])
                     count += 1
+                    tx_id = json.loads(tx["header"])["tx_id"]
                     for key, value in tx["writes"]:
-                        if value is None:
+                        raw = None if value is None else base64.b64decode(value)
+                        if raw is None:
                             state.pop(key.encode(), None)
                         else:
-                            state[key.encode()] = base64.b64decode(value)
+                            state[key.encode()] = raw
+                        history.append(
+                            HistoryRow(key.encode(), number, txnum, tx_id, fields["timestamp"], raw, raw is None)
+                        )
             except (_BlockProblem, ValueError, KeyError) as exc:
                 return VerifyReport(False, height, count, number, str(exc))
             prev_hash = sha256_hex(header)
@@ -81,6 +100,19 @@ def verify_ledger(path: Path | str) -> VerifyReport:
             differing = set(stored) ^ set(state) | {k for k in stored.keys() & state.keys() if stored[k] != state[k]}
             first = sorted(differing)[0]
             return VerifyReport(False, height, count, None, f"world state differs from the blocks at key {first!r}")
+        stored_history = sorted(ledger.history_rows(), key=_order)
+        if stored_history != sorted(history, key=_order):
+            first_row = next(
+                (a or b for a, b in zip_longest(stored_history, sorted(history, key=_order)) if a != b), None
+            )
+            assert first_row is not None
+            return VerifyReport(
+                False,
+                height,
+                count,
+                first_row.block,
+                f"history differs from the blocks at key {first_row.key!r} (block {first_row.block})",
+            )
         return VerifyReport(True, height, count)
     finally:
         ledger.close()

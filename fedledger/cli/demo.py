@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import time
 import warnings
 from pathlib import Path
 
-from fedledger.cli.run_folder import check_demo_arguments, claim
+from fedledger.cli.run_folder import check_demo_arguments, new_run
 from fedledger.cli.tables import render
 
 logger = logging.getLogger(__name__)
@@ -68,12 +69,14 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"fedledger demo needs the training stack: pip install 'fedledger[train]' ({exc})")
         return 2
-    claim(args.out)
     started = time.perf_counter()
-    run_setup = demo_setup.prepare(args)
-    print(run_setup.banner)
-    result = demo_setup.run(run_setup, on_round=lambda o: print(_round_table(run_setup, o)))
-    print(_summary(run_setup, result, time.perf_counter() - started))
+    with new_run(args.out) as folder:  # the previous run stays as it was unless this one finishes
+        run_setup = demo_setup.prepare(argparse.Namespace(**{**vars(args), "out": folder}))
+        print(run_setup.banner)
+        result = demo_setup.run(run_setup, on_round=lambda o: print(_round_table(run_setup, o)))
+        anomalies = len(run_setup.observer.anomalies())
+        demo_setup.release(run_setup)
+    print(_summary(args.out, result, anomalies, time.perf_counter() - started))
     return 0
 
 
@@ -116,16 +119,17 @@ def _member_name(participant: str) -> str:
     return participant.split(":", 1)[1].split("@", 1)[0]
 
 
-def _summary(setup, result, seconds: float) -> str:
+def _summary(out: Path, result, anomalies: int, seconds: float) -> str:
     initial = result.initial_metrics
+    card = out / result.card_dir.name  # the card as it is after the swap, not in the staging folder
     lines = [
         "",
         f"before federation: accuracy {initial.get('accuracy', 0):.3f} f1 {initial.get('f1', 0):.3f}",
-        f"anomaly records on the ledger: {len(setup.observer.anomalies())}",
-        f"adapter (peft format): {result.card_dir / 'adapter'}",
-        f"model card: {result.card_dir / 'README.md'}   provenance: {result.card_dir / 'provenance.json'}",
-        f"verify it: fedledger audit {setup.out}",
-        f"report (HTML): fedledger report {setup.out}",
+        f"anomaly records on the ledger: {anomalies}",
+        f"adapter (peft format): {card / 'adapter'}",
+        f"model card: {card / 'README.md'}   provenance: {card / 'provenance.json'}",
+        f"verify it: {shlex.join(['fedledger', 'audit', str(out)])}",
+        f"report (HTML): {shlex.join(['fedledger', 'report', str(out)])}",
         f"done in {seconds:.0f} s",
     ]
     return "\n".join(lines)

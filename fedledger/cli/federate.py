@@ -13,7 +13,7 @@ from typing import Any
 
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.connection import LedgerLocation
+from fedledger.sdk.connection import LedgerLocation, relative_path
 from fedledger.sdk.connection import open_client as open_client_at
 from fedledger.sdk.store import UpdateStore, load_key
 
@@ -85,7 +85,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     audit.add_argument(
         "run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out), or the card folder"
     )
-    audit.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for runs on Fabric")
+    audit.add_argument(
+        "--network-dir", type=Path, help="for a run on Fabric: the running network's folder (default: the recorded one)"
+    )
     audit.set_defaults(run=_run_audit)
 
 
@@ -96,6 +98,19 @@ def _location(args: argparse.Namespace) -> LedgerLocation:
 
     profile = load_network_dir(args.network_dir)
     return LedgerLocation("fabric", args.network_dir, channel=profile.channel, chaincode=profile.chaincode)
+
+
+def _recorded_ledger(args: argparse.Namespace, *, run: Path) -> dict[str, Any]:
+    """What the card records of the ledger and the store, every path relative to the run folder (the card's
+    parent), so that `fedledger audit` checks the run where it is now."""
+    record = {
+        **_location(args).record(relative_to=run),
+        "store": relative_path(args.store, run),
+        "store_key": relative_path(args.store_key, run),
+    }
+    if record["kind"] == "fabric":
+        record["network_dir"] = record["path"]  # what `fedledger report` and `audit` read for a Fabric run
+    return record
 
 
 def open_client(args: argparse.Namespace) -> FedLedgerClient:
@@ -125,6 +140,13 @@ def _dataset(spec: str, *, seed: int, test: bool = False) -> Any:
     part = spec.partition(":")[2] or "1/1"
     index, _, count = part.partition("/")
     return train.subset(partition_iid(len(train), int(count), seed=seed)[int(index) - 1])
+
+
+def _text_format(spec: str) -> str:
+    """How the rows of ``--data`` / ``--test-data`` ``spec`` become text (the model card records it)."""
+    if spec.startswith("breast-cancer"):
+        return "fedledger.trainer.data.load_breast_cancer_text(): a breast-cancer Wisconsin record with its numbers"
+    return f"the text column of {spec}, as written there"
 
 
 def _run_client(args: argparse.Namespace) -> int:
@@ -189,7 +211,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     from fedledger.trainer.data import to_tensor_dataset
     from fedledger.trainer.evaluate import evaluate
     from fedledger.trainer.models import get_adapter_state, set_adapter_state
-    from fedledger.trainer.provenance import publish_card
+    from fedledger.trainer.provenance import genesis_name, input_format, model_identity, publish_card
     from fedledger.trainer.rounds import RoundDriver, RoundOutcome
     from fedledger.trainer.strategy import check_strategy, make_strategy, strategy_from_rules
 
@@ -204,7 +226,12 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
     aggregator = Aggregator(client, _store(args), round_seconds=args.round_seconds)
     aggregator.ensure_registered()
-    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=str(args.model))
+    identity = model_identity(
+        model,
+        base_model=str(args.model),
+        input_format=input_format(_text_format(args.test_data), test, max_length=args.max_length),
+    )
+    genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=genesis_name(identity))
 
     def collect(number: int) -> None:
         print(f"round {number}: waiting for {args.expect} update(s) until {client.round(number).deadline:.0f}")
@@ -241,8 +268,8 @@ def _run_aggregator(args: argparse.Namespace) -> int:
         state=final_state,
         outcomes=outcomes,
         genesis=genesis.hash,
-        base_model=str(args.model),
-        ledger={**_location(args).record(), "store": str(args.store), "store_key": str(args.store_key)},
+        identity=identity,
+        ledger=_recorded_ledger(args, run=args.card.parent),
         training={"strategy": strategy.describe(), "adapter": args.adapter},
     )
     print(f"model card: {args.card} (check it with `fedledger audit {args.card}`)")
@@ -250,19 +277,25 @@ def _run_aggregator(args: argparse.Namespace) -> int:
 
 
 def _run_audit(args: argparse.Namespace) -> int:
+    from fedledger.cli.ledger import ledger_dir
+    from fedledger.report.rundir import LedgerUnreachableError, connect_ledger, locate
     from fedledger.trainer.audit import audit_run
-    from fedledger.trainer.provenance import PROVENANCE
     from fedledger.trainer.strategy import make_strategy
 
-    card = args.run_dir if (args.run_dir / PROVENANCE).is_file() else args.run_dir / "model"
-    record = json.loads((card / PROVENANCE).read_text())
-    ledger = record["ledger"]
-    store_dir = Path(ledger["store"])
-    store = UpdateStore(store_dir, load_key(ledger.get("store_key") or store_dir.parent / "store.key"))
-    if ledger["kind"] == "fabric":
-        ledger = {**ledger, "path": str(args.network_dir)}
-    client = LedgerLocation.from_record(ledger).client("Org2MSP", "auditor")
-    params = dict(record["training"]["strategy"])
-    report = audit_run(client, store, card, make_strategy(params.pop("name"), **params))
+    run = locate(args.run_dir)
+    if run.provenance is None:
+        raise FileNotFoundError(
+            f"{args.run_dir} has no model card (model/provenance.json), written when a run finishes; audit a "
+            f"finished run, or check its ledger alone: fedledger ledger verify {args.run_dir}"
+        )
+    network_dir = args.network_dir if run.kind == "fabric" else None
+    params = dict(run.provenance["training"]["strategy"])
+    try:
+        client, store = connect_ledger(run, network_dir=network_dir), run.store(network_dir=network_dir)
+    except LedgerUnreachableError as exc:
+        print(f"fedledger: error: {exc}", file=sys.stderr)
+        return 1
+    ledger = ledger_dir(run.resolve(run.ledger["path"])) if run.kind == "embedded" else None
+    report = audit_run(client, store, run.card, make_strategy(params.pop("name"), **params), ledger_dir=ledger)
     print(report)
     return 0 if report.ok else 1

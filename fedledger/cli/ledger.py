@@ -39,7 +39,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     init.set_defaults(run=_init)
 
     verify = sub.add_parser(
-        "verify", help="re-check every block hash and signature and the world state; report the first tampered block"
+        "verify",
+        help="re-check block hashes and signatures, the world state and the history; report the first tampered block",
     )
     verify.add_argument("dir", type=Path, help="consortium folder (from 'ledger init') or its ledger/ folder")
     verify.set_defaults(run=_verify)

@@ -4,15 +4,23 @@ fedledger run is ever replaced.
 A run folder carries a marker file (:data:`MARKER`) written when the folder is created. ``--out`` may name a
 missing path, an empty folder, or a folder with that marker; anything else (a file, a symlink, a folder of
 the user's) is refused without being touched.
+
+A new run is built beside ``--out`` in a marked staging folder and swapped in only once it finished
+(:func:`new_run`): a run that fails or is interrupted leaves the previous run as it was. Building elsewhere and
+renaming works because every path a run records is relative to its run folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fedledger import __version__
@@ -20,6 +28,8 @@ from fedledger import __version__
 #: The file that makes a folder provably a fedledger run (and so replaceable by the next run).
 MARKER = ".fedledger-run"
 BUILT_IN_MODELS = ("minilm", "tiny-bert")
+
+logger = logging.getLogger(__name__)
 
 
 def check_demo_arguments(args: argparse.Namespace) -> None:
@@ -62,11 +72,35 @@ def refuse_foreign(out: Path) -> None:
         )
 
 
-def claim(out: Path) -> Path:
-    """Create ``out`` as a new run folder, replacing a previous fedledger run there (and nothing else)."""
+def _mark(folder: Path) -> Path:
+    (folder / MARKER).write_text(json.dumps({"fedledger": __version__, "created": time.time()}) + "\n")
+    return folder
+
+
+@contextmanager
+def new_run(out: Path) -> Iterator[Path]:
+    """A new run folder for ``out``: yields a marked staging folder beside it to build the run in; when the block
+    finishes, the staging folder replaces ``out`` (missing, empty, or a previous fedledger run, and nothing else).
+    When the block raises, the staging folder is removed and ``out`` is left exactly as it was."""
     refuse_foreign(out)
-    if out.exists():
-        shutil.rmtree(out)  # empty, or a run this tool made (refuse_foreign)
-    out.mkdir(parents=True)
-    (out / MARKER).write_text(json.dumps({"fedledger": __version__, "created": time.time()}) + "\n")
-    return out
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)
+    staging = _mark(Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.absolute().parent)))
+    try:
+        yield staging
+        _swap(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # made above and marked: ours
+        raise
+
+
+def _swap(staging: Path, out: Path) -> None:
+    refuse_foreign(out)  # again: the user may have put something there while the run was being built
+    if not out.exists():
+        staging.rename(out)
+        return
+    # Two renames on one file system: at every moment either the old or the new run is complete on disk.
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
+    out.rename(retired / out.name)
+    staging.rename(out)
+    shutil.rmtree(retired)  # the previous run (marked, or an empty folder: refuse_foreign) inside our temp folder
+    logger.info("replaced the previous run in %s", out)

@@ -15,6 +15,7 @@ import argparse
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -22,10 +23,11 @@ from tqdm import tqdm
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.privacy_budget import steps_within
-from fedledger.cli.run_folder import claim
+from fedledger.cli.run_folder import new_run
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
+from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.store import UpdateStore, create_key
 from fedledger.tensors import encode
 from fedledger.trainer.aggregator import Aggregator  # numpy only: no torch needed
@@ -66,10 +68,17 @@ def _cosine(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
 
 def run_synthetic(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    claim(args.out)
-    store = UpdateStore(args.out / "store", create_key(args.out / "store.key"))
     print("fedledger demo --synthetic — embedded ledger, SYNTHETIC updates (drop --synthetic for LoRA + DP-SGD)")
-    consortium = create_consortium(args.out / "consortium")
+    with new_run(args.out) as folder:
+        verified = _federate(args, folder)
+    print(f"run folder: {args.out.resolve()}  ({time.perf_counter() - started:.1f} s)")
+    return 0 if verified else 1
+
+
+def _federate(args: argparse.Namespace, folder: Path) -> bool:
+    """The synthetic federation in ``folder``; whether its ledger verifies."""
+    store = UpdateStore(folder / "store", create_key(folder / "store.key"))
+    consortium = create_consortium(folder / "consortium")
     location = LedgerLocation("embedded", consortium.base)
     admin = location.client("Org1MSP", "Admin", admin=True)
     admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0})
@@ -155,8 +164,8 @@ def run_synthetic(args: argparse.Namespace) -> int:
         print(f"  round {anomaly.round} {anomaly.participant}: {anomaly.reason}")
     lineage = client.lineage(client.latest_model().hash)
     print("lineage: " + " ← ".join(f"v{m.version}({m.hash[:8]})" for m in lineage))
+    forget_ledger(consortium.ledger_dir)  # closed before the run folder is swapped in
     report = verify_ledger(consortium.ledger_dir)
     print(f"ledger verify: {report}")
     print(f"events seen by a subscriber: {len(events)}")
-    print(f"run folder: {args.out.resolve()}  ({time.perf_counter() - started:.1f} s)")
-    return 0 if report.ok else 1
+    return report.ok

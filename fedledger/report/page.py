@@ -93,7 +93,7 @@ def _ledger_check(run: RunDir) -> str:
         return "not re-verified here (Fabric: the peers validated every block; use the peer CLI to re-check)"
     from fedledger.chaincode.embedded.verify import verify_ledger
 
-    return str(verify_ledger(Path(run.ledger["path"]) / "ledger"))
+    return str(verify_ledger(run.resolve(run.ledger["path"]) / "ledger"))
 
 
 def summary(run: RunDir, facts: LedgerFacts) -> str:

@@ -2,8 +2,10 @@
 
 A run folder is what ``fedledger demo`` (with or without ``--synthetic``) or ``run_federation`` writes:
 ``model/provenance.json`` (the model card, naming the ledger), ``model/timings.json`` (where each round's
-time went) and, on the embedded ledger, ``consortium/`` (MSP folders and the ledger itself). Nothing here
-writes to the run folder: the ledger is read with an identity that already exists in it.
+time went) and, on the embedded ledger, ``consortium/`` (MSP folders and the ledger itself). ``fedledger
+aggregator --card CARD`` writes only the card; its run folder is the card's parent. Every path the card
+records is relative to the run folder, so a run moved or copied elsewhere is read (and audited) where it is
+now. Nothing here writes to the run folder: the ledger is read with an identity that already exists in it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.sdk.client import FedLedgerClient
+from fedledger.sdk.store import UpdateStore, load_key
 
-PROVENANCE = Path("model") / "provenance.json"
-TIMINGS = Path("model") / "timings.json"
+CARD = "model"
+PROVENANCE = Path(CARD) / "provenance.json"
+TIMINGS = Path(CARD) / "timings.json"
 CONSORTIUM = "consortium"
 
 
@@ -34,10 +38,37 @@ class RunDir:
     provenance: dict[str, Any] | None
     timings: dict[str, Any] | None
     ledger: dict[str, Any]  # kind: embedded | fabric, channel, path / chaincode, ...
+    card: Path  # the model card folder: <run>/model, or the card folder that was named
 
     @property
     def kind(self) -> str:
         return str(self.ledger.get("kind", "?"))
+
+    def resolve(self, recorded: str | Path) -> Path:
+        """A path the card recorded: relative to the run folder (runs made before relocatable runs recorded
+        absolute paths, which are kept as they are)."""
+        return self.path / recorded  # an absolute ``recorded`` replaces self.path
+
+    def store(self, *, network_dir: Path | None = None) -> UpdateStore:
+        """The run's encrypted update store, opened with the key the card names (read-only use)."""
+        recorded = self.ledger.get("store")
+        if recorded is None:
+            raise RunDirError(f"{self.card / 'provenance.json'} names no update store; the run cannot be audited")
+        store = self.resolve(recorded)
+        if Path(recorded).is_absolute() and (self.path / "store").is_dir():
+            store = self.path / "store"  # an old run recorded where it was made: check the copy that is here
+        if network_dir is not None and self.ledger.get("network_dir"):
+            # the store of a Fabric run lives beside its network: follow the network that was named
+            recorded_network = self.resolve(self.ledger["network_dir"]).resolve()
+            if store.resolve().is_relative_to(recorded_network):
+                store = network_dir / store.resolve().relative_to(recorded_network)
+        key = self.resolve(self.ledger["store_key"]) if self.ledger.get("store_key") else store.parent / "store.key"
+        if not store.is_dir() or not key.is_file():
+            raise LedgerUnreachableError(
+                f"the run's update store is not at {store} (key {key}); copy the run folder whole, "
+                "store and store.key included"
+            )
+        return UpdateStore(store, load_key(key))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -62,12 +93,15 @@ def locate(path: Path | str) -> RunDir:
         )
     if not path.is_dir():
         raise RunDirError(f"{path} is a file, not a run folder; pass the folder that holds model/ or consortium/")
-    provenance = _read_json(path / PROVENANCE)
-    timings = _read_json(path / TIMINGS)
+    card = path / CARD
+    if (path / PROVENANCE.name).is_file():  # the card folder itself was named
+        card, path = path, path.parent
+    provenance = _read_json(card / PROVENANCE.name)
+    timings = _read_json(card / TIMINGS.name)
     if provenance is not None:
         ledger = dict(provenance.get("ledger") or {})
     elif (path / CONSORTIUM / "organizations" / "index.txt").is_file():
-        ledger = {"kind": "embedded", "path": str(path / CONSORTIUM)}
+        ledger = {"kind": "embedded", "path": CONSORTIUM}
     else:
         parent = path.absolute().parent
         hint = (
@@ -79,12 +113,10 @@ def locate(path: Path | str) -> RunDir:
             f"{path} is not a fedledger run folder: it has neither {PROVENANCE} (written at the end of a federated "
             f"run) nor {CONSORTIUM}/ (an embedded ledger); {hint}"
         )
-    if ledger.get("kind") == "embedded":
-        # The consortium moves with the folder: prefer the copy inside it over the path recorded at run time.
-        inside = path / CONSORTIUM
-        if (inside / "organizations" / "index.txt").is_file():
-            ledger["path"] = str(inside)
-    return RunDir(path, provenance, timings, ledger)
+    if ledger.get("kind") == "embedded" and (path / CONSORTIUM / "organizations" / "index.txt").is_file():
+        # The consortium moves with the folder: an old run recorded an absolute path, check the copy that is here.
+        ledger["path"] = CONSORTIUM
+    return RunDir(path, provenance, timings, ledger, card)
 
 
 def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedgerClient:
@@ -92,7 +124,7 @@ def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedger
     from fedledger.sdk.connection import LedgerLocation
 
     if run.kind == "embedded":
-        base = Path(run.ledger.get("path", ""))
+        base = run.resolve(run.ledger.get("path", CONSORTIUM))
         if not (base / "organizations" / "index.txt").is_file():
             raise LedgerUnreachableError(
                 f"the run's embedded ledger is not at {base}: copy the run's consortium/ folder back into {run.path}"
@@ -103,7 +135,7 @@ def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedger
         mspid = sorted(open_consortium(base).organizations)[-1]
         return location.client(mspid, "Admin", admin=True)  # cryptogen-style Admin@, created with the consortium
     if run.kind == "fabric":
-        where = network_dir or (Path(run.ledger["network_dir"]) if run.ledger.get("network_dir") else None)
+        where = network_dir or (run.resolve(run.ledger["network_dir"]) if run.ledger.get("network_dir") else None)
         if where is None or not (where / "network.json").is_file():
             raise LedgerUnreachableError(
                 f"this run was on Fabric (channel {run.ledger.get('channel', '?')}, chaincode "
