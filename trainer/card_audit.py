@@ -51,11 +51,16 @@ def check_card(client: FedLedgerClient, card_dir: Path, final: NDState, report: 
         raise Mismatch(f"{PROVENANCE} field final_adapter.hash is not the ledger's latest model {latest.hash}")
     if (card_dir / ADAPTER_DIR).is_dir():
         _check_peft_weights(card_dir, final, latest.hash, report)
-    if "adapter_config" in record:  # cards written before the identity was anchored have none
-        genesis = client.lineage(latest.hash)[-1]
-        _check_identity(card_dir, record, anchored_identity(genesis.name), report)
+    anchored = anchored_identity(client.lineage(latest.hash)[-1].name)
+    # The ledger, not the card, says whether the card must carry an identity: dropping the identity from
+    # provenance.json must not switch its checks off. Only runs registered before the anchor have none.
+    if anchored is not None and "adapter_config" not in record:
+        raise Mismatch(f"{PROVENANCE} has no card identity, but the genesis model on the ledger anchors {anchored}")
+    identified = "adapter_config" in record
+    if identified:
+        _check_identity(card_dir, record, anchored, report)
     _check_rounds(client, record, report)
-    if "adapter_config" in record:
+    if identified:
         _check_readmes(card_dir, record, report)
 
 

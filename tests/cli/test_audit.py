@@ -110,6 +110,10 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], str]] = {
         ),
         "provenance.json fields base_model, base_model_sha256, adapter_config, input_format hash to",
     ),
+    "provenance identity removed": (
+        lambda run: _edit_json(run / "model" / "provenance.json", lambda r: r.pop("adapter_config")),
+        "provenance.json has no card identity, but the genesis model on the ledger anchors",
+    ),
     "block signature": (
         lambda run: _edit_ledger(run, "UPDATE blocks SET signature = ? WHERE number = 5", b"0" * 70),
         "TAMPERED at block 5: orderer signature does not verify",
