@@ -15,6 +15,7 @@ import time
 import warnings
 from pathlib import Path
 
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.cli.run_folder import check_demo_arguments, claim
 from fedledger.cli.tables import render
 
@@ -81,6 +82,7 @@ def _round_table(setup, outcome) -> str:
     client = setup.observer
     participants = {p.id: p for p in client.participants()}
     balances = client.balances()
+    budget = client.rules().epsilon_total
     rows = []
     for verdict in ("accepted", "rejected"):
         for u in getattr(outcome, verdict):
@@ -91,7 +93,7 @@ def _round_table(setup, outcome) -> str:
                     verdict.upper(),
                     "-" if u["score"] is None else f"{u['score']:.3f}",
                     u["samples"],
-                    "no DP" if u["epsilon"] is None else f"{u['epsilon']:.2f}",
+                    spent_of_budget(u["epsilon_spent"], budget),
                     balances.get(u["participant"], 0),
                     f"{p.trust:.3f}",
                     p.status,
@@ -105,7 +107,9 @@ def _round_table(setup, outcome) -> str:
     timing = f"aggregate {ms.get('aggregation', 0):.0f} ms, commit {ms.get('commit_aggregate', 0):.0f} ms"
     title = f"\nRound {outcome.number}: model v{model.version} {model.hash[:12]}… — {scores} ({timing})"
     table = render(
-        ["member", "verdict", "score", "samples", "ε", "balance", "trust", "status", "block"], rows, title=title
+        ["member", "verdict", "score", "samples", SPENT_HEADING, "balance", "trust", "status", "block"],
+        rows,
+        title=title,
     )
     # why each rejected update was rejected: the rule that fired and its evidence, as the ledger recorded it
     reasons = [f"  {_member_name(u['participant'])}: {u['reason']}" for u in outcome.rejected]

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation
@@ -164,9 +165,8 @@ def _run_client(args: argparse.Namespace) -> int:
             continue
         waiting = False
         submission = member.participate(pending[0].number)
-        epsilon = submission.update.epsilon
-        spent = "no DP" if epsilon is None else f"ε {epsilon:.3g}, composed on the ledger"
-        print(f"round {pending[0].number}: submitted {submission.update.hash} ({spent})")
+        spent = spent_of_budget(submission.update.epsilon_spent, client.rules().epsilon_total)
+        print(f"round {pending[0].number}: submitted {submission.update.hash} ({SPENT_HEADING}: {spent})")
         done += 1
         deadline = time.time() + args.wait
     if done < args.rounds:

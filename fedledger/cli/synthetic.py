@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
-from fedledger.chaincode.privacy_budget import steps_within
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget, steps_within
 from fedledger.cli.run_folder import claim
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
@@ -72,7 +72,13 @@ def run_synthetic(args: argparse.Namespace) -> int:
     consortium = create_consortium(args.out / "consortium")
     location = LedgerLocation("embedded", consortium.base)
     admin = location.client("Org1MSP", "Admin", admin=True)
-    admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0})
+    rules = admin.init_consortium(
+        {"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0}
+    )
+    print(
+        f"privacy budget ε = {rules.epsilon_total:g} per member over all rounds at δ = {rules.dp_delta:g} "
+        "(composed and enforced by the ledger)"
+    )
     admins = {mspid: location.client(mspid, "Admin", admin=True) for mspid in ("Org1MSP", "Org2MSP")}
     aggregator = Aggregator(location.client("Org1MSP", "aggregator"), store)
     aggregator.ensure_registered(list(admins.values()))
@@ -124,7 +130,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
                 u.status.upper(),
                 f"{u.score:.3f}" if u.score is not None else "-",
                 u.samples,
-                "no DP" if u.epsilon is None else f"{u.epsilon:.3f}",
+                spent_of_budget(u.epsilon_spent, rules.epsilon_total),
                 balances.get(u.participant, 0),
                 f"{trust[u.participant].trust:.3f}",
                 trust[u.participant].status,
@@ -134,7 +140,7 @@ def run_synthetic(args: argparse.Namespace) -> int:
         model = outcome.model
         print(
             render(
-                ["participant", "verdict", "score", "samples", "ε", "balance", "trust", "status"],
+                ["participant", "verdict", "score", "samples", SPENT_HEADING, "balance", "trust", "status"],
                 rows,
                 title=(
                     f"\nRound {outcome.number}: {len(outcome.accepted)} accepted, {len(outcome.rejected)} rejected → "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.report import plots
 from fedledger.report.facts import LedgerFacts, RoundFacts, gather
 from fedledger.report.rundir import LedgerUnreachableError, RunDir, connect_ledger, locate
@@ -102,11 +103,13 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
     provenance = run.provenance or {}
     training = provenance.get("training") or {}
     privacy = training.get("privacy")
-    epsilon = max(facts.epsilon_spent.values(), default=0.0)
+    rules = facts.rules
+    spent = {pid: e for pid, e in facts.epsilon_spent.items() if e}
+    most = max(spent, key=spent.__getitem__, default=None)
     dp_text = (
-        f"DP-SGD target ε {privacy.get('target_epsilon')} (δ {privacy.get('target_delta')}); "
+        f"; the members trained with DP-SGD for target ε {_num(privacy.get('target_epsilon'))} over all rounds"
         if privacy
-        else ("no DP-SGD (model card says so); " if run.provenance else "")
+        else ("; the model card says no DP-SGD" if run.provenance else "")
     )
     where = run.ledger.get("path") or run.ledger.get("network_dir") or ""
     rows = [
@@ -117,9 +120,14 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
         ("members (trainers)", ", ".join(_who(facts)[p.id] for p in facts.trainers) or "-"),
         ("rounds", f"{len(facts.rounds)} ({', '.join(f'{f.round.number}: {f.round.status}' for f in facts.rounds)})"),
         (
-            "ε",
-            f"{dp_text}largest ε spent by a member {_num(epsilon)} (composed on the ledger, RDP), budget "
-            f"{_num(facts.rules.epsilon_total)} per member, {_num(facts.rules.epsilon_per_round)} per round",
+            SPENT_HEADING,
+            (
+                f"{spent_of_budget(spent[most], rules.epsilon_total)} at most ({_who(facts).get(most, most)}): "
+                if most is not None
+                else "no DP-SGD update on the ledger: "
+            )
+            + f"each member's ε composed over all its updates on the ledger (RDP, δ {_num(rules.dp_delta)}) "
+            f"against the rules' budget per member over all rounds{dp_text}",
         ),
         ("ledger", f"{run.kind}, channel {run.ledger.get('channel', 'mychannel')} {where}".strip()),
         ("ledger check", _ledger_check(run)),
@@ -176,7 +184,7 @@ def _update_row(facts: LedgerFacts, f: RoundFacts, u: Any) -> tuple[Any, ...]:
         _e(_who(facts).get(u.participant, u.participant)),
         f"<code>{_e(u.hash[:16])}…</code>",
         _e(u.samples),
-        _e(_num(u.epsilon)),
+        _e(spent_of_budget(u.epsilon_spent, facts.rules.epsilon_total)),
         _e(_num(u.score)),
         verdict,
         _e(u.reason),
@@ -193,7 +201,7 @@ def anomalies(facts: LedgerFacts) -> str:
         [(f.round.number, f.threshold, f.threshold_source) for f in facts.rounds],
     )
     updates = table(
-        ["round", "participant", "update", "samples", "ε", "score", "verdict", "reason", "SubmitUpdate tx"],
+        ["round", "participant", "update", "samples", SPENT_HEADING, "score", "verdict", "reason", "SubmitUpdate tx"],
         [_update_row(facts, f, u) for f in facts.rounds for u in sorted(f.updates, key=lambda u: u.participant)],
         raw=True,
     )
@@ -245,14 +253,13 @@ def rewards(facts: LedgerFacts) -> str:
     rows = []
     for p in facts.trainers:
         amounts = {x.round: x.amount for x in facts.payouts.get(p.id, [])}
-        rows.append(
-            (who[p.id], *[amounts.get(n, 0) for n in rounds], sum(amounts.values()), facts.epsilon_spent.get(p.id))
-        )
+        epsilon = spent_of_budget(facts.epsilon_spent.get(p.id) or None, facts.rules.epsilon_total)
+        rows.append((who[p.id], *[amounts.get(n, 0) for n in rounds], sum(amounts.values()), epsilon))
     return (
         "<p>Payouts written by FinalizeRound (pool split by samples x trust among accepted updates); totals are the "
         "ledger's balances.</p>"
         + _img(plots.rewards_figure(facts), "rewards", "No payout on the ledger.")
-        + table(["participant", *[f"round {n}" for n in rounds], "total", "ε spent"], rows)
+        + table(["participant", *[f"round {n}" for n in rounds], "total", SPENT_HEADING], rows)
     )
 
 
