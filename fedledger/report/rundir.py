@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedledger.experiments.baseline import BASELINE as BASELINE_NAME
 from fedledger.sdk.client import FedLedgerClient
 
 PROVENANCE = Path("model") / "provenance.json"
 TIMINGS = Path("model") / "timings.json"
+BASELINE = Path("model") / BASELINE_NAME
 CONSORTIUM = "consortium"
 
 
@@ -34,6 +36,7 @@ class RunDir:
     provenance: dict[str, Any] | None
     timings: dict[str, Any] | None
     ledger: dict[str, Any]  # kind: embedded | fabric, channel, path / chaincode, ...
+    baseline: dict[str, Any] | None = None  # the starting model's held-out scores ({"model", "metrics"})
 
     @property
     def kind(self) -> str:
@@ -84,7 +87,7 @@ def locate(path: Path | str) -> RunDir:
         inside = path / CONSORTIUM
         if (inside / "organizations" / "index.txt").is_file():
             ledger["path"] = str(inside)
-    return RunDir(path, provenance, timings, ledger)
+    return RunDir(path, provenance, timings, ledger, _read_json(path / BASELINE))
 
 
 def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedgerClient:

@@ -80,3 +80,10 @@ def table_with(tables: list[Table], section: str, first_heading: str, *, contain
     ]
     assert len(found) == 1, [t.header for t in tables if t.section == section]
     return found[0]
+
+
+def facts_table(tables: list[Table], section: str) -> dict[str, str]:
+    """The header-less table of ``section`` whose rows are (fact, value), as a dict."""
+    found = [t for t in tables if t.section == section and not t.header]
+    assert len(found) == 1, [t.header for t in tables if t.section == section]
+    return {row[0]: row[1] for row in found[0].rows}
