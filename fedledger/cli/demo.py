@@ -16,7 +16,9 @@ import warnings
 from pathlib import Path
 
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
+from fedledger.cli.output import Outcome, add_json_option
 from fedledger.cli.run_folder import check_demo_arguments, claim
+from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
 
 logger = logging.getLogger(__name__)
@@ -50,10 +52,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true", help="synthetic updates, no training (fast, no torch)")
+    add_json_option(parser)
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | Outcome:
     check_demo_arguments(args)
     if args.synthetic:
         from fedledger.cli.synthetic import run_synthetic
@@ -67,15 +70,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         from fedledger.experiments import demo_setup
     except ImportError as exc:
-        print(f"fedledger demo needs the training stack: pip install 'fedledger[train]' ({exc})")
-        return 2
+        raise ValueError(
+            f"fedledger demo needs the training stack ({exc}); pip install 'fedledger[train]', or add --synthetic"
+        ) from exc
     claim(args.out)
     started = time.perf_counter()
     run_setup = demo_setup.prepare(args)
     print(run_setup.banner)
     result = demo_setup.run(run_setup, on_round=lambda o: print(_round_table(run_setup, o)))
     print(_summary(run_setup, result, time.perf_counter() - started))
-    return 0
+    checks = {"audit": f"fedledger audit {args.out}", "report": f"fedledger report {args.out}"}
+    return Outcome(0, demo_summary(run_setup.observer, args.out, checks=checks))
 
 
 def _round_table(setup, outcome) -> str:

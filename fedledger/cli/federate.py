@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
+from fedledger.cli.output import Outcome, add_json_option
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation
@@ -87,6 +88,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
         "run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out), or the card folder"
     )
     audit.add_argument("--network-dir", type=Path, default=Path("run/network"), help="for runs on Fabric")
+    add_json_option(audit)
     audit.set_defaults(run=_run_audit)
 
 
@@ -249,12 +251,18 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_audit(args: argparse.Namespace) -> int:
+def _run_audit(args: argparse.Namespace) -> Outcome:
     from fedledger.trainer.audit import audit_run
     from fedledger.trainer.provenance import PROVENANCE
     from fedledger.trainer.strategy import make_strategy
 
     card = args.run_dir if (args.run_dir / PROVENANCE).is_file() else args.run_dir / "model"
+    if not (card / PROVENANCE).is_file():
+        raise FileNotFoundError(
+            f"{args.run_dir} holds no {PROVENANCE} (nor model/{PROVENANCE}), so it is not a finished federated run; "
+            "give the --out folder of a `fedledger demo` run without --synthetic, or the --card of `fedledger "
+            "aggregator`"
+        )
     record = json.loads((card / PROVENANCE).read_text())
     ledger = record["ledger"]
     store_dir = Path(ledger["store"])
@@ -265,4 +273,4 @@ def _run_audit(args: argparse.Namespace) -> int:
     params = dict(record["training"]["strategy"])
     report = audit_run(client, store, card, make_strategy(params.pop("name"), **params))
     print(report)
-    return 0 if report.ok else 1
+    return Outcome(0 if report.ok else 1, {"card": str(card), "result": str(report)})

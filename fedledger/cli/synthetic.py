@@ -22,7 +22,9 @@ from tqdm import tqdm
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget, steps_within
+from fedledger.cli.output import Outcome
 from fedledger.cli.run_folder import claim
+from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
@@ -64,7 +66,7 @@ def _cosine(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
     return dot / float(np.sqrt(sum(np.sum(a[k] ** 2) for k in a) * sum(np.sum(b[k] ** 2) for k in b)))
 
 
-def run_synthetic(args: argparse.Namespace) -> int:
+def run_synthetic(args: argparse.Namespace) -> Outcome:
     started = time.perf_counter()
     claim(args.out)
     store = UpdateStore(args.out / "store", create_key(args.out / "store.key"))
@@ -165,4 +167,5 @@ def run_synthetic(args: argparse.Namespace) -> int:
     print(f"ledger verify: {report}")
     print(f"events seen by a subscriber: {len(events)}")
     print(f"run folder: {args.out.resolve()}  ({time.perf_counter() - started:.1f} s)")
-    return 0 if report.ok else 1
+    checks = {"ledger verify": f"fedledger ledger verify {args.out}", "report": f"fedledger report {args.out}"}
+    return Outcome(0 if report.ok else 1, demo_summary(client, args.out, checks=checks))

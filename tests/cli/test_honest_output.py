@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.cli.main import main
 from fedledger.report.rundir import connect_ledger, locate
+from tests.cli.conftest import EPSILON, ROUNDS
 from tests.cli.html_page import facts_table, read_page, table_with
 
 torch = pytest.importorskip("torch")
-
-ROUNDS, EPSILON = 2, 3.0
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A real small training demo: tiny BERT, LoRA + DP-SGD at ε 3 over 2 rounds, one attacker."""
-    out = tmp_path_factory.mktemp("honest") / "run"
-    argv = ["demo", "--out", str(out), "--model", "tiny-bert", "--rounds", str(ROUNDS), "--epochs", "1"]
-    result = subprocess.run(
-        [sys.executable, "-m", "fedledger.cli.main", *argv, "--epsilon", str(EPSILON)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out, result.stdout
 
 
 def _last_round_table(stdout: str) -> dict[str, list[str]]:
