@@ -133,7 +133,7 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
     )
     where = run.ledger.get("path") or run.ledger.get("network_dir") or ""
     rows = [
-        ("run folder", str(run.path.resolve())),
+        ("run folder", run.path.name),  # not where it is now: the page is written into the folder, which may move
         ("model", provenance.get("base_model") or (genesis.name if genesis else "-")),
         ("genesis adapter", f"{genesis.hash} ({genesis.name})" if genesis else "-"),
         ("final adapter", f"v{final.version} {final.hash}, {_tx(facts, final.tx_id)}" if final else "-"),
