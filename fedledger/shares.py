@@ -62,7 +62,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,28 +275,38 @@ def combine(parts: Sequence[Mapping[str, np.ndarray]]) -> RingState:
     return {name: _ring_sum([np.asarray(p[name], dtype=np.uint64) for p in parts]) for name in names}
 
 
+def _check_weight(w: object) -> int:
+    if isinstance(w, bool) or not isinstance(w, int | np.integer) or not 0 <= int(w) < 2**63:
+        raise ShareFormatError(f"weights must be integers in 0..2^63-1; got {w!r}")
+    return int(w)
+
+
+def _add_weighted(total: RingState, ring: Mapping[str, np.ndarray], w: int) -> None:
+    for name, acc in total.items():
+        values = np.asarray(ring[name], dtype=np.uint64)
+        if values.shape != acc.shape:
+            raise ShareFormatError(f"tensor {name!r} has shape {values.shape}; the sum has {acc.shape}")
+        acc += values if w == 1 else values * np.uint64(w)  # wraps modulo 2^64: the ring's product
+
+
 def weighted_sum(rings: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -> RingState:
     """``sum_i weights[i] * rings[i]`` modulo 2^64: one organisation's weighted sum of its shares.
 
     Multiplying a share by an integer is linear in the ring, so the organisations' weighted sums add up to the
-    weighted sum of the updates. Weights are the contract's integers (0 for an update not accepted is allowed but
-    the caller should pass exactly the accepted list).
+    weighted sum of the updates. Weights are the contract's integers; the caller passes exactly the accepted list.
     """
     if len(rings) != len(weights):
         raise ShareFormatError(f"{len(weights)} weights for {len(rings)} shares")
     if not rings:
         raise ShareFormatError("a sum needs at least one share")
-    for w in weights:
-        if isinstance(w, bool) or not isinstance(w, int | np.integer) or not 0 <= int(w) < 2**63:
-            raise ShareFormatError(f"weights must be integers in 0..2^63-1; got {w!r}")
-    combine([rings[0], *rings[1:]])  # same tensors and shapes, or refused
-    out: RingState = {}
-    for name in sorted(rings[0]):
-        total = np.zeros(np.shape(rings[0][name]), dtype=np.uint64)
-        for ring, w in zip(rings, weights, strict=True):
-            total += np.asarray(ring[name], dtype=np.uint64) * np.uint64(int(w))  # wraps: the ring's product
-        out[name] = total
-    return out
+    checked = [_check_weight(w) for w in weights]
+    names = sorted(rings[0])
+    if any(sorted(r) != names for r in rings):
+        raise ShareFormatError("the shares do not have the same tensors")
+    total = {name: np.zeros(np.shape(rings[0][name]), dtype=np.uint64) for name in names}
+    for ring, w in zip(rings, checked, strict=True):
+        _add_weighted(total, ring, w)
+    return total
 
 
 # --- share bytes and commitments --------------------------------------------------------------------------------
@@ -405,26 +415,39 @@ def verify_commitment(data: bytes, commitment: str) -> None:
         raise CommitmentMismatchError(f"the share hashes to {got}, not to its commitment {commitment}")
 
 
-def sum_shares(shares: Sequence[Share], weights: Sequence[int] | None = None) -> Share:
+def sum_shares(shares: Iterable[Share], weights: Sequence[int] | None = None) -> Share:
     """One organisation's (weighted) sum of its shares of exactly the listed updates, as a :class:`Share` of the
-    aggregate: all must be that organisation's shares (same org, index, K, scale and manifest)."""
-    if not shares:
-        raise ShareFormatError("a sum needs at least one share")
-    first = shares[0]
-    for s in shares[1:]:
-        if (s.org, s.index, s.k, s.scale, s.manifest_sha256) != (
-            first.org,
-            first.index,
-            first.k,
-            first.scale,
-            first.manifest_sha256,
-        ):
+    aggregate: all must be that organisation's shares (same org, index, K, scale and manifest).
+
+    ``shares`` may be a generator: each share is added as it comes, so an organisation holds one share and the
+    running sum, not N shares (at d = 10^6 and 50 members, 16 MB instead of 400 MB).
+    """
+    first: Share | None = None
+    total: RingState = {}
+    count = 0
+    for share in shares:
+        if weights is not None and count >= len(weights):
+            raise ShareFormatError(f"more shares than the {len(weights)} weights")
+        w = 1 if weights is None else _check_weight(weights[count])
+        if first is None:
+            first = share
+            total = {name: np.zeros(np.shape(v), dtype=np.uint64) for name, v in sorted(share.values.items())}
+        elif _identity(share) != _identity(first):
             raise ShareFormatError(
-                f"cannot sum share {s.index} of {s.org!r} (scale {s.scale}) with share {first.index} of "
+                f"cannot sum share {share.index} of {share.org!r} (scale {share.scale}) with share {first.index} of "
                 f"{first.org!r} (scale {first.scale}): one organisation sums its own shares of one manifest"
             )
-    values = weighted_sum([s.values for s in shares], [1] * len(shares) if weights is None else weights)
-    return Share(first.org, first.index, first.k, first.scale, first.manifest_sha256, values)
+        _add_weighted(total, share.values, w)
+        count += 1
+    if first is None:
+        raise ShareFormatError("a sum needs at least one share")
+    if weights is not None and count != len(weights):
+        raise ShareFormatError(f"{len(weights)} weights for {count} shares")
+    return Share(first.org, first.index, first.k, first.scale, first.manifest_sha256, total)
+
+
+def _identity(share: Share) -> tuple[str, int, int, int, str]:
+    return share.org, share.index, share.k, share.scale, share.manifest_sha256
 
 
 # --- keys and sealing -------------------------------------------------------------------------------------------

@@ -372,6 +372,20 @@ def test_bad_weights_are_refused(weights, message):
         sh.weighted_sum([ring, ring], weights)
 
 
+def test_an_organisation_sums_shares_as_they_come_and_the_weights_must_match_them():
+    updates = [_update(seed) for seed in range(3)]
+    m = manifest(updates[0])
+    per_member = [sh.make_shares(u, ORGS[:2], manifest=m) for u in updates]
+    streamed = sh.sum_shares((shares[0] for shares in per_member), [3, 2, 1])
+    listed = sh.sum_shares([shares[0] for shares in per_member], [3, 2, 1])
+    for name in m:
+        np.testing.assert_array_equal(streamed.values[name], listed.values[name])
+    with pytest.raises(sh.ShareFormatError, match="2 weights for 3 shares|more shares than the 2 weights"):
+        sh.sum_shares((shares[0] for shares in per_member), [1, 1])
+    with pytest.raises(sh.ShareFormatError, match="4 weights for 3 shares"):
+        sh.sum_shares([shares[0] for shares in per_member], [1, 1, 1, 1])
+
+
 def test_one_organisation_cannot_sum_another_organisations_shares():
     m = manifest(_update())
     a, b = sh.make_shares(_update(), ORGS[:2], manifest=m)
