@@ -13,7 +13,7 @@ help:
 	@echo "make test         run the whole test suite (brings the Fabric network up as needed)"
 	@echo "make lint         ruff, basedpyright and import-linter (make test runs them first)"
 	@echo "make bench-<study> one benchmark study (commit robustness privacy-utility latency scalability overhead"
-	@echo "                  trust aggregate-check); QUICK=1: short version into bench/quick/; results in docs/bench-*.md"
+	@echo "                  trust aggregate-check shares); QUICK=1: short version into bench/quick/; results in docs/bench-*.md"
 	@echo "make network-up | network-down | network-status | add-org | fabric-bin"
 
 $(STAMP): pyproject.toml setup.py

@@ -3,7 +3,7 @@
 BENCH_FLAGS := $(if $(QUICK),--quick,)
 # Short runs write to bench/quick/ (results and page), never over the documented full run.
 BENCH_ENV := $(if $(QUICK),FEDLEDGER_BENCH_OUT=bench/quick,)
-BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust aggregate-check
+BENCH_STUDIES := robustness privacy-utility latency scalability overhead trust aggregate-check shares
 
 .PHONY: bench-commit $(addprefix bench-,$(BENCH_STUDIES)) bench-all
 bench-commit: $(STAMP)
@@ -29,5 +29,8 @@ bench-trust: $(STAMP)
 
 bench-aggregate-check: $(STAMP) fabric-bin
 	$(BENCH_ENV) $(PY) -m fedledger.bench.aggregate_check $(BENCH_FLAGS)
+
+bench-shares: $(STAMP)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.shares $(BENCH_FLAGS)
 
 bench-all: bench-commit $(addprefix bench-,$(BENCH_STUDIES))

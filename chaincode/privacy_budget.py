@@ -33,7 +33,7 @@ from scipy import special
 
 from fedledger.chaincode.errors import InvalidArgument
 
-__all__ = ["DEFAULT_ORDERS", "DPParams", "compose", "epsilon_from_rdp", "epsilon_of", "rdp_of"]
+__all__ = ["DEFAULT_ORDERS", "DPParams", "compose", "epsilon_from_rdp", "epsilon_of", "rdp_of", "spent_of_budget"]
 
 # The orders Opacus' RDPAccountant searches by default: 1.1, 1.2, ..., 10.9, then the integers 12..63.
 # (1 + x / 10.0 is written exactly as there so that every order is the same double.)
@@ -339,3 +339,13 @@ def steps_within(
         middle = (low + high) // 2
         low, high = (middle, high) if spends(middle) <= epsilon else (low, middle)
     return DPParams(noise_multiplier, sample_rate, low, delta)
+
+
+#: The heading every report of a participant's privacy spend uses (demo tables, the HTML report).
+SPENT_HEADING = "ε spent / budget"
+
+
+def spent_of_budget(spent: float | None, budget: float) -> str:
+    """How every fedledger output shows a participant's privacy spend: its composed ε (the ledger's figure) over
+    the rules' ``epsilon_total``, e.g. "7.99 / 8"; "no DP" for a participant that declared no DP-SGD."""
+    return "no DP" if spent is None else f"{spent:.2f} / {budget:g}"

@@ -203,6 +203,9 @@ class Update:
     similarity: float | None = None  # its largest sketch cosine with another update of the round
     weight: int = 0  # FedAvg weight in WEIGHT_UNITS (chaincode.weights), set by the verdict; 0 unless accepted
     chunk_hashes: list[str] = field(default_factory=list)  # per chunk of the round's aggregate_chunk_elements
+    # The participant's ε over all its updates up to this one, composed (RDP) at the rules' dp_delta: the figure
+    # the budget check compared with epsilon_total, kept so every reader shows the same ε spent. None without DP.
+    epsilon_spent: float | None = None
 
 
 @dataclass

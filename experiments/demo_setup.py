@@ -189,6 +189,14 @@ def demo_privacy_config(epsilon: float, *, rounds: int) -> PrivacyConfig | None:
     )
 
 
+def demo_rules(epsilon: float) -> dict[str, Any]:
+    """The consortium's rules for a demo at ``epsilon``: under DP-SGD the ledger's budget is the members'
+    target (ε over all rounds, at :data:`DEMO_DELTA`), so the ledger enforces the very budget the demo states."""
+    if not _private(epsilon):
+        return {**DEMO_RULES}
+    return {**DEMO_RULES, "epsilon_total": epsilon, "epsilon_per_round": epsilon, "dp_delta": DEMO_DELTA}
+
+
 def prepare(args: argparse.Namespace) -> DemoSetup:
     connect, state_dir, ledger_info = _ledger(args)
     ledger_info = {
@@ -202,13 +210,18 @@ def prepare(args: argparse.Namespace) -> DemoSetup:
         {} if attack == Attack.NONE else {args.members - 1: AttackConfig(kind=attack, scale=-10.0, seed=args.seed)}
     )
     config = FederationConfig(
-        rounds=args.rounds, members=args.members, attacks=attacks, seed=args.seed, rules={**DEMO_RULES}
+        rounds=args.rounds, members=args.members, attacks=attacks, seed=args.seed, rules=demo_rules(args.epsilon)
     )
     train = demo_train_config(
         epsilon=args.epsilon, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed
     )
     privacy = demo_privacy_config(args.epsilon, rounds=args.rounds)
-    dp_text = f"DP-SGD ε={args.epsilon:g} δ={DEMO_DELTA:g} over {args.rounds} rounds" if privacy else "no DP"
+    dp_text = (
+        f"DP-SGD, privacy budget ε = {args.epsilon:g} per member over all {args.rounds} rounds at δ = "
+        f"{DEMO_DELTA:g} (composed and enforced by the ledger)"
+        if privacy
+        else "no DP"
+    )
     banner = (
         f"fedledger demo — {args.ledger} ledger, {label} + LoRA, breast-cancer Wisconsin as text, "
         f"{args.members} members ({'last one: ' + attack.value if attacks else 'all honest'}), "

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from fedledger.chaincode.errors import ContractError, PermissionDenied
 from fedledger.experiments.attacks import Attack, AttackConfig, MaliciousMember, poison_dataset
+from fedledger.experiments.baseline import write_baseline
 from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import to_numpy
@@ -213,5 +214,6 @@ def run_federation(
     )
     seconds = time.perf_counter() - started
     timings = write_timings(card_dir, per_round, setup=setup_seconds, total=seconds, members=names)
+    write_baseline(card_dir, genesis.hash, initial)
     logger.info("final model v%d %s", final_model.version, final_model.hash)
     return FederationResult(outcomes, initial, card_dir, names, seconds, timings)

@@ -242,6 +242,7 @@ class Aggregator:
             "hash": update.hash,
             "samples": update.samples,
             "epsilon": update.epsilon,
+            "epsilon_spent": update.epsilon_spent,
             "score": update.score,
             "reason": update.reason,
             "tx_id": update.tx_id,

@@ -46,8 +46,9 @@ def parse_privacy(text: str) -> DPParams | None:
 
 def _check_budget(
     ctx: LedgerContext, trainer: Participant, rules: Rules, samples: int, privacy: DPParams | None
-) -> float | None:
-    """Checks samples against the attestation and the composed ε against both budgets; returns this round's ε."""
+) -> tuple[float, float] | None:
+    """Checks samples against the attestation and the composed ε against both budgets; returns this round's ε
+    and the participant's composed ε with it (None without DP)."""
     if samples < rules.min_samples_per_update:
         raise RuleViolation(f"an update must use at least {rules.min_samples_per_update} samples, got {samples}")
     if samples > trainer.dataset_size:
@@ -74,7 +75,7 @@ def _check_budget(
             f"this update would bring {trainer.id}'s composed epsilon to {total:.4g} at delta {rules.dp_delta}, over "
             f"the budget {rules.epsilon_total}"
         )
-    return epsilon
+    return epsilon, total
 
 
 @transaction("SubmitUpdate")
@@ -95,7 +96,7 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, privacy: 
     if state.read(ctx, Update, keys.UPDATE, [keys.round_attr(number), trainer.id]) is not None:
         raise AlreadyExists(f"{trainer.id} already submitted an update for round {number}")
     rules = rules_of(ctx, record)
-    eps = _check_budget(ctx, trainer, rules, n_samples, dp)
+    spent = _check_budget(ctx, trainer, rules, n_samples, dp)
 
     data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
     base_manifest = require_model(ctx, record.base_model).manifest
@@ -119,7 +120,8 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, privacy: 
         hash=digest,
         size=len(data),
         samples=n_samples,
-        epsilon=eps,
+        epsilon=spent[0] if spent else None,
+        epsilon_spent=spent[1] if spent else None,
         privacy=dp.to_dict() if dp else {},
         train_loss=loss,
         features=features,

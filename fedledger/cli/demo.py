@@ -16,7 +16,10 @@ import time
 import warnings
 from pathlib import Path
 
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
+from fedledger.cli.output import Outcome, add_json_option
 from fedledger.cli.run_folder import check_demo_arguments, new_run
+from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
 
 logger = logging.getLogger(__name__)
@@ -50,10 +53,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true", help="synthetic updates, no training (fast, no torch)")
+    add_json_option(parser)
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int | Outcome:
     check_demo_arguments(args)
     if args.synthetic:
         from fedledger.cli.synthetic import run_synthetic
@@ -67,23 +71,27 @@ def run(args: argparse.Namespace) -> int:
     try:
         from fedledger.experiments import demo_setup
     except ImportError as exc:
-        print(f"fedledger demo needs the training stack: pip install 'fedledger[train]' ({exc})")
-        return 2
+        raise ValueError(
+            f"fedledger demo needs the training stack ({exc}); pip install 'fedledger[train]', or add --synthetic"
+        ) from exc
     started = time.perf_counter()
+    checks = {"audit": f"fedledger audit {args.out}", "report": f"fedledger report {args.out}"}
     with new_run(args.out) as folder:  # the previous run stays as it was unless this one finishes
         run_setup = demo_setup.prepare(argparse.Namespace(**{**vars(args), "out": folder}))
         print(run_setup.banner)
         result = demo_setup.run(run_setup, on_round=lambda o: print(_round_table(run_setup, o)))
         anomalies = len(run_setup.observer.anomalies())
+        summary = demo_summary(run_setup.observer, args.out, checks=checks)
         demo_setup.release(run_setup)
     print(_summary(args.out, result, anomalies, time.perf_counter() - started))
-    return 0
+    return Outcome(0, summary)
 
 
 def _round_table(setup, outcome) -> str:
     client = setup.observer
     participants = {p.id: p for p in client.participants()}
     balances = client.balances()
+    budget = client.rules().epsilon_total
     rows = []
     for verdict in ("accepted", "rejected"):
         for u in getattr(outcome, verdict):
@@ -94,7 +102,7 @@ def _round_table(setup, outcome) -> str:
                     verdict.upper(),
                     "-" if u["score"] is None else f"{u['score']:.3f}",
                     u["samples"],
-                    "no DP" if u["epsilon"] is None else f"{u['epsilon']:.2f}",
+                    spent_of_budget(u["epsilon_spent"], budget),
                     balances.get(u["participant"], 0),
                     f"{p.trust:.3f}",
                     p.status,
@@ -108,7 +116,9 @@ def _round_table(setup, outcome) -> str:
     timing = f"aggregate {ms.get('aggregation', 0):.0f} ms, commit {ms.get('commit_aggregate', 0):.0f} ms"
     title = f"\nRound {outcome.number}: model v{model.version} {model.hash[:12]}… — {scores} ({timing})"
     table = render(
-        ["member", "verdict", "score", "samples", "ε", "balance", "trust", "status", "block"], rows, title=title
+        ["member", "verdict", "score", "samples", SPENT_HEADING, "balance", "trust", "status", "block"],
+        rows,
+        title=title,
     )
     # why each rejected update was rejected: the rule that fired and its evidence, as the ledger recorded it
     reasons = [f"  {_member_name(u['participant'])}: {u['reason']}" for u in outcome.rejected]

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
+from fedledger.cli.output import Outcome, add_json_option, error_summary
 from fedledger.identity import load_msp_identity
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation, relative_path
@@ -88,6 +90,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     audit.add_argument(
         "--network-dir", type=Path, help="for a run on Fabric: the running network's folder (default: the recorded one)"
     )
+    add_json_option(audit)
     audit.set_defaults(run=_run_audit)
 
 
@@ -186,9 +189,8 @@ def _run_client(args: argparse.Namespace) -> int:
             continue
         waiting = False
         submission = member.participate(pending[0].number)
-        epsilon = submission.update.epsilon
-        spent = "no DP" if epsilon is None else f"ε {epsilon:.3g}, composed on the ledger"
-        print(f"round {pending[0].number}: submitted {submission.update.hash} ({spent})")
+        spent = spent_of_budget(submission.update.epsilon_spent, client.rules().epsilon_total)
+        print(f"round {pending[0].number}: submitted {submission.update.hash} ({SPENT_HEADING}: {spent})")
         done += 1
         deadline = time.time() + args.wait
     if done < args.rounds:
@@ -276,7 +278,7 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_audit(args: argparse.Namespace) -> int:
+def _run_audit(args: argparse.Namespace) -> Outcome:
     from fedledger.cli.ledger import ledger_dir
     from fedledger.report.rundir import LedgerUnreachableError, connect_ledger, locate
     from fedledger.trainer.audit import audit_run
@@ -294,8 +296,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         client, store = connect_ledger(run, network_dir=network_dir), run.store(network_dir=network_dir)
     except LedgerUnreachableError as exc:
         print(f"fedledger: error: {exc}", file=sys.stderr)
-        return 1
+        return Outcome(1, error_summary("audit", str(exc), 1))
     ledger = ledger_dir(run.resolve(run.ledger["path"])) if run.kind == "embedded" else None
     report = audit_run(client, store, run.card, make_strategy(params.pop("name"), **params), ledger_dir=ledger)
     print(report)
-    return 0 if report.ok else 1
+    return Outcome(0 if report.ok else 1, {"card": str(run.card), "result": str(report)})

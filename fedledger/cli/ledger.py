@@ -11,6 +11,7 @@ from fedledger.chaincode.embedded.bootstrap import DEFAULT_ORGANIZATIONS, create
 from fedledger.chaincode.embedded.ledger import DB_NAME, EmbeddedLedger
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.names import DEFAULT_CHANNEL
+from fedledger.cli.output import Outcome, add_json_option
 
 
 def _organizations(text: str) -> dict[str, str]:
@@ -43,6 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="re-check block hashes and signatures, the world state and the history; report the first tampered block",
     )
     verify.add_argument("dir", type=Path, help="consortium folder (from 'ledger init') or its ledger/ folder")
+    add_json_option(verify)
     verify.set_defaults(run=_verify)
 
     info = sub.add_parser("info", help="height, channel and organisations of an embedded ledger")
@@ -71,10 +73,11 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace) -> int:
-    report = verify_ledger(ledger_dir(args.dir))
+def _verify(args: argparse.Namespace) -> Outcome:
+    folder = ledger_dir(args.dir)
+    report = verify_ledger(folder)
     print(report)
-    return 0 if report.ok else 1
+    return Outcome(0 if report.ok else 1, {"ledger": str(folder), "result": str(report)})
 
 
 def _info(args: argparse.Namespace) -> int:

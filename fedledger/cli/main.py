@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fedledger import __version__
-from fedledger.cli import demo, federate, ledger, report, tx
+from fedledger.cli import demo, federate, ledger, output, report, tx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+class _UsageError(Exception):
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """Raises on a usage error instead of exiting, so that --json can report it as JSON too (subcommand parsers
+    are of the same class: argparse makes them with type(parent))."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedledger",
         description=(
             "Federated fine-tuning where every update is validated and recorded on a ledger "
@@ -37,27 +53,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(words)
+    except _UsageError as exc:
+        if "--json" not in words:
+            exc.parser.print_usage(sys.stderr)
+            exc.parser.exit(EXIT_USAGE, f"{exc.parser.prog}: error: {exc}\n")
+        command = " ".join(exc.parser.prog.split()[1:]) or "fedledger"
+        output.emit(output.error_summary(command, str(exc), EXIT_USAGE, hint=f"{exc.parser.prog} --help"))
+        return EXIT_USAGE
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    as_json = getattr(args, "json", False)
     try:
-        return args.run(args)
+        # under --json stdout carries only the summary: whatever the command prints for people goes to stderr
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = args.run(args)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         if args.debug:
             raise
-        print(f"fedledger: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, _one_line(exc), EXIT_USAGE)
     except KeyboardInterrupt:
-        print("fedledger: interrupted", file=sys.stderr)
-        return 130
+        return _error(args, "interrupted", 130, hint="run the command again")
     except Exception as exc:  # anything unforeseen: one line, the traceback only on request
         if args.debug:
             raise
-        command = shlex.join(["fedledger", "--debug", *(argv if argv is not None else sys.argv[1:])])
-        print(
-            f"fedledger: error: {type(exc).__name__}: {_one_line(exc)}; for the traceback: {command}", file=sys.stderr
+        command = shlex.join(["fedledger", "--debug", *words])
+        return _error(
+            args, f"{type(exc).__name__}: {_one_line(exc)}", EXIT_FAILED, hint=command, label="for the traceback"
         )
-        return EXIT_FAILED
+    if not isinstance(result, output.Outcome):
+        return result
+    if as_json:
+        output.emit({"command": output.command_name(args), "ok": result.code == EXIT_OK, **result.summary})
+    return result.code
+
+
+def _error(args: argparse.Namespace, message: str, code: int, *, hint: str | None = None, label: str = "") -> int:
+    """The error as one line on stderr, or under --json as the JSON object on stdout."""
+    if getattr(args, "json", False):
+        output.emit(output.error_summary(output.command_name(args), message, code, hint=hint))
+    elif hint is None:
+        print(f"fedledger: error: {message}", file=sys.stderr)
+    else:
+        print(f"fedledger: error: {message}; {label + ': ' if label else ''}{hint}", file=sys.stderr)
+    return code
 
 
 def _one_line(exc: BaseException) -> str:

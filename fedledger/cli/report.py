@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from fedledger.cli.output import Outcome, add_json_option, error_summary
+
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -20,10 +22,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--network-dir", type=Path, help="for a run on Fabric: the running network's folder (e.g. run/network)"
     )
+    add_json_option(parser)
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Outcome:
     # RunDirError is a ValueError: main() reports it as a usage error (exit 2).
     from fedledger.report import LedgerUnreachableError, write_report
 
@@ -31,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
         target = write_report(args.run_dir, args.output, network_dir=args.network_dir)
     except LedgerUnreachableError as exc:
         print(f"fedledger: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return Outcome(EXIT_FAILED, error_summary("report", str(exc), EXIT_FAILED))
     print(f"report: {target}")
-    return EXIT_OK
+    return Outcome(EXIT_OK, {"report": str(target), "run_dir": str(args.run_dir)})

@@ -16,14 +16,17 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
-from fedledger.chaincode.privacy_budget import steps_within
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget, steps_within
+from fedledger.cli.output import Outcome
 from fedledger.cli.run_folder import new_run
+from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
@@ -66,22 +69,29 @@ def _cosine(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float:
     return dot / float(np.sqrt(sum(np.sum(a[k] ** 2) for k in a) * sum(np.sum(b[k] ** 2) for k in b)))
 
 
-def run_synthetic(args: argparse.Namespace) -> int:
+def run_synthetic(args: argparse.Namespace) -> Outcome:
     started = time.perf_counter()
     print("fedledger demo --synthetic — embedded ledger, SYNTHETIC updates (drop --synthetic for LoRA + DP-SGD)")
     with new_run(args.out) as folder:
-        verified = _federate(args, folder)
+        verified, summary = _federate(args, folder)
     print(f"run folder: {args.out.resolve()}  ({time.perf_counter() - started:.1f} s)")
-    return 0 if verified else 1
+    return Outcome(0 if verified else 1, summary)
 
 
-def _federate(args: argparse.Namespace, folder: Path) -> bool:
-    """The synthetic federation in ``folder``; whether its ledger verifies."""
+def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, Any]]:
+    """The synthetic federation in ``folder``: whether its ledger verifies, and the ``--json`` summary (read
+    before the ledger is closed, naming the folder the run will have after the swap)."""
     store = UpdateStore(folder / "store", create_key(folder / "store.key"))
     consortium = create_consortium(folder / "consortium")
     location = LedgerLocation("embedded", consortium.base)
     admin = location.client("Org1MSP", "Admin", admin=True)
-    admin.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0})
+    rules = admin.init_consortium(
+        {"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0}
+    )
+    print(
+        f"privacy budget ε = {rules.epsilon_total:g} per member over all rounds at δ = {rules.dp_delta:g} "
+        "(composed and enforced by the ledger)"
+    )
     admins = {mspid: location.client(mspid, "Admin", admin=True) for mspid in ("Org1MSP", "Org2MSP")}
     aggregator = Aggregator(location.client("Org1MSP", "aggregator"), store)
     aggregator.ensure_registered(list(admins.values()))
@@ -133,7 +143,7 @@ def _federate(args: argparse.Namespace, folder: Path) -> bool:
                 u.status.upper(),
                 f"{u.score:.3f}" if u.score is not None else "-",
                 u.samples,
-                "no DP" if u.epsilon is None else f"{u.epsilon:.3f}",
+                spent_of_budget(u.epsilon_spent, rules.epsilon_total),
                 balances.get(u.participant, 0),
                 f"{trust[u.participant].trust:.3f}",
                 trust[u.participant].status,
@@ -143,7 +153,7 @@ def _federate(args: argparse.Namespace, folder: Path) -> bool:
         model = outcome.model
         print(
             render(
-                ["participant", "verdict", "score", "samples", "ε", "balance", "trust", "status"],
+                ["participant", "verdict", "score", "samples", SPENT_HEADING, "balance", "trust", "status"],
                 rows,
                 title=(
                     f"\nRound {outcome.number}: {len(outcome.accepted)} accepted, {len(outcome.rejected)} rejected → "
@@ -164,8 +174,10 @@ def _federate(args: argparse.Namespace, folder: Path) -> bool:
         print(f"  round {anomaly.round} {anomaly.participant}: {anomaly.reason}")
     lineage = client.lineage(client.latest_model().hash)
     print("lineage: " + " ← ".join(f"v{m.version}({m.hash[:8]})" for m in lineage))
+    checks = {"ledger verify": f"fedledger ledger verify {args.out}", "report": f"fedledger report {args.out}"}
+    summary = demo_summary(client, args.out, checks=checks)
     forget_ledger(consortium.ledger_dir)  # closed before the run folder is swapped in
     report = verify_ledger(consortium.ledger_dir)
     print(f"ledger verify: {report}")
     print(f"events seen by a subscriber: {len(events)}")
-    return report.ok
+    return report.ok, summary

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from fedledger import __version__
+from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
+from fedledger.experiments.baseline import baseline_metrics
 from fedledger.report import plots
 from fedledger.report.facts import LedgerFacts, RoundFacts, gather
-from fedledger.report.rundir import LedgerUnreachableError, RunDir, connect_ledger, locate
+from fedledger.report.rundir import BASELINE, LedgerUnreachableError, RunDir, connect_ledger, locate
 from fedledger.sdk.errors import ContractRejected, GatewayError
 
 logger = logging.getLogger(__name__)
@@ -53,8 +55,14 @@ def _num(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
-    """An HTML table; numbers right-aligned. ``raw`` cells are trusted HTML built here (already escaped)."""
+def table(headers: Sequence[str] | None, rows: Sequence[Sequence[Any]], *, raw: bool = False) -> str:
+    """An HTML table; numbers right-aligned. ``raw`` cells are trusted HTML built here (already escaped).
+    Without ``headers`` it is a list of facts: no header row, the first cell of each row heads that row."""
+    if headers is None:
+        body = "".join(
+            f'<tr><th scope="row">{_e(key)}</th><td>{value if raw else _e(value)}</td></tr>' for key, value in rows
+        )
+        return f"<table><tbody>{body}</tbody></table>"
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     body = []
     for row in rows:
@@ -85,6 +93,19 @@ def _who(facts: LedgerFacts) -> dict[str, str]:
     return {p.id: f"{plots.short_name(p.id)} ({p.mspid})" for p in facts.participants}
 
 
+#: How the report names the strategies (trainer.strategy's names, the rules' server_optimizer names).
+STRATEGY_NAMES = {"fedavg": "FedAvg", "fedadam": "FedAdam"}
+
+
+def strategy_text(strategy: Any) -> str:
+    """{"name": "fedadam", "eta": 0.01, ...} -> "FedAdam (eta 0.01, ...)"; "-" when the run records none."""
+    if not isinstance(strategy, dict) or not strategy.get("name"):
+        return "-" if not strategy else str(strategy)
+    params = ", ".join(f"{k} {_num(v)}" for k, v in strategy.items() if k != "name")
+    name = STRATEGY_NAMES.get(str(strategy["name"]), str(strategy["name"]))
+    return f"{name} ({params})" if params else name
+
+
 # --- sections ---------------------------------------------------------------------------------------------
 
 
@@ -102,24 +123,31 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
     provenance = run.provenance or {}
     training = provenance.get("training") or {}
     privacy = training.get("privacy")
-    epsilon = max(facts.epsilon_spent.values(), default=0.0)
+    rules = facts.rules
+    spent = {pid: e for pid, e in facts.epsilon_spent.items() if e}
+    most = max(spent, key=spent.__getitem__, default=None)
     dp_text = (
-        f"DP-SGD target ε {privacy.get('target_epsilon')} (δ {privacy.get('target_delta')}); "
+        f"; the members trained with DP-SGD for target ε {_num(privacy.get('target_epsilon'))} over all rounds"
         if privacy
-        else ("no DP-SGD (model card says so); " if run.provenance else "")
+        else ("; the model card says no DP-SGD" if run.provenance else "")
     )
     where = run.ledger.get("path") or run.ledger.get("network_dir") or ""
     rows = [
-        ("run folder", str(run.path.resolve())),
+        ("run folder", run.path.name),  # not where it is now: the page is written into the folder, which may move
         ("model", provenance.get("base_model") or (genesis.name if genesis else "-")),
         ("genesis adapter", f"{genesis.hash} ({genesis.name})" if genesis else "-"),
         ("final adapter", f"v{final.version} {final.hash}, {_tx(facts, final.tx_id)}" if final else "-"),
         ("members (trainers)", ", ".join(_who(facts)[p.id] for p in facts.trainers) or "-"),
         ("rounds", f"{len(facts.rounds)} ({', '.join(f'{f.round.number}: {f.round.status}' for f in facts.rounds)})"),
         (
-            "ε",
-            f"{dp_text}largest ε spent by a member {_num(epsilon)} (composed on the ledger, RDP), budget "
-            f"{_num(facts.rules.epsilon_total)} per member, {_num(facts.rules.epsilon_per_round)} per round",
+            SPENT_HEADING,
+            (
+                f"{spent_of_budget(spent[most], rules.epsilon_total)} at most ({_who(facts).get(most, most)}): "
+                if most is not None
+                else "no DP-SGD update on the ledger: "
+            )
+            + f"each member's ε composed over all its updates on the ledger (RDP, δ {_num(rules.dp_delta)}) "
+            f"against the rules' budget per member over all rounds{dp_text}",
         ),
         ("ledger", f"{run.kind}, channel {run.ledger.get('channel', 'mychannel')} {where}".strip()),
         ("ledger check", _ledger_check(run)),
@@ -129,13 +157,13 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
             f"reward {facts.rules.reward_per_round} per round, "
             f"suspension below trust {facts.rules.trust_suspend_below}",
         ),
-        ("strategy", str(training.get("strategy", "-"))),
+        ("strategy", strategy_text(training.get("strategy") or (final.server_optimizer if final else None))),
     ]
     if run.provenance and final is not None:
         card = (run.provenance.get("final_adapter") or {}).get("hash")
         agree = "agrees" if card == final.hash else f"DISAGREES (card: {card})"
         rows.append(("model card vs ledger", f"the card's final adapter {agree} with the ledger's latest model"))
-    body = table(["", ""], rows)
+    body = table(None, rows)
     tx_rows = []
     for f in facts.rounds:
         tx_rows.append(
@@ -156,15 +184,29 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
     return body
 
 
-def performance(facts: LedgerFacts) -> str:
+def performance(run: RunDir, facts: LedgerFacts) -> str:
+    baseline = baseline_metrics(run.baseline, facts.models[0].hash if facts.models else None)
     committed = [f.model.metrics if f.model else {} for f in facts.rounds]
-    extra = sorted({k for metrics in committed for k in metrics} - set(plots.METRICS))
+    extra = sorted({k for metrics in [baseline, *committed] for k in metrics} - set(plots.METRICS))
     names = [*plots.METRICS, *extra]
-    rows = [(f.round.number, *[m.get(n) for n in names]) for f, m in zip(facts.rounds, committed, strict=True)]
-    figure = _img(plots.metrics_figure(facts), "metrics per round", "No metrics were committed with the aggregates.")
+    rows: list[tuple[Any, ...]] = [
+        (f.round.number, *[m.get(n) for n in names]) for f, m in zip(facts.rounds, committed, strict=True)
+    ]
+    if baseline:
+        rows.insert(0, ("0 (starting model)", *[baseline.get(n) for n in names]))
+    figure = _img(
+        plots.metrics_figure(facts, baseline), "metrics per round", "No metrics were committed with the aggregates."
+    )
     note = (
         "<p>The metrics the aggregator committed with each aggregate in <code>CommitAggregate</code> (held-out set; "
-        "a synthetic run commits its own metric instead).</p>"
+        "a synthetic run commits its own metric instead). "
+        + (
+            f"Round 0 is the starting model (genesis adapter), as the aggregator scored it on the same held-out set "
+            f"before round 1 (<code>{_e(BASELINE)}</code>: the ledger records no metrics for the genesis model).</p>"
+            if baseline
+            else f"This run folder records no starting-model scores (<code>{_e(BASELINE)}</code>), so there is no "
+            "round 0.</p>"
+        )
     )
     return note + figure + table(["round", *names], rows)
 
@@ -176,7 +218,7 @@ def _update_row(facts: LedgerFacts, f: RoundFacts, u: Any) -> tuple[Any, ...]:
         _e(_who(facts).get(u.participant, u.participant)),
         f"<code>{_e(u.hash[:16])}…</code>",
         _e(u.samples),
-        _e(_num(u.epsilon)),
+        _e(spent_of_budget(u.epsilon_spent, facts.rules.epsilon_total)),
         _e(_num(u.score)),
         verdict,
         _e(u.reason),
@@ -193,7 +235,7 @@ def anomalies(facts: LedgerFacts) -> str:
         [(f.round.number, f.threshold, f.threshold_source) for f in facts.rounds],
     )
     updates = table(
-        ["round", "participant", "update", "samples", "ε", "score", "verdict", "reason", "SubmitUpdate tx"],
+        ["round", "participant", "update", "samples", SPENT_HEADING, "score", "verdict", "reason", "SubmitUpdate tx"],
         [_update_row(facts, f, u) for f in facts.rounds for u in sorted(f.updates, key=lambda u: u.participant)],
         raw=True,
     )
@@ -232,9 +274,20 @@ def trust(facts: LedgerFacts) -> str:
     rounds = [f.round.number for f in facts.rounds]
     who = _who(facts)
     rows = [(who[p.id], *[facts.trust.get(p.id, {}).get(n) for n in rounds], p.trust, p.status) for p in facts.trainers]
+    styles = plots.series_styles({pid: points for pid, points in facts.trust.items() if points})
+    legend = "; ".join(f"{plots.short_name(pid)}: {style.description}" for pid, style in sorted(styles.items()))
+    shifted = [plots.short_name(pid) for pid, style in sorted(styles.items()) if style.shifted]
+    overlap = (
+        f"<p>{_e(', '.join(shifted))} have the same trust as another member in every round: their points are drawn "
+        f"side by side ({plots.OVERLAP_STEP:g} round apart) so that no line hides another; the table gives the "
+        "exact values.</p>"
+        if shifted
+        else ""
+    )
     return (
         "<p>Trust after each round's FinalizeRound, from each participant record's history on the ledger.</p>"
-        + _img(plots.trust_figure(facts), "trust", "No trust history (no round was finalized).")
+        + overlap
+        + _img(plots.trust_figure(facts), f"trust per round: {legend}", "No trust history (no round was finalized).")
         + table(["participant", *[f"after round {n}" for n in rounds], "now", "status"], rows)
     )
 
@@ -245,14 +298,13 @@ def rewards(facts: LedgerFacts) -> str:
     rows = []
     for p in facts.trainers:
         amounts = {x.round: x.amount for x in facts.payouts.get(p.id, [])}
-        rows.append(
-            (who[p.id], *[amounts.get(n, 0) for n in rounds], sum(amounts.values()), facts.epsilon_spent.get(p.id))
-        )
+        epsilon = spent_of_budget(facts.epsilon_spent.get(p.id) or None, facts.rules.epsilon_total)
+        rows.append((who[p.id], *[amounts.get(n, 0) for n in rounds], sum(amounts.values()), epsilon))
     return (
         "<p>Payouts written by FinalizeRound (pool split by samples x trust among accepted updates); totals are the "
         "ledger's balances.</p>"
         + _img(plots.rewards_figure(facts), "rewards", "No payout on the ledger.")
-        + table(["participant", *[f"round {n}" for n in rounds], "total", "ε spent"], rows)
+        + table(["participant", *[f"round {n}" for n in rounds], "total", SPENT_HEADING], rows)
     )
 
 
@@ -313,7 +365,7 @@ def latency(run: RunDir, facts: LedgerFacts) -> str:
 def render(run: RunDir, facts: LedgerFacts) -> str:
     sections = [
         ("summary", "Run summary", summary(run, facts)),
-        ("performance", "Model performance per round", performance(facts)),
+        ("performance", "Model performance per round", performance(run, facts)),
         ("anomalies", "Anomaly scores and verdicts", anomalies(facts)),
         ("trust", "Trust scores", trust(facts)),
         ("rewards", "Rewards", rewards(facts)),

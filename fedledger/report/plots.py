@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fedledger.report.facts import LedgerFacts
@@ -40,8 +41,13 @@ def _rounds(facts: LedgerFacts) -> list[int]:
     return [f.round.number for f in facts.rounds]
 
 
-def metrics_figure(facts: LedgerFacts) -> str | None:
-    points = [(f.round.number, f.model.metrics) for f in facts.rounds if f.model is not None and f.model.metrics]
+def metrics_figure(facts: LedgerFacts, baseline: Mapping[str, float] | None = None) -> str | None:
+    """Each committed model's metrics by round; ``baseline`` (the starting model's) is drawn as round 0."""
+    points: list[tuple[int, Mapping[str, Any]]] = [
+        (f.round.number, f.model.metrics) for f in facts.rounds if f.model is not None and f.model.metrics
+    ]
+    if baseline:
+        points.insert(0, (0, baseline))
     names = [m for m in METRICS if any(m in metrics for _, metrics in points)]
     if not names:
         names = sorted({k for _, metrics in points for k, v in metrics.items() if isinstance(v, int | float)})
@@ -55,7 +61,7 @@ def metrics_figure(facts: LedgerFacts) -> str | None:
     axes.set_xlabel("round")
     axes.set_ylabel("held-out score (on the ledger)")
     axes.set_xticks([n for n, _ in points])
-    axes.set_title("Global model after each round (CommitAggregate metrics)")
+    axes.set_title("Global model after each round (round 0: the starting model)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     return to_png(figure)
@@ -146,15 +152,57 @@ def scores_figure(facts: LedgerFacts) -> str | None:
     return to_png(figure)
 
 
+MARKERS = (("o", "circle"), ("s", "square"), ("^", "triangle"), ("D", "diamond"), ("v", "down triangle"))
+LINESTYLES = (("-", "solid"), ("--", "dashed"), (":", "dotted"), ("-.", "dash-dot"))
+#: How far apart (in rounds) members with the very same trust history are drawn, so none hides another.
+OVERLAP_STEP = 0.06
+
+
+@dataclass(frozen=True)
+class SeriesStyle:
+    marker: str
+    linestyle: str
+    offset: float  # x shift in rounds; non-zero only for a series identical to another one
+    description: str  # the style in words, for the page's text alternative
+
+    @property
+    def shifted(self) -> bool:
+        return self.offset != 0
+
+
+def series_styles(series: Mapping[str, Mapping[int, float]]) -> dict[str, SeriesStyle]:
+    """A distinct marker and line style per series (in name order), and, for series equal to another, a small
+    x offset each so that members with the same values stay visible side by side instead of one on top."""
+    names = sorted(series)
+    groups: dict[tuple[tuple[int, float], ...], list[str]] = {}
+    for name in names:
+        groups.setdefault(tuple(sorted(series[name].items())), []).append(name)
+    styles = {}
+    for i, name in enumerate(names):
+        (marker, marker_name), (line, line_name) = MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)]
+        group = groups[tuple(sorted(series[name].items()))]
+        offset = (group.index(name) - (len(group) - 1) / 2) * OVERLAP_STEP if len(group) > 1 else 0.0
+        styles[name] = SeriesStyle(marker, line, offset, f"{marker_name} markers, {line_name} line")
+    return styles
+
+
 def trust_figure(facts: LedgerFacts) -> str | None:
     series = {pid: points for pid, points in facts.trust.items() if points}
     if not series:
         return None
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 3.6))
+    styles = series_styles(series)
     for pid, points in sorted(series.items()):
-        xs = sorted(points)
-        axes.plot(xs, [points[x] for x in xs], marker="o", label=short_name(pid))
+        xs, style = sorted(points), styles[pid]
+        axes.plot(
+            [x + style.offset for x in xs],
+            [points[x] for x in xs],
+            marker=style.marker,
+            linestyle=style.linestyle,
+            label=short_name(pid),
+            alpha=0.85,
+        )
     axes.axhline(facts.rules.trust_suspend_below, color="#d62728", linestyle=":", label="suspension threshold")
     axes.set_ylim(0, 1.02)
     axes.set_xlabel("round")

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedledger.experiments.baseline import BASELINE as BASELINE_NAME
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.store import UpdateStore, load_key
 
 CARD = "model"
 PROVENANCE = Path(CARD) / "provenance.json"
 TIMINGS = Path(CARD) / "timings.json"
+BASELINE = Path(CARD) / BASELINE_NAME
 CONSORTIUM = "consortium"
 
 
@@ -39,6 +41,7 @@ class RunDir:
     timings: dict[str, Any] | None
     ledger: dict[str, Any]  # kind: embedded | fabric, channel, path / chaincode, ...
     card: Path  # the model card folder: <run>/model, or the card folder that was named
+    baseline: dict[str, Any] | None = None  # the starting model's held-out scores ({"model", "metrics"})
 
     @property
     def kind(self) -> str:
@@ -116,7 +119,7 @@ def locate(path: Path | str) -> RunDir:
     if ledger.get("kind") == "embedded" and (path / CONSORTIUM / "organizations" / "index.txt").is_file():
         # The consortium moves with the folder: an old run recorded an absolute path, check the copy that is here.
         ledger["path"] = CONSORTIUM
-    return RunDir(path, provenance, timings, ledger, card)
+    return RunDir(path, provenance, timings, ledger, card, _read_json(card / BASELINE_NAME))
 
 
 def connect_ledger(run: RunDir, *, network_dir: Path | None = None) -> FedLedgerClient:

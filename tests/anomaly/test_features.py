@@ -30,6 +30,7 @@ from fedledger.anomaly.screening import (
     ScreeningConfig,
     screen_round,
 )
+from fedledger.shares import decode_fixed, encode_fixed, split
 
 from ..support import UpdateFactory
 
@@ -280,34 +281,19 @@ def test_too_few_updates_are_accepted_under_their_own_rule():
     assert {v.rule for v in verdicts} == {RULE_TOO_FEW} and all(v.accepted for v in verdicts)
 
 
-def _fixed_point(tensors: dict[str, np.ndarray], bits: int = 20) -> dict[str, np.ndarray]:
-    return {
-        k: np.round(v.astype(np.float64) * 2.0**bits).astype(np.int64).astype(np.uint64) for k, v in tensors.items()
-    }
-
-
-def _split(ring: dict[str, np.ndarray], parts: int, rng: np.random.Generator) -> list[dict[str, np.ndarray]]:
-    """Additive shares modulo 2^64: all but the last uniformly random, the last makes them add up."""
-    shares = [
-        {k: rng.integers(0, 2**64, size=v.shape, dtype=np.uint64) for k, v in ring.items()} for _ in range(parts - 1)
-    ]
-    last = {k: v - sum((s[k] for s in shares), np.zeros_like(v)) for k, v in ring.items()}
-    return [*shares, last]
-
-
 def test_the_sketch_of_secret_shares_is_the_sketch_of_the_update_and_the_verdicts_do_not_change():
-    """Each organisation sketches only its share; the parts add up (mod 2^64) to the update's sketch, and a
-    round screened from those sums gets exactly the verdicts of the same round screened from the updates."""
+    """Each organisation sketches only its share (fedledger.shares' encoding and split); the parts add up (mod
+    2^64) to the update's sketch, and a round screened from those sums gets exactly the verdicts of the same round
+    screened from the updates."""
     bits, dim = 20, 512
     _, previous = _realistic_round(1, "ipm_nm")
     factory = UpdateFactory(1)
-    rng = np.random.default_rng(9)
     updates = [factory.honest() for _ in range(8)] + [_scaled(factory.honest(), -1.0), _scaled(factory.honest(), 8.0)]
     plain, shared = [], []
     for i, update in enumerate(updates):
-        ring = _fixed_point(update, bits)
-        decoded = {k: v.astype(np.int64).astype(np.float64) / 2.0**bits for k, v in ring.items()}
-        parts = [ring_sketch(share, dim, blocks=SKETCH_BLOCKS) for share in _split(ring, 3, rng)]
+        ring = encode_fixed(update, scale=bits)
+        decoded = decode_fixed(ring, scale=bits)
+        parts = [ring_sketch(share, dim, blocks=SKETCH_BLOCKS) for share in split(ring, 3)]
         total = sum(parts, np.zeros(dim, dtype=np.uint64)).astype(np.int64).astype(np.float64) / 2.0**bits
         expected = count_sketch(decoded, dim, blocks=SKETCH_BLOCKS)
         assert np.allclose(total, expected, rtol=0, atol=1e-9)

@@ -1,3 +1,5 @@
+"""A real small training demo run, shared by the tests of its output (ε, --json, the audit, the card)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,13 +8,22 @@ import pytest
 
 from .commands import fedledger_cli
 
+ROUNDS, EPSILON = 2, 3.0
+
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory) -> Path:
-    """A real small training run (tiny BERT, LoRA + DP-SGD, 5 members with one attacker, 2 rounds, embedded
-    ledger), made once by `fedledger demo`. Read-only: a test that alters it works on a copy."""
+def trained(tmp_path_factory) -> tuple[Path, str]:
+    """Tiny BERT, LoRA + DP-SGD at ε 3 over 2 rounds, 5 members with one attacker, embedded ledger, made once by
+    `fedledger demo`: the run folder and what the demo printed. Read-only: a test that alters it works on a
+    copy."""
     pytest.importorskip("torch")
     out = tmp_path_factory.mktemp("demo") / "run"
-    made = fedledger_cli("demo", "--out", str(out), "--model", "tiny-bert", "--rounds", "2", "--epochs", "1")
+    argv = ["--out", str(out), "--model", "tiny-bert", "--rounds", str(ROUNDS), "--epochs", "1"]
+    made = fedledger_cli("demo", *argv, "--epsilon", str(EPSILON))
     assert made.returncode == 0, made.stderr[-3000:]
-    return out
+    return out, made.stdout
+
+
+@pytest.fixture(scope="session")
+def demo_run(trained) -> Path:
+    return trained[0]

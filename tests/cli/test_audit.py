@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from fedledger.cli.main import main
+from tests.cli.conftest import EPSILON
 
 LEDGER = Path("consortium") / "ledger" / "ledger.sqlite"
 
@@ -175,7 +176,7 @@ def test_the_card_says_what_was_trained_and_the_text_the_model_expects(demo_run)
         record["base_model_sha256"],
         record["input_format"]["example"],
         "2 rounds",
-        "target ε 8.0",
+        f"target ε {EPSILON}",
         f"v2 `{final['hash'][:12]}`",  # the lineage
     ):
         assert fact in readme

@@ -12,6 +12,8 @@ import sys
 import pytest
 
 from fedledger.cli.main import main
+from fedledger.report import plots
+from fedledger.report.facts import gather
 from fedledger.sdk.store import UpdateStore, create_key
 
 torch = pytest.importorskip("torch")
@@ -25,6 +27,7 @@ from fedledger.trainer.data import load_breast_cancer_text  # noqa: E402
 from fedledger.trainer.local_trainer import TrainConfig  # noqa: E402
 from fedledger.trainer.models import apply_lora, tiny_model  # noqa: E402
 from fedledger.trainer.provenance import ROUND_STEPS, TIMINGS  # noqa: E402
+from tests.cli.html_page import facts_table, read_page, table_with  # noqa: E402
 
 ROUNDS = 2
 IMAGE = re.compile(r'<img alt="[^"]*" src="data:image/png;base64,([A-Za-z0-9+/=]+)">')
@@ -127,6 +130,42 @@ def test_report_shows_the_ledger_facts_in_one_self_contained_page(finished, tmp_
         )
         assert row and f'class="num">{balance}</td>' in row.group(1)
     assert "local training" in text and "commit aggregate" in text
+
+
+def test_report_shows_overlapping_trust_lines_round_0_a_headed_summary_and_a_readable_strategy(finished, tmp_path):
+    base, result, observer = finished
+    assert main(["report", str(base), "-o", str(tmp_path / "r.html")]) == 0
+    tables, images = read_page((tmp_path / "r.html").read_text())
+
+    # trust: the honest members share one trust history; each still has its own style, named in the text
+    trust_by_round = gather(observer).trust
+    histories: dict[tuple, list[str]] = {}
+    for pid, points in trust_by_round.items():
+        histories.setdefault(tuple(sorted(points.items())), []).append(result.members[pid])
+    shared = max(histories.values(), key=len)
+    assert len(shared) >= 2  # the premise: some lines would lie on top of each other
+    (trust,) = [i for i in images if i.section == "trust"]
+    legend = dict(item.split(": ", 1) for item in trust.alt.split(": ", 1)[1].split("; "))
+    assert sorted(legend) == sorted(result.members.values())
+    assert len(set(legend.values())) == len(legend)  # a distinct marker and line style per member
+    offsets = {result.members[pid]: s.offset for pid, s in plots.series_styles(trust_by_round).items()}
+    assert len({offsets[name] for name in shared}) == len(shared)  # equal lines drawn side by side, not stacked
+    section = _text((tmp_path / "r.html").read_text()).split("Trust scores", 2)[2]
+    assert all(name in section.split("have the same trust")[0] for name in shared)  # and the page says so
+    text = " ".join(cell for t in tables for row in t.rows for cell in row)
+
+    # round 0: the starting model's accuracy, as the federation measured it before round 1
+    performance = table_with(tables, "performance", "round", containing="accuracy")
+    first = performance.rows[0]
+    assert first[0] == "0 (starting model)" and len(performance.rows) == ROUNDS + 1
+    assert float(first[performance.column("accuracy")]) == pytest.approx(result.initial_metrics["accuracy"], abs=1e-4)
+
+    # no empty header row anywhere; the summary is a list of facts, each headed by its name
+    assert all(all(cell for cell in row) for t in tables for row in t.header)
+    summary = facts_table(tables, "summary")
+    assert all(summary) and "run folder" in summary
+    # the strategy reads as a name and its parameters, not as a Python dict
+    assert summary["strategy"] == "FedAvg (server_lr 1)" and "{" not in text
 
 
 def test_report_of_a_run_folder_without_timings_still_reads_the_ledger(finished, tmp_path):

@@ -221,7 +221,8 @@ def test_total_epsilon_is_composed_with_rdp_over_rounds_as_opacus_does(consortiu
     aggregator, (a, _b), genesis = ready_round(
         consortium, trainers=2, rules={"epsilon_per_round": 2.0, "epsilon_total": 2.5}
     )
-    submit(a, updates, epsilon=2.0)
+    first = submit(a, updates, epsilon=2.0)
+    assert first.epsilon_spent == first.epsilon  # the first update: composed = its own round's ε
     aggregator.abandon_round(1, "moving on")  # spent privacy stays spent, whatever became of the round
     aggregator.open_round(2, base_model=genesis, deadline=consortium.now() + 600)
     before = world(aggregator)
@@ -238,6 +239,8 @@ def test_total_epsilon_is_composed_with_rdp_over_rounds_as_opacus_does(consortiu
     accountant.history = [(p.noise_multiplier, p.sample_rate, p.steps) for p in (dp(2.0), dp(1.0))]
     assert spent == accountant.get_epsilon(delta=1e-5)  # the ledger's ε is the accountant's, bit for bit
     assert 2.0 < spent < 2.5
+    # each update records the composed ε through it: the very figure the budget check used and GetBalance reports
+    assert record.epsilon_spent == spent and a.update(2, record.participant).epsilon_spent == spent
 
 
 @pytest.mark.parametrize(
