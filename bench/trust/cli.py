@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from fedledger.bench.harness import (
 )
 from fedledger.bench.trust.measure import run_study
 from fedledger.bench.trust.render import STUDY, findings, plot, table, write_docs
+from fedledger.experiments.run_folder import refuse_foreign
 
 MODULE = "fedledger.bench.trust"
 
@@ -53,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render_only:
         return render_stored()
     configure_logging(quiet=(), brief=True)
+    try:
+        refuse_foreign(args.out)  # before anything is trained: a folder of the user's is never replaced
+    except FileExistsError as exc:
+        print(f"{MODULE}: error: {exc}", file=sys.stderr)
+        return 2
     machine = machine_facts((*CORE_PACKAGES, *ML_PACKAGES))
     command = command_line()
     result = run_study(

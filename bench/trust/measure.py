@@ -8,7 +8,6 @@ The rounds are :class:`~fedledger.trainer.rounds.RoundDriver`'s over the contrac
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -72,7 +71,16 @@ def coordinate_std(states: Sequence[Mapping[str, np.ndarray]]) -> float:
 
 
 def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str, seed: int) -> dict[str, Any]:
-    """Runs the federation in ``out`` (emptied first) and returns every per-round record and the final balances."""
+    """Runs the federation in a new run folder that replaces ``out`` only once it finished, and only if ``out`` is
+    missing, empty or an earlier run (:mod:`fedledger.experiments.run_folder`: a folder of the user's is refused,
+    untouched); returns every per-round record and the final balances."""
+    from fedledger.experiments.run_folder import new_run
+
+    with new_run(out) as folder:
+        return _federate(folder, rounds=rounds, turn=turn, epochs=epochs, model_name=model_name, seed=seed)
+
+
+def _federate(out: Path, *, rounds: int, turn: int, epochs: int, model_name: str, seed: int) -> dict[str, Any]:
     offline()
     from tqdm.auto import tqdm
 
@@ -90,9 +98,6 @@ def run_study(*, out: Path, rounds: int, turn: int, epochs: int, model_name: str
     from fedledger.trainer.models import get_adapter_state
     from fedledger.trainer.rounds import RoundDriver, RoundOutcome
 
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     with embedded_ledger(out / "consortium") as location:
         admins = [location.client(org, "Admin", admin=True) for org in ORGS]
         admins[0].init_consortium({**DEMO_RULES, "member_msps": list(ORGS)})

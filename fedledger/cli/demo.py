@@ -18,9 +18,10 @@ from pathlib import Path
 
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.cli.output import Outcome, add_json_option
-from fedledger.cli.run_folder import check_demo_arguments, new_run
+from fedledger.cli.run_folder import check_demo_arguments
 from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
+from fedledger.experiments.run_folder import new_run
 
 logger = logging.getLogger(__name__)
 

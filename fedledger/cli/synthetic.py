@@ -25,9 +25,9 @@ from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget, steps_within
 from fedledger.cli.output import Outcome
-from fedledger.cli.run_folder import new_run
 from fedledger.cli.summary import demo_summary
 from fedledger.cli.tables import render
+from fedledger.experiments.run_folder import new_run
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.embedded import forget_ledger

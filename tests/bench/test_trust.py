@@ -72,3 +72,31 @@ def test_findings_report_the_honest_share_and_each_non_honest_member():
     assert "- mallory (malicious): 2 rejected update(s), final trust 0.500, suspended after round 2, balance 0" in text
     assert "- lab-h (sleeper): 1 rejected update(s)" in text and "balance 100 (10.0%)" in text
     assert text.endswith("Honest updates rejected (false positives of the detector): 0.")
+
+
+def test_the_study_refuses_an_out_folder_it_did_not_make_and_leaves_it_untouched(tmp_path, capsys):
+    from fedledger.bench.trust.cli import main
+
+    mine = tmp_path / "my-notes"
+    mine.mkdir()
+    (mine / "draft.txt").write_text("keep me")
+    assert main(["--quick", "--out", str(mine)]) == 2
+    assert "no fedledger run made" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["draft.txt"] and (mine / "draft.txt").read_text() == "keep me"
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert main(["--quick", "--out", str(a_file)]) == 2
+    assert a_file.read_text() == "x"
+
+
+def test_a_finished_study_run_replaces_only_an_earlier_run(tmp_path):
+    from fedledger.bench.trust.measure import run_study
+    from fedledger.experiments.run_folder import MARKER
+
+    out = tmp_path / "trust-run"
+    run_study(out=out, rounds=1, turn=1, epochs=1, model_name="tiny-bert", seed=0)
+    assert (out / MARKER).is_file() and (out / "consortium").is_dir()
+    first = (out / MARKER).read_text()
+    run_study(out=out, rounds=1, turn=1, epochs=1, model_name="tiny-bert", seed=0)
+    assert (out / MARKER).read_text() != first  # a new run, swapped in
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trust-run"]  # no staging or retired folder left

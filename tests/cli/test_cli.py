@@ -10,7 +10,7 @@ import pytest
 
 from fedledger.chaincode.embedded.bootstrap import open_consortium
 from fedledger.cli.main import main
-from fedledger.cli.run_folder import MARKER
+from fedledger.experiments.run_folder import MARKER
 
 from .commands import fedledger_cli as fedledger
 from .commands import tree

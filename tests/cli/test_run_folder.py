@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.cli.run_folder import MARKER, new_run
+from fedledger.experiments.run_folder import MARKER, new_run
 
 from .commands import fedledger_cli, tree
 
