@@ -43,7 +43,7 @@ ROUND_HEADERS = (
     "round compute s: shares",
     "round compute s: plaintext",
     "ratio",
-    "<= 1.3x",
+    "<= 1.3x (compute only: the share protocol's transactions are not built yet)",
     "round compute s: plaintext, sketch only",
     "ratio to it",
 )
