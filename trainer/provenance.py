@@ -213,6 +213,15 @@ def render_card(record: Mapping[str, Any]) -> str:
         f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(text.get('labels') or [])) or '-'}",
         f"- tokenizer max length: {text.get('max_length', '-')}",
         f"- example: `{text.get('example', '-')}`",
+        # only cards that name their text loader can be re-scored; older cards must render as they were written
+        *(
+            [
+                f"- written by `fedledger.trainer.data.load_text({text['loader']!r}, {text.get('options') or {}})`; "
+                "check that this adapter, fed this text, scores as above: `fedledger score <run dir>`"
+            ]
+            if "loader" in text
+            else []
+        ),
         "",
         "## Training details",
         "",

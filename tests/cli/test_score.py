@@ -67,6 +67,7 @@ def test_score_prints_the_cards_accuracy_beside_the_rescored_one(learned_run):
     assert card.startswith(f"card:      accuracy {accuracy:.6f} on 113 held-out rows")
     assert rescored.startswith(f"re-scored: accuracy {accuracy:.6f} on 113 held-out rows")
     assert "style='levels'" in rescored and verdict.startswith("OK: ")
+    assert "`fedledger score <run dir>`" in (learned_run / "model" / "README.md").read_text()  # the card says how
 
 
 def test_the_librarys_default_text_style_scores_lower_and_fails(learned_run, tmp_path):
