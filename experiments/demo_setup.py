@@ -18,9 +18,9 @@ from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation, relative_path
 from fedledger.sdk.store import UpdateStore, create_key, load_key
 from fedledger.trainer.aggregator import RoundOutcome
-from fedledger.trainer.data import load_breast_cancer_text
+from fedledger.trainer.data import load_text
 from fedledger.trainer.local_trainer import TrainConfig
-from fedledger.trainer.models import LoraSettings, apply_lora, load_model, minilm_path, tiny_model
+from fedledger.trainer.models import TINY_BERT, LoraSettings, apply_lora, load_model, minilm_path, tiny_model
 from fedledger.trainer.privacy import PrivacyConfig
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,8 @@ DEMO_MAX_GRAD_NORM = 1.0
 #: The demo's rows as text: each measurement as its tertile (the library's default writes the numbers, on which
 #: the demo's adapter scores far lower). The model card records it.
 DEMO_TEXT_STYLE = "levels"
+#: The demo's rows as :func:`fedledger.trainer.data.load_text` writes them (recorded in the card for `fedledger score`).
+DEMO_TEXT_LOADER = ("breast_cancer_text", {"features": "mean", "style": DEMO_TEXT_STYLE})
 DEMO_TEXT_FORMAT = (
     f"fedledger.trainer.data.load_breast_cancer_text(style={DEMO_TEXT_STYLE!r}): a breast-cancer Wisconsin record, "
     "each of the 10 mean measurements written as its tertile in the table (low, medium, high)"
@@ -146,7 +148,7 @@ def load_demo_model(name: str, seed: int, *, lora: AdapterLayout = "all") -> tup
         raise ValueError(f"The 'lora' parameter must be 'all', 'last' or 'pooler'. Got {lora!r} instead.")
     if name == "tiny-bert":
         model, tokenizer = tiny_model("bert", seed=seed)
-        label = "tiny-bert (random init)"
+        label = TINY_BERT
     else:
         path = minilm_path() if name == "minilm" else Path(name)
         model, tokenizer = load_model(path, task="classification", num_labels=2, seed=seed)
@@ -258,9 +260,11 @@ def run(setup: DemoSetup, *, on_round: Callable[[RoundOutcome], None] | None = N
         setup.store,
         setup.model,
         setup.tokenizer,
-        load_breast_cancer_text(style=DEMO_TEXT_STYLE),
+        load_text(*DEMO_TEXT_LOADER),
         out_dir=setup.out,
         text_format=DEMO_TEXT_FORMAT,
+        text_loader=DEMO_TEXT_LOADER,
+        model_seed=setup.config.seed,  # prepare() built the model with the run's seed
         model_name=setup.model_name,
         config=setup.config,
         train=setup.train,

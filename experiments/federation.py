@@ -93,11 +93,16 @@ def run_federation(
     task: Task = "classification",
     ledger_info: Mapping[str, Any] | None = None,
     text_format: str = "the text column of the members' data, as given",
+    text_loader: tuple[str, Mapping[str, Any]] | None = None,
+    model_seed: int | None = None,
     on_round: Callable[[RoundOutcome], None] | None = None,
     progress: bool = True,
 ) -> FederationResult:
     """``text_format`` says how a row became the text the model reads (recorded in the model card, so a user
-    feeds the adapter what it was trained and scored on)."""
+    feeds the adapter what it was trained and scored on); ``text_loader``, when ``dataset`` came from one, is that
+    loader's name and options (:func:`fedledger.trainer.data.load_text`), recorded so that ``fedledger score``
+    can rebuild the held-out rows. ``model_seed``: the seed ``model`` was built with, recorded for the same use
+    (it initialises a new classification head, whose weights the card's base model hash covers)."""
     cfg = config or FederationConfig()
     train = train or TrainConfig()
     out_dir = Path(out_dir)
@@ -132,7 +137,13 @@ def run_federation(
     identity = model_identity(
         model,
         base_model=model_name,
-        input_format=input_format(text_format, dataset, max_length=train.max_length),
+        input_format=input_format(
+            text_format,
+            dataset,
+            max_length=train.max_length,
+            loader=None if text_loader is None else text_loader[0],
+            options=None if text_loader is None else text_loader[1],
+        ),
     )
     genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=genesis_name(identity))
     initial = evaluate_state(aggregator.global_state()[1])
@@ -210,6 +221,9 @@ def run_federation(
             "privacy": None if privacy is None else {k: v for k, v in vars(privacy).items()},
             "partition": cfg.partition,
             "alpha": cfg.alpha,
+            # what `fedledger score` needs to rebuild the held-out rows and the base model the metrics came from
+            "held_out": {"test_fraction": cfg.test_fraction, "seed": cfg.seed, "stratified": True},
+            "base_model_seed": model_seed,
         },
     )
     seconds = time.perf_counter() - started

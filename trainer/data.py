@@ -11,7 +11,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,10 +20,12 @@ import numpy as np
 
 __all__ = [
     "BREAST_CANCER_LABELS",
+    "TEXT_LOADERS",
     "DataError",
     "TextDataset",
     "load_breast_cancer_text",
     "load_table",
+    "load_text",
     "partition_dirichlet",
     "partition_iid",
     "synthetic_keyword_dataset",
@@ -119,6 +121,18 @@ def load_breast_cancer_text(
         texts.append(", ".join(parts))
     labels = 1 - np.asarray(bunch.target, dtype=np.int64)  # sklearn: 0 malignant, 1 benign
     return TextDataset(tuple(texts), labels, BREAST_CANCER_LABELS)
+
+
+#: The functions that turn a public table's rows into text, by the name a model card records (``input_format.loader``,
+#: with their keyword arguments as ``input_format.options``), so that a card's text format is code, not only prose.
+TEXT_LOADERS: dict[str, Callable[..., TextDataset]] = {"breast_cancer_text": load_breast_cancer_text}
+
+
+def load_text(loader: str, options: Mapping[str, Any]) -> TextDataset:
+    """The rows of ``loader`` (a name in :data:`TEXT_LOADERS`) written as text with ``options``."""
+    if loader not in TEXT_LOADERS:
+        raise DataError(f"Unknown text loader {loader!r}; this fedledger knows {sorted(TEXT_LOADERS)}.")
+    return TEXT_LOADERS[loader](**options)
 
 
 _FILLER = [

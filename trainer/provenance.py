@@ -52,13 +52,27 @@ def anchored_identity(name: str) -> str | None:
     return name.rpartition(_ANCHOR)[2] if _ANCHOR in name else None
 
 
-def input_format(description: str, dataset: Any, *, max_length: int) -> dict[str, Any]:
-    """The card's input format: ``description`` and, from ``dataset`` (a TextDataset), its labels and an example."""
+def input_format(
+    description: str,
+    dataset: Any,
+    *,
+    max_length: int,
+    loader: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The card's input format: ``description`` and, from ``dataset`` (a TextDataset), its labels and an example.
+
+    ``loader`` and ``options`` name the function that wrote the rows as text (a key of
+    :data:`fedledger.trainer.data.TEXT_LOADERS` and its keyword arguments), so ``fedledger score`` can write the
+    held-out rows exactly so; left out for a user's own table, whose text is used as written.
+    """
+    named = {} if loader is None else {"loader": loader, "options": dict(options or {})}
     return {
         "description": description,
         "labels": list(dataset.label_names),
         "max_length": max_length,
         "example": dataset.texts[0] if len(dataset) else "",
+        **named,
     }
 
 
@@ -199,6 +213,15 @@ def render_card(record: Mapping[str, Any]) -> str:
         f"- labels: {', '.join(f'{i} = {n}' for i, n in enumerate(text.get('labels') or [])) or '-'}",
         f"- tokenizer max length: {text.get('max_length', '-')}",
         f"- example: `{text.get('example', '-')}`",
+        # only cards that name their text loader can be re-scored; older cards must render as they were written
+        *(
+            [
+                f"- written by `fedledger.trainer.data.load_text({text['loader']!r}, {text.get('options') or {}})`; "
+                "check that this adapter, fed this text, scores as above: `fedledger score <run dir>`"
+            ]
+            if "loader" in text
+            else []
+        ),
         "",
         "## Training details",
         "",

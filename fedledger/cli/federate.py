@@ -231,7 +231,12 @@ def _run_aggregator(args: argparse.Namespace) -> int:
     identity = model_identity(
         model,
         base_model=str(args.model),
-        input_format=input_format(_text_format(args.test_data), test, max_length=args.max_length),
+        input_format=input_format(
+            _text_format(args.test_data),
+            test,
+            max_length=args.max_length,
+            **({"loader": "breast_cancer_text", "options": {}} if args.test_data.startswith("breast-cancer") else {}),
+        ),
     )
     genesis = aggregator.publish_genesis(to_numpy(get_adapter_state(model)), name=genesis_name(identity))
 
@@ -272,7 +277,13 @@ def _run_aggregator(args: argparse.Namespace) -> int:
         genesis=genesis.hash,
         identity=identity,
         ledger=_recorded_ledger(args, run=args.card.parent),
-        training={"strategy": strategy.describe(), "adapter": args.adapter},
+        training={
+            "strategy": strategy.describe(),
+            "adapter": args.adapter,
+            # what `fedledger score` needs to rebuild the held-out rows (_dataset's split) and the base model
+            "held_out": {"test_fraction": 0.2, "seed": args.seed, "stratified": True},
+            "base_model_seed": args.seed,
+        },
     )
     print(f"model card: {args.card} (check it with `fedledger audit {args.card}`)")
     return 0

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from fedledger import __version__
-from fedledger.cli import demo, federate, ledger, output, report, tx
+from fedledger.cli import demo, federate, ledger, output, report, score, tx
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     tx.add_parsers(commands)
     federate.add_parsers(commands)
     report.add_parser(commands)
+    score.add_parser(commands)
     return parser
 
 

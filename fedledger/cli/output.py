@@ -1,4 +1,5 @@
-"""``--json``: a machine-readable summary for scripts and CI (``demo``, ``audit``, ``ledger verify``, ``report``).
+"""``--json``: a machine-readable summary for scripts and CI (``demo``, ``audit``, ``score``, ``ledger verify``,
+``report``).
 
 With ``--json`` a command prints exactly one JSON object on stdout and everything meant for people (progress,
 tables) on stderr. The shape is stable:

@@ -1,4 +1,4 @@
-"""--json on demo, audit, ledger verify and report: one JSON object on stdout, for success and for errors."""
+"""--json on demo, audit, score, ledger verify and report: one JSON object on stdout, for success and for errors."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ def test_ledger_verify_and_report_json(synthetic, tmp_path):
         (["ledger", "verify"], "ledger verify"),  # argparse's own error: no folder given
         (["audit", "{missing}"], "audit"),
         (["report", "{missing}"], "report"),
+        (["score", "{missing}"], "score"),
     ],
 )
 def test_errors_under_json_are_a_json_object_with_the_error_and_a_working_hint(tmp_path, argv, command):
