@@ -304,6 +304,13 @@ def add_report_options(p: argparse.ArgumentParser, study: str, *, seed: int) -> 
     p.add_argument("--seed", type=int, default=seed)
 
 
+def fill_defaults(args: argparse.Namespace, quick: Mapping[str, Any], full: Mapping[str, Any]) -> None:
+    """Every option left unset (``None``) takes the ``--quick`` or the full run's value."""
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+
 def comma_list(text: str, convert: Callable[[str], T]) -> list[T]:
     """The non-empty items of a comma-separated option value, each through ``convert``."""
     return [convert(item) for item in text.split(",") if item.strip()]

@@ -14,6 +14,7 @@ from fedledger.bench.harness import (
     comma_list,
     command_line,
     configure_logging,
+    fill_defaults,
     finish_report,
     first_paragraph,
     machine_facts,
@@ -41,9 +42,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    for key, value in (QUICK if args.quick else FULL).items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    fill_defaults(args, QUICK, FULL)
     configure_logging(verbose=args.verbose, quiet=())
     if args.render_only:
         return render_report_again(STUDY, PAGE, args.notes, lambda report: PAGE.write_text(render_markdown(report)))
