@@ -27,6 +27,8 @@ from fedledger.chaincode.transactions import (  # noqa: F401
     participants,
     queries,
     rounds,
+    shared_aggregate,
+    shares,
     updates,
 )
 

@@ -28,6 +28,8 @@ PROPOSAL = "proposal"
 APPROVAL = "approval"  # (proposal id, MSP ID): one key per approving organisation, no hot counter
 STANDING = "standing"  # (MSP ID, participant id) -> rejections of a suspended or revoked member
 OPEN_PROPOSAL = "openproposal"  # (action, role, subject) -> the id of the open proposal for it
+SHARE_KEY = "sharekey"  # MSP ID -> the organisation's X25519 key for shares
+ORG_SHARES = "orgshares"  # (round, MSP ID) -> its sketches and sum; endorsed by that organisation's peers only
 
 
 def composite_key(object_type: str, attributes: list[str]) -> str:

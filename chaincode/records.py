@@ -67,6 +67,10 @@ class Rules:
         0  # organisations whose admins must approve a role, a revocation, a rules change; 0 = majority
     )
     max_clock_skew_seconds: float = 300.0  # endorsers refuse proposals stamped further than this from their clock
+    # Rounds opened while >= 2 member organisations hold a share key run secret-shared (shares, per-organisation
+    # sketches and sums: chaincode.share_protocol); false keeps every update whole (plaintext mode).
+    secure_aggregation: bool = True
+    share_scale: int = 32  # fractional bits of the fixed-point ring encoding of shared updates (fedledger.shares)
     created_at: float = 0.0
     created_by: str = ""
 
@@ -176,6 +180,16 @@ class Round:
     direction_round: int | None = None  # the round whose accepted updates gave the detector's previous direction
     expected: list[str] = field(default_factory=list)  # active trainers when it opened: who may close it early
     closed_by: str = ""
+    # Secret-shared rounds: the organisations holding one share each ({"org", "key_id"}, in share-index order),
+    # fixed when the round opened; [] = plaintext mode. The sketch seed is fixed at CloseRound, after every
+    # share was committed, so no member can aim its update at the projection's blind spots.
+    share_holders: list[dict[str, str]] = field(default_factory=list)
+    share_scale: int = 0
+    sketch_seed: str = ""
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.share_holders)
 
 
 @dataclass
@@ -206,6 +220,44 @@ class Update:
     # The participant's ε over all its updates up to this one, composed (RDP) at the rules' dp_delta: the figure
     # the budget check compared with epsilon_total, kept so every reader shows the same ε spent. None without DP.
     epsilon_spent: float | None = None
+    # Secret-shared rounds: the SHA-256 of each organisation's share, in share-index order (the shares themselves
+    # never reach the ledger); ``hash`` is then the SHA-256 of this list (chaincode.share_protocol).
+    share_commitments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ShareKey:
+    """An organisation's X25519 public key, to which members seal its share of their updates."""
+
+    org: str
+    public_key: str  # PEM (SubjectPublicKeyInfo)
+    key_id: str  # fedledger.shares.key_id
+    registered_by: str
+    registered_at: float
+    tx_id: str
+
+
+@dataclass
+class OrgShares:
+    """One organisation's part of a secret-shared round, written only in transactions its own peers endorse.
+
+    ``sketches``: participant -> base64 of the ring sketch of that member's share (uint64, little-endian);
+    ``previous``: the ring sketch, under this round's seed, of its share of the previous round's aggregate sum
+    (the detector's previous direction). ``sum_hash``: SHA-256 of its weighted sum of its shares of exactly the
+    accepted updates (``sum_inputs``), the bytes CommitAggregate adds up.
+    """
+
+    round: int
+    org: str
+    index: int
+    key_id: str
+    sketches: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # participant -> why its share did not open or check
+    previous: str = ""
+    sketched_tx: str = ""
+    sum_hash: str = ""
+    sum_inputs: str = ""
+    summed_tx: str = ""
 
 
 @dataclass

@@ -48,12 +48,13 @@ _NUMERIC: dict[str, tuple[type, float | None, float | None]] = {
     "dispute_quorum": (int, 1, None),
     "governance_quorum": (int, 0, None),
     "max_clock_skew_seconds": (float, 1.0, 3600.0),
+    "share_scale": (int, 16, 36),
 }
 
 
 #: numeric rules that also take null (turned off)
 _NULLABLE = frozenset({"weight_samples_bound"})
-_BOOLEAN = frozenset({"require_dp", "weight_norm_clip", "weight_direction", "weight_diversity"})
+_BOOLEAN = frozenset({"require_dp", "weight_norm_clip", "weight_direction", "weight_diversity", "secure_aggregation"})
 
 
 def _check_number(name: str, value: Any) -> float | int:

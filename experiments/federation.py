@@ -39,6 +39,7 @@ from fedledger.trainer.provenance import (
     write_timings,
 )
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
+from fedledger.trainer.share_holder import ShareHolder, load_or_create_share_key
 from fedledger.trainer.strategy import Strategy, make_strategy
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,17 @@ def run_federation(
         metrics = evaluate(model, test_tensors, task=task, num_labels=dataset.num_labels, device=train.device)
         return {k: round(float(v), 6) for k, v in metrics.items()}
 
-    aggregator = Aggregator(connect(orgs[0], "aggregator", False), store, round_seconds=cfg.round_seconds)
+    holders = []
+    if dict(cfg.rules).get("secure_aggregation", True) and len(orgs) >= 2:
+        # each organisation's share key stays in its own folder; members seal its shares to the public half
+        for org, org_admin in zip(orgs, admins, strict=True):
+            key = load_or_create_share_key(out_dir / "organizations" / org / "share-key.pem")
+            holder = ShareHolder(org_admin, store, key, org=org)
+            holder.register()
+            holders.append(holder)
+    aggregator = Aggregator(
+        connect(orgs[0], "aggregator", False), store, round_seconds=cfg.round_seconds, holders=holders
+    )
     aggregator.ensure_registered(admins)
     identity = model_identity(
         model,

@@ -14,18 +14,23 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fedledger.chaincode import errors as contract_errors
-from fedledger.chaincode.aggregation import OPTIMIZER_FIELD
+from fedledger.chaincode.aggregation import BASE_FIELD, OPTIMIZER_FIELD
+from fedledger.chaincode.transactions.shared_aggregate import BASE_OPTIMIZER_FIELD, org_sum_field
+from fedledger.chaincode.transactions.shares import PREVIOUS_FIELD, share_field
+from fedledger.chaincode.transactions.updates import COMMITMENTS_FIELD
 from fedledger.chaincode.privacy_budget import DPParams
 from fedledger.chaincode.records import (
     Anomaly,
     Dispute,
     Enrolment,
     ModelVersion,
+    OrgShares,
     Participant,
     Payout,
     Proposal,
     Round,
     Rules,
+    ShareKey,
     Update,
     Vote,
     from_dict,
@@ -60,8 +65,16 @@ class FedLedgerClient:
         self.last_chunk_results: list[SubmitResult | None] = []  # the AggregateChunks of the last commit_aggregate
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _submit(self, name: str, *args: Argument, transient: Mapping[str, bytes] | None = None) -> Any:
-        self.last_result = self.contract.submit(name, arguments=args, transient=transient)
+    def _submit(
+        self,
+        name: str,
+        *args: Argument,
+        transient: Mapping[str, bytes] | None = None,
+        endorsing_orgs: Sequence[str] = (),
+    ) -> Any:
+        self.last_result = self.contract.submit(
+            name, arguments=args, transient=transient, endorsing_orgs=endorsing_orgs
+        )
         return _decode(self.last_result.result)
 
     def _evaluate(self, name: str, *args: Argument) -> Any:
@@ -181,17 +194,32 @@ class FedLedgerClient:
         ``privacy``: the DP-SGD parameters this round was trained with (None without DP); the contract
         computes ε from them with the RDP accountant and checks the budgets.
         """
-        return self._one(
-            Update,
-            self._submit(
-                "SubmitUpdate",
-                round_number,
-                samples,
-                json.dumps(privacy.to_dict()) if privacy is not None else "",
-                repr(float(train_loss)),
-                transient={UPDATE_FIELD: update},
-            ),
-        )
+        return self._submit_update(round_number, samples, privacy, train_loss, {UPDATE_FIELD: update})
+
+    def submit_shared_update(
+        self,
+        round_number: int,
+        commitments: Sequence[str],
+        *,
+        samples: int,
+        privacy: DPParams | None,
+        train_loss: float,
+    ) -> Update:
+        """A secret-shared round's SubmitUpdate: only the SHA-256 of each organisation's share, in share-index
+        order (``fedledger.shares.share_update``); the sealed shares go to the store, never to a peer."""
+        commitments_json = json.dumps(list(commitments)).encode()
+        return self._submit_update(round_number, samples, privacy, train_loss, {COMMITMENTS_FIELD: commitments_json})
+
+    def _submit_update(
+        self,
+        round_number: int,
+        samples: int,
+        privacy: DPParams | None,
+        train_loss: float,
+        transient: Mapping[str, bytes],
+    ) -> Update:
+        arguments = (json.dumps(privacy.to_dict()) if privacy is not None else "", repr(float(train_loss)))
+        return self._one(Update, self._submit("SubmitUpdate", round_number, samples, *arguments, transient=transient))
 
     def update(self, round_number: int, participant_id: str) -> Update:
         return self._one(Update, self._evaluate("GetUpdate", round_number, participant_id))
@@ -248,6 +276,72 @@ class FedLedgerClient:
                 transient={**fixed, **inputs.transient(plan.inline_from, inline)},
             ),
         )
+
+    # -- secret-shared rounds ---------------------------------------------------------------------------
+    def register_share_key(self, public_key_pem: bytes | str) -> ShareKey:
+        """As an organisation admin: the X25519 key members seal this organisation's shares to."""
+        pem = public_key_pem.decode() if isinstance(public_key_pem, bytes) else public_key_pem
+        return self._one(ShareKey, self._submit("RegisterShareKey", pem))
+
+    def share_keys(self) -> list[ShareKey]:
+        return self._many(ShareKey, self._evaluate("ListShareKeys"))
+
+    def org_shares(self, round_number: int) -> list[OrgShares]:
+        return self._many(OrgShares, self._evaluate("GetOrgShares", round_number))
+
+    def submit_share_sketches(
+        self,
+        round_number: int,
+        org: str,
+        shares: Mapping[str, bytes],
+        *,
+        previous: bytes | None = None,
+        refused: Mapping[str, str] | None = None,
+    ) -> OrgShares:
+        """As ``org``'s admin: its share of every update (participant -> share bytes), endorsed by ``org``'s
+        peers only, so the shares reach no other organisation."""
+        transient = {share_field(p): data for p, data in shares.items()}
+        if previous is not None:
+            transient[PREVIOUS_FIELD] = previous
+        return self._one(
+            OrgShares,
+            self._submit(
+                "SubmitShareSketches",
+                round_number,
+                json.dumps(dict(refused or {})),
+                transient=transient,
+                endorsing_orgs=[org],
+            ),
+        )
+
+    def submit_share_sum(self, round_number: int, org: str, shares: Mapping[str, bytes]) -> OrgShares:
+        """As ``org``'s admin: its shares of the accepted updates, summed by ``org``'s own peers."""
+        transient = {share_field(p): data for p, data in shares.items()}
+        return self._one(
+            OrgShares, self._submit("SubmitShareSum", round_number, transient=transient, endorsing_orgs=[org])
+        )
+
+    def commit_shared_aggregate(
+        self,
+        round_number: int,
+        model: bytes,
+        *,
+        base: bytes,
+        sums: Mapping[str, bytes],
+        update_hashes: Sequence[str],
+        metrics: Mapping[str, Any] | None = None,
+        optimizer_state: bytes | None = None,
+        base_optimizer_state: bytes | None = None,
+    ) -> ModelVersion:
+        """CommitAggregate of a secret-shared round: the endorsers add the organisations' share ``sums`` (org ->
+        bytes), take the server step from ``base`` and record ``model`` only if it is the result."""
+        transient = {MODEL_FIELD: model, BASE_FIELD: base, **{org_sum_field(o): b for o, b in sums.items()}}
+        if optimizer_state is not None:
+            transient[OPTIMIZER_FIELD] = optimizer_state
+        if base_optimizer_state is not None:
+            transient[BASE_OPTIMIZER_FIELD] = base_optimizer_state
+        arguments = (json.dumps(sorted(update_hashes)), json.dumps(dict(metrics or {})), "")
+        return self._one(ModelVersion, self._submit("CommitAggregate", round_number, *arguments, transient=transient))
 
     def anomalies(self, round_number: int | None = None) -> list[Anomaly]:
         return self._many(Anomaly, self._evaluate("ListAnomalies", "" if round_number is None else round_number))

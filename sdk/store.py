@@ -96,6 +96,27 @@ class UpdateStore:
             raise StoreError(f"object {digest} does not hash to its name")
         return data
 
+    # Sealed shares are HPKE-sealed to one organisation already (fedledger.shares): stored as they are, under
+    # the commitment of the share inside, which only the organisation that opens them can check.
+    def _share_path(self, commitment: str) -> Path:
+        if not _HASH.match(commitment):
+            raise StoreError(f"not a SHA-256 hex digest: {commitment!r}")
+        return self.root / "shares" / f"{commitment}.hpke"
+
+    def put_sealed_share(self, commitment: str, sealed: bytes) -> None:
+        path = self._share_path(commitment)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(sealed)
+        tmp.replace(path)
+
+    def sealed_share(self, commitment: str) -> bytes:
+        """The sealed share filed under ``commitment``; StoreError when no member filed it."""
+        try:
+            return self._share_path(commitment).read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"no sealed share {commitment} in the store {self.root}") from None
+
     def __contains__(self, digest: str) -> bool:
         return self._path(digest).exists()
 

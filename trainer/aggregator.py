@@ -16,28 +16,48 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fedledger.chaincode.aggregation import encode_moments
 from fedledger.chaincode.errors import NotFound, PermissionDenied
-from fedledger.chaincode.records import ModelVersion
+from fedledger import shares
+from fedledger.chaincode.records import ModelVersion, OrgShares
+from fedledger.chaincode.share_protocol import mean_of_sums, sum_inputs_digest
 from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.store import UpdateStore
 from fedledger.tensors import NDState, decode, encode, sha256_hex
 from fedledger.trainer.rounds import Contribution, RoundOutcome, Step
+from fedledger.trainer.share_holder import ShareHolder
 from fedledger.trainer.strategy import Strategy, check_strategy
 
 logger = logging.getLogger(__name__)
 
 
+class SharesPendingError(RuntimeError):
+    """A secret-shared round waits for organisations whose share holders have not acted yet."""
+
+
 class Aggregator:
     """Opens, screens and commits rounds on the ledger as the aggregator identity of ``client``."""
 
-    def __init__(self, client: FedLedgerClient, store: UpdateStore, *, round_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        client: FedLedgerClient,
+        store: UpdateStore,
+        *,
+        round_seconds: float = 600.0,
+        holders: Sequence[ShareHolder] = (),
+        share_wait_seconds: float = 120.0,
+    ) -> None:
+        """``holders``: the organisations' share work this process runs itself (simulations that play every
+        party); the others run theirs elsewhere, and a shared round waits up to ``share_wait_seconds`` for them at
+        each step (then stops with an error; a restarted aggregator resumes where the ledger says)."""
         self.client = client
         self.store = store
         self.round_seconds = round_seconds
+        self.holders = list(holders)
+        self.share_wait_seconds = share_wait_seconds
         self._events: dict[str, tuple[str, int]] = {}  # update hash -> (tx id, block)
         self._opened_in: dict[int, int] = {}  # round -> block of its OpenRound
         self._bases: dict[int, ModelVersion] = {}  # round -> its base model (a round's base never changes)
@@ -124,6 +144,12 @@ class Aggregator:
                 time.sleep(max(0.0, record.deadline - time.time()) + 1.0)
             else:
                 self.client.close_round(number)
+            if record.shared and time.time() >= record.deadline and self.client.round(number).status == "open":
+                self.client.close_round(number)  # a shared round's seed is fixed by its CloseRound
+        if record.shared:
+            for holder in self.holders:
+                holder.sketch(number)
+            self._wait_for_holders(number, "sketches", lambda p: bool(p.sketched_tx))
         self.client.finalize_round(number)
         self._index_submissions(number)
 
@@ -131,7 +157,37 @@ class Aggregator:
         base = self._base(number)
         return decode(self.store.get(base.hash), expected=base.manifest, what=f"base model {base.hash}")
 
+    def _wait_for_holders(self, number: int, what: str, done: Callable[[OrgShares], bool]) -> list[OrgShares]:
+        deadline = time.time() + self.share_wait_seconds
+        while True:
+            parts = self.client.org_shares(number)
+            waiting = [p.org for p in parts if not done(p)]
+            if not waiting:
+                return parts
+            if time.time() >= deadline:
+                raise SharesPendingError(
+                    f"round {number} waits for the share {what} of {', '.join(waiting)}; once those organisations "
+                    "ran their share holders, run the aggregator again: it resumes the round"
+                )
+            time.sleep(0.5)
+
+    def _shared_mean(self, number: int) -> Contribution:
+        """The weighted mean delta of a shared round, from the holders' sums in the store (each checked against
+        its hash on the ledger): the only update-derived tensor the aggregator ever holds."""
+        for holder in self.holders:
+            holder.sum(number)
+        accepted = [u for u in self.client.updates(number) if u.status == "accepted"]
+        inputs = sum_inputs_digest([(u.hash, u.weight) for u in accepted])
+        parts = self._wait_for_holders(number, "sums", lambda p: p.sum_inputs == inputs)
+        base = self._base(number)
+        record = self.client.round(number)
+        sums = [shares.Share.from_bytes(self.store.get(p.sum_hash), base.manifest).values for p in parts]
+        mean = mean_of_sums(sums, scale=record.share_scale, total_weight=sum(u.weight for u in accepted))
+        return Contribution(inputs, ",".join(sorted(u.participant for u in accepted)), 1, mean)
+
     def contributions(self, number: int) -> list[Contribution]:
+        if self.client.round(number).shared:
+            return [self._shared_mean(number)] if any(u.status == "accepted" for u in self.client.updates(number)) else []
         base = self._base(number)
         accepted = sorted((u for u in self.client.updates(number) if u.status == "accepted"), key=lambda u: u.hash)
         return [
@@ -173,15 +229,28 @@ class Aggregator:
                 self.store.put(optimizer_state)
                 if base.optimizer_state is not None:
                     base_optimizer_state = self.store.get(base.optimizer_state)
-            model = self.client.commit_aggregate(
-                number,
-                payload,
-                base=self.store.get(base.hash),
-                updates={c.hash: self.store.get(c.hash) for c in used},
-                metrics=dict(metrics),
-                optimizer_state=optimizer_state,
-                base_optimizer_state=base_optimizer_state,
-            )
+            if self.client.round(number).shared:
+                parts = self.client.org_shares(number)
+                model = self.client.commit_shared_aggregate(
+                    number,
+                    payload,
+                    base=self.store.get(base.hash),
+                    sums={p.org: self.store.get(p.sum_hash) for p in parts},
+                    update_hashes=[u.hash for u in self.client.updates(number) if u.status == "accepted"],
+                    metrics=dict(metrics),
+                    optimizer_state=optimizer_state,
+                    base_optimizer_state=base_optimizer_state,
+                )
+            else:
+                model = self.client.commit_aggregate(
+                    number,
+                    payload,
+                    base=self.store.get(base.hash),
+                    updates={c.hash: self.store.get(c.hash) for c in used},
+                    metrics=dict(metrics),
+                    optimizer_state=optimizer_state,
+                    base_optimizer_state=base_optimizer_state,
+                )
             step = "CommitAggregate"
         else:
             self.client.abandon_round(number, "no update was accepted")

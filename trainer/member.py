@@ -19,9 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from fedledger.chaincode.errors import NotFound, PermissionDenied
 from fedledger.chaincode.privacy_budget import DPParams
-from fedledger.chaincode.records import Update
+from fedledger import shares
+from fedledger.chaincode.records import Round, Update
+from fedledger.chaincode.share_protocol import commitments_digest
+from fedledger.chaincode.weights import WEIGHT_UNITS
 from fedledger.sdk.client import FedLedgerClient
-from fedledger.sdk.store import UpdateStore
+from fedledger.sdk.store import StoreError, UpdateStore
 from fedledger.tensors import NDState, decode, encode, to_numpy
 
 if TYPE_CHECKING:  # torch is imported only by whoever builds the trainer
@@ -32,6 +35,10 @@ logger = logging.getLogger(__name__)
 
 class BaseModelMismatchError(RuntimeError):
     """The global adapter in the store does not match the hash the ledger records for it."""
+
+
+class ShareKeyChangedError(RuntimeError):
+    """A holder organisation's key on the ledger is not the one the round fixed when it opened."""
 
 
 @dataclass(frozen=True)
@@ -137,34 +144,61 @@ class Member:
         if existing is not None:
             logger.info("%s: update for round %d already on the ledger (%s)", self.id, round_number, existing.hash)
             return Submission(existing, resumed=True)
+        record = self.client.round(round_number)
         pending = self._journal().get(str(round_number))
         started = time.perf_counter()
-        if pending is not None and pending["hash"] in self.store:
-            payload, meta = self.store.get(pending["hash"]), pending
+        if pending is not None and self._stored(pending):
+            meta = pending
             logger.info("%s: re-submitting the stored update of round %d after a restart", self.id, round_number)
         else:
-            payload, meta = self._train(round_number)
+            meta = self._train(round_number, record)
         trained = time.perf_counter()
-        update = self.client.submit_update(
-            round_number,
-            payload,
-            samples=meta["samples"],
-            privacy=DPParams.parse(meta["privacy"]) if meta.get("privacy") else None,
-            train_loss=meta["train_loss"],
-        )
+        privacy = DPParams.parse(meta["privacy"]) if meta.get("privacy") else None
+        if meta.get("commitments"):
+            update = self.client.submit_shared_update(
+                round_number,
+                meta["commitments"],
+                samples=meta["samples"],
+                privacy=privacy,
+                train_loss=meta["train_loss"],
+            )
+        else:
+            update = self.client.submit_update(
+                round_number,
+                self.store.get(meta["hash"]),
+                samples=meta["samples"],
+                privacy=privacy,
+                train_loss=meta["train_loss"],
+            )
         submitted = time.perf_counter()
         self._remember(round_number, {**meta, "tx_id": update.tx_id, "committed": True})
         seconds = {"train": trained - started, "submit": submitted - trained}
         return Submission(update, resumed=pending is not None, seconds=seconds)
 
+    def _stored(self, pending: dict[str, Any]) -> bool:
+        """Whether what the journal says was trained is still in the store, to be re-submitted as it was."""
+        if pending.get("commitments"):
+            try:
+                for commitment in pending["commitments"]:
+                    self.store.sealed_share(commitment)
+            except StoreError:
+                return False
+            return True
+        return pending["hash"] in self.store
+
     def outgoing_delta(self, delta: NDState) -> NDState:
         """The delta this member submits: its trained delta, unchanged."""
         return delta
 
-    def _train(self, round_number: int) -> tuple[bytes, dict[str, Any]]:
+    def _train(self, round_number: int, record: Round) -> dict[str, Any]:
         result = self.trainer.train_round(self.global_state(round_number), self.data, round_id=round_number)
-        payload = encode(self.outgoing_delta(to_numpy(result.delta)))
-        digest = self.store.put(payload)
+        delta = self.outgoing_delta(to_numpy(result.delta))
+        commitments: list[str] = []
+        if record.shared:
+            commitments = self._seal(record, delta)
+            digest = commitments_digest(commitments)
+        else:
+            digest = self.store.put(encode(delta))
         # The contract composes ε itself from these parameters (RDP, as Opacus' accountant does): ε is never declared.
         privacy = (
             DPParams(
@@ -179,6 +213,7 @@ class Member:
         )
         meta = {
             "hash": digest,
+            "commitments": commitments,
             "samples": result.num_samples,
             "privacy": privacy,
             "local_epsilon": result.round_epsilon,
@@ -186,4 +221,32 @@ class Member:
             "steps": result.steps,
         }
         self._remember(round_number, {**meta, "committed": False})
-        return payload, meta
+        return meta
+
+    def _seal(self, record: Round, delta: NDState) -> list[str]:
+        """Splits ``delta`` into one share per holder organisation, seals each to that organisation's registered
+        key, files the sealed shares in the store and returns their commitments in share-index order. Nothing of
+        the update itself leaves this process."""
+        registered = {k.org: k for k in self.client.share_keys()}
+        recipients = {}
+        for holder in record.share_holders:
+            key = registered.get(holder["org"])
+            if key is None or key.key_id != holder["key_id"]:
+                raise ShareKeyChangedError(
+                    f"{holder['org']}'s share key is no longer {holder['key_id']} (the round's); the round cannot "
+                    "take shares for it: ask the aggregator to abandon the round and open the next one"
+                )
+            recipients[holder["org"]] = shares.load_public_key(key.public_key.encode())
+        manifest = self.client.model(record.base_model).manifest
+        sealed = shares.share_update(
+            delta,
+            recipients,
+            round=record.number,
+            participant=self.id,
+            manifest=manifest,
+            scale=record.share_scale,
+            total_weight=WEIGHT_UNITS,
+        )
+        for part in sealed:
+            self.store.put_sealed_share(part.commitment, part.sealed)
+        return [part.commitment for part in sorted(sealed, key=lambda p: p.index)]

@@ -411,7 +411,7 @@ def _expected(ctx: LedgerContext, agg: RoundAggregation, inline_from: int | None
     return chunks
 
 
-def _differs(agg: RoundAggregation, what: str, got: list[str], expected: list[str | None]) -> None:
+def refuse_differing(agg: RoundAggregation, what: str, got: list[str], expected: list[str | None]) -> None:
     for k, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
         if mine != theirs:
             start, stop = agg.layout.chunk_range(k, agg.chunk_elements)
@@ -463,8 +463,7 @@ def record_aggregate(
     return model
 
 
-@transaction("CommitAggregate")
-def commit_aggregate(
+def commit_plain_aggregate(
     ctx: LedgerContext, round_number: str, update_hashes: str, metrics: str = "{}", inline_from: str = ""
 ) -> ModelVersion:
     """Records the new global model (transient ``model``; FedAdam: ``optimizer_state``) if it is the aggregate of
@@ -474,12 +473,12 @@ def commit_aggregate(
     agg = request.agg
     expected = _expected(ctx, agg, request.inline_from)
     chunk_hashes = agg.layout.chunk_hashes(request.model_state, agg.chunk_elements)
-    _differs(agg, "model", chunk_hashes, [c.model for c in expected])
+    refuse_differing(agg, "model", chunk_hashes, [c.model for c in expected])
     optimizer_chunks: dict[str, list[str]] = {}
     if request.moments is not None:
         for moment, values in zip((M_FIELD, V_FIELD), request.moments, strict=True):
             optimizer_chunks[moment] = agg.moments.chunk_hashes(values, agg.chunk_elements)
-            _differs(
+            refuse_differing(
                 agg, f"optimizer state {moment!r}", optimizer_chunks[moment], [getattr(c, moment) for c in expected]
             )
     model = record_aggregate(ctx, request, chunk_hashes, optimizer_chunks)

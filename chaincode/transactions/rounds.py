@@ -10,8 +10,9 @@ from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_i
 from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import current_rules, require_participant
-from fedledger.chaincode.records import Dispute, Participant, Round
+from fedledger.chaincode.records import Dispute, Participant, Round, Update
 from fedledger.chaincode.registry import transaction
+from fedledger.chaincode.share_state import close_shared, share_holders
 
 DONE = ("aggregated", "abandoned")
 
@@ -64,8 +65,15 @@ def open_round(ctx: LedgerContext, round_number: str, base_model_hash: str, dead
             if p.role == "trainer" and p.status == "active" and p.mspid in rules.member_msps
         ],
     )
+    holders = share_holders(ctx, rules)
+    if holders:
+        record = dataclasses.replace(record, share_holders=holders, share_scale=rules.share_scale)
     state.write(ctx, keys.ROUND, [keys.round_attr(number)], record)
-    emit(ctx, "RoundOpened", {"round": number, "base_model": base, "deadline": due})
+    emit(
+        ctx,
+        "RoundOpened",
+        {"round": number, "base_model": base, "deadline": due, "share_holders": [h["org"] for h in holders]},
+    )
     return record
 
 
@@ -83,6 +91,8 @@ def close_round_now(ctx: LedgerContext, number: int, by: str) -> Round:
     if record.status != "open":
         raise FailedPrecondition(f"round {record.number} is {record.status}, not open")
     closed = dataclasses.replace(record, status="closed", closed_at=ctx.get_tx_timestamp(), closed_by=by)
+    if record.shared:
+        closed = close_shared(ctx, closed, list(state.scan(ctx, Update, keys.UPDATE, [keys.round_attr(number)])))
     state.write(ctx, keys.ROUND, [keys.round_attr(record.number)], closed)
     emit(ctx, "RoundClosed", {"round": record.number, "by": by})
     return closed

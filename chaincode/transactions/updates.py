@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fedledger.anomaly.features import update_features
-from fedledger.chaincode import keys, state
+from fedledger.chaincode import keys, share_protocol, state
 from fedledger.chaincode.aggregation import Layout
 from fedledger.chaincode.context import LedgerContext
-from fedledger.chaincode.encoding import loads, parse_float, parse_int, parse_json
-from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, RuleViolation
+from fedledger.chaincode.encoding import loads, parse_float, parse_hash, parse_int, parse_json
+from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument, RuleViolation
 from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.payloads import decode_payload, transient_bytes
@@ -19,6 +19,7 @@ from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.tensors import sha256_hex
 
 UPDATE_FIELD = "update"
+COMMITMENTS_FIELD = "commitments"  # shared rounds: JSON list of the SHA-256 of each organisation's share
 
 
 def privacy_history(ctx: LedgerContext, participant_id: str) -> list[DPParams]:
@@ -97,19 +98,33 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, privacy: 
         raise AlreadyExists(f"{trainer.id} already submitted an update for round {number}")
     rules = rules_of(ctx, record)
     spent = _check_budget(ctx, trainer, rules, n_samples, dp)
+    if record.shared:
+        commitments = _share_commitments(ctx, record)
+        digest = share_protocol.commitments_digest(commitments)
+        _refuse_copy(ctx, number, digest)
+        update = Update(
+            round=number,
+            participant=trainer.id,
+            hash=digest,
+            size=0,
+            samples=n_samples,
+            epsilon=spent[0] if spent else None,
+            epsilon_spent=spent[1] if spent else None,
+            privacy=dp.to_dict() if dp else {},
+            train_loss=loss,
+            features={},  # the holders' share sketches, added up at FinalizeRound
+            submitted_at=now,
+            tx_id=ctx.get_tx_id(),
+            trust_at_submit=trainer.trust,
+            share_commitments=commitments,
+        )
+        return _record(ctx, update, dp)
 
     data = transient_bytes(ctx, UPDATE_FIELD, max_bytes=rules.max_update_bytes)
     base_manifest = require_model(ctx, record.base_model).manifest
     parsed = decode_payload(data, "update", expected=base_manifest)
     digest = sha256_hex(data)
-    # A point read of one key per (round, bytes): two members with different updates never touch the same key,
-    # so concurrent submissions in a block do not conflict; a copy of another member's update is refused.
-    copied = ctx.get_state(keys.composite_key(keys.UPDATE_BYTES, [keys.round_attr(number), digest]))
-    if copied is not None:
-        raise AlreadyExists(
-            f"round {number} already holds an update with these exact bytes (sha256 {digest}); "
-            "submit the update you trained yourself"
-        )
+    _refuse_copy(ctx, number, digest)
     features = update_features(parsed, sketch_dim=rules.sketch_dim)
     if features["l2_norm"] > rules.max_update_norm:
         raise RuleViolation(f"update L2 norm {features['l2_norm']:.4g} exceeds the bound {rules.max_update_norm}")
@@ -131,15 +146,52 @@ def submit_update(ctx: LedgerContext, round_number: str, samples: str, privacy: 
         # what CommitAggregate checks each chunk of these bytes against (chaincode.aggregation)
         chunk_hashes=Layout(base_manifest).chunk_hashes(parsed, rules.aggregate_chunk_elements),
     )
-    state.write(ctx, keys.UPDATE, [keys.round_attr(number), trainer.id], update)
+    return _record(ctx, update, dp)
+
+
+def _refuse_copy(ctx: LedgerContext, number: int, digest: str) -> None:
+    # A point read of one key per (round, bytes): two members with different updates never touch the same key,
+    # so concurrent submissions in a block do not conflict; a copy of another member's update is refused.
+    copied = ctx.get_state(keys.composite_key(keys.UPDATE_BYTES, [keys.round_attr(number), digest]))
+    if copied is not None:
+        raise AlreadyExists(
+            f"round {number} already holds an update with these exact bytes (sha256 {digest}); "
+            "submit the update you trained yourself"
+        )
+
+
+def _share_commitments(ctx: LedgerContext, record: Round) -> list[str]:
+    """The member's share commitments (transient ``commitments``), one per holder; a shared round refuses the
+    update itself, which no endorser may see."""
+    if ctx.get_transient().get(UPDATE_FIELD):
+        raise InvalidArgument(
+            f"round {record.number} is secret-shared: send the commitments of your shares (transient "
+            f"{COMMITMENTS_FIELD!r}), never the update; fedledger.trainer.Member does this"
+        )
+    text = transient_bytes(ctx, COMMITMENTS_FIELD, max_bytes=100 * (len(record.share_holders) + 1))
+    try:
+        commitments = parse_json(COMMITMENTS_FIELD, text.decode("utf-8"), list)
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"{COMMITMENTS_FIELD!r} must be a JSON list of SHA-256 hex digests") from None
+    if len(commitments) != len(record.share_holders):
+        raise InvalidArgument(
+            f"round {record.number} has {len(record.share_holders)} share holders "
+            f"({', '.join(h['org'] for h in record.share_holders)}); got {len(commitments)} commitment(s)"
+        )
+    return [parse_hash(f"commitment {i}", str(c)) for i, c in enumerate(commitments)]
+
+
+def _record(ctx: LedgerContext, update: Update, dp: DPParams | None) -> Update:
+    number, participant = update.round, update.participant
+    state.write(ctx, keys.UPDATE, [keys.round_attr(number), participant], update)
     state.write(
         ctx,
         keys.PARTICIPANT_UPDATE,
-        [trainer.id, keys.round_attr(number)],
+        [participant, keys.round_attr(number)],
         {"privacy": dp.to_dict() if dp else {}, "hash": update.hash},
     )
-    state.write(ctx, keys.UPDATE_BYTES, [keys.round_attr(number), digest], {"participant": trainer.id})
-    emit(ctx, "UpdateSubmitted", {"round": number, "participant": trainer.id, "hash": update.hash})
+    state.write(ctx, keys.UPDATE_BYTES, [keys.round_attr(number), update.hash], {"participant": participant})
+    emit(ctx, "UpdateSubmitted", {"round": number, "participant": participant, "hash": update.hash})
     return update
 
 
