@@ -7,7 +7,7 @@ The contract's business logic only talks to this interface. Two adapters impleme
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -73,4 +73,21 @@ class LedgerContext(Protocol):
 
     def set_event(self, name: str, payload: bytes) -> None:
         """Fabric keeps one event per transaction: a second call replaces the first."""
+        ...
+
+    def set_key_endorsers(self, key: str, mspids: Sequence[str]) -> None:
+        """State-based endorsement: from this transaction's commit on, a transaction that writes or deletes ``key``
+        is valid only if endorsed by a peer of one of ``mspids`` (one suffices), instead of the chaincode policy.
+
+        So that one organisation alone may later update a key that holds its own data (its share of an update),
+        while the key's creation still needs the chaincode policy. Call it in the transaction that writes the key's
+        value, or later: endorsers of a key that does not exist after this transaction are ignored (as in Fabric),
+        and deleting the key drops them. An empty ``mspids`` removes them (the chaincode policy applies again).
+        The change itself is a write of ``key``: it must satisfy the key's current endorsers.
+        """
+        ...
+
+    def get_key_endorsers(self, key: str) -> list[str] | None:
+        """The key's endorsers as committed (sorted MSP IDs), or None when it has none and the chaincode policy
+        applies; so that a transaction can check who may update the key before it relies on that."""
         ...

@@ -38,6 +38,13 @@ class PermissionDenied(ContractError):
     code = "PERMISSION_DENIED"
 
 
+class KeyEndorsementFailure(PermissionDenied):
+    """A transaction writes a key whose endorsers (state-based endorsement) do not include its endorsing
+    organisation; Fabric invalidates it at commit with the validation code of the same name."""
+
+    code = "ENDORSEMENT_POLICY_FAILURE"
+
+
 class FailedPrecondition(ContractError):
     """The request is well-formed but the ledger's state does not allow it now."""
 
@@ -64,6 +71,7 @@ ERROR_CLASSES: dict[str, type[ContractError]] = {
         NotFound,
         AlreadyExists,
         PermissionDenied,
+        KeyEndorsementFailure,
         FailedPrecondition,
         RuleViolation,
         ClockSkew,

@@ -3,13 +3,16 @@
 Keys are stored as UTF-8 BLOBs so that SQLite compares them bytewise, as Fabric's LevelDB does.
 
 Reads come from committed state (recorded with their versions); writes are buffered in the
-write set and only applied by the ledger if the whole transaction succeeds.
+write set and only applied by the ledger if the whole transaction succeeds. Key endorsers
+(state-based endorsement) are buffered the same way, in ``endorser_writes``, and read from the
+committed ``key_endorsers`` table.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from fedledger.chaincode.context import Creator, HistoryEntry
 from fedledger.chaincode.keys import composite_key
@@ -38,6 +41,7 @@ class EmbeddedContext:
         self.reads: dict[str, int | None] = {}
         self.writes: dict[str, bytes | None] = {}
         self.event: tuple[str, bytes] | None = None
+        self.endorser_writes: dict[str, list[str]] = {}
 
     def get_state(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value, version FROM state WHERE key = ?", (key.encode(),)).fetchone()
@@ -88,3 +92,24 @@ class EmbeddedContext:
 
     def set_event(self, name: str, payload: bytes) -> None:
         self.event = (name, bytes(payload))
+
+    def set_key_endorsers(self, key: str, mspids: Sequence[str]) -> None:
+        self.endorser_writes[key] = endorser_list(key, mspids)
+
+    def get_key_endorsers(self, key: str) -> list[str] | None:
+        return committed_endorsers(self._db, key)
+
+
+def endorser_list(key: str, mspids: Sequence[str]) -> list[str]:
+    """The stored form of a key's endorsers: sorted, without duplicates; empty clears them."""
+    if not key:
+        raise ValueError("key must not be empty")
+    if isinstance(mspids, str) or not all(isinstance(m, str) and m for m in mspids):
+        raise ValueError(f"endorsers of {key!r} must be a list of MSP IDs, got {mspids!r}")
+    return sorted(set(mspids))
+
+
+def committed_endorsers(db: sqlite3.Connection, key: str) -> list[str] | None:
+    """The key's endorsers as committed, None when it has none."""
+    row = db.execute("SELECT mspids FROM key_endorsers WHERE key = ?", (key.encode(),)).fetchone()
+    return json.loads(row[0]) if row else None

@@ -7,6 +7,14 @@ per-key history, chaincode events in blocks, duplicate transaction ids refused, 
 transaction writes nothing. What it does not do: endorsement by several organisations (one
 process executes the contract) and MVCC (writers are serialised by SQLite's write lock, so
 transactions never conflict).
+
+State-based endorsement: a key's endorsers (``set_key_endorsers``) are kept in the
+``key_endorsers`` table and recorded in the block like a write. With one in-process endorser,
+"endorsed by a peer of O" is stood in for by "submitted by an identity of O": a transaction that
+writes, deletes or re-sets the endorsers of a key whose committed endorsers do not include the
+submitter's MSP ID is refused at commit with ``KeyEndorsementFailure`` and writes nothing. As in
+Fabric, deleting a key drops its endorsers, a plain write keeps them, endorsers set on a key that
+does not exist after the transaction are ignored, and GetHistoryForKey lists value writes only.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from cryptography.exceptions import InvalidSignature
 
 from fedledger.chaincode.context import Creator
 from fedledger.chaincode.contract import FedLedgerContract
-from fedledger.chaincode.embedded.context import EmbeddedContext
+from fedledger.chaincode.embedded.context import EmbeddedContext, committed_endorsers
 from fedledger.chaincode.embedded.proposal import SignedProposal, canonical, decode_args, transaction_id
+from fedledger.chaincode.errors import KeyEndorsementFailure
 from fedledger.identity import Identity, Signer, load_msp_identity, verify_signature
 from fedledger.tensors import sha256_hex
 
@@ -49,6 +58,10 @@ CREATE TABLE IF NOT EXISTS history (key BLOB NOT NULL, block INTEGER NOT NULL, t
                                     tx_id TEXT NOT NULL, timestamp REAL NOT NULL, value BLOB, is_delete INTEGER);
 CREATE INDEX IF NOT EXISTS history_by_key ON history(key, block, txnum);
 CREATE TABLE IF NOT EXISTS txids (tx_id TEXT PRIMARY KEY, block INTEGER NOT NULL);
+"""
+# Added with state-based endorsement; created on open too, so that older ledgers still open.
+_KEY_ENDORSERS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS key_endorsers (key BLOB PRIMARY KEY, mspids TEXT NOT NULL, block INTEGER NOT NULL);
 """
 
 
@@ -151,6 +164,7 @@ class EmbeddedLedger:
         # proposals. Tests replace it to move past deadlines; clients cannot.
         self.clock: Callable[[], float] = time.time
         self._db = _connect(self.path / DB_NAME)
+        self._db.executescript(_KEY_ENDORSERS_SCHEMA)
         self._lock = threading.Lock()
         self._orderer = orderer
         self.contract = FedLedgerContract()
@@ -256,12 +270,25 @@ class EmbeddedLedger:
                 if self._db.execute("SELECT 1 FROM txids WHERE tx_id = ?", (proposal.tx_id,)).fetchone():
                     raise LedgerError(f"duplicate transaction id {proposal.tx_id}", code="DUPLICATE_TXID")
                 ctx, result = self._run(self._db, proposal)
+                self._check_key_endorsers(ctx)
                 number = self._append_block(proposal, ctx, result)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
         return Committed(proposal.tx_id, number, result, ctx.event)
+
+    def _check_key_endorsers(self, ctx: EmbeddedContext) -> None:
+        """Every key the transaction writes, deletes or re-sets the endorsers of must, if it has endorsers (as
+        committed before this transaction), list the submitter's organisation; as Fabric's key-level validation."""
+        mspid = ctx.get_creator().mspid
+        for key in sorted(set(ctx.writes) | set(ctx.endorser_writes)):
+            endorsers = committed_endorsers(self._db, key)
+            if endorsers is not None and mspid not in endorsers:
+                raise KeyEndorsementFailure(
+                    f"key {key!r} may only be changed by {' or '.join(endorsers)}, not {mspid}: "
+                    f"submit the transaction as an identity of {' or '.join(endorsers)}"
+                )
 
     def _append_block(self, proposal: SignedProposal, ctx: EmbeddedContext, result: bytes) -> int:
         assert self._orderer is not None
@@ -279,6 +306,8 @@ class EmbeddedLedger:
             "event": None if ctx.event is None else {"name": ctx.event[0], "payload": _b64(ctx.event[1])},
             "result_sha256": sha256_hex(result),
         }
+        if ctx.endorser_writes:  # absent otherwise, so that blocks without them keep their earlier form
+            tx["endorsers"] = [[k, v] for k, v in sorted(ctx.endorser_writes.items())]
         data = canonical({"transactions": [tx]})
         header = canonical(
             {
@@ -295,12 +324,23 @@ class EmbeddedLedger:
             raw_key = key.encode()
             if value is None:
                 self._db.execute("DELETE FROM state WHERE key = ?", (raw_key,))
+                self._db.execute("DELETE FROM key_endorsers WHERE key = ?", (raw_key,))
             else:
                 self._db.execute("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", (raw_key, value, number))
             self._db.execute(
                 "INSERT INTO history VALUES (?, ?, 0, ?, ?, ?, ?)",
                 (raw_key, number, proposal.tx_id, timestamp, value, int(value is None)),
             )
+        for key, mspids in sorted(ctx.endorser_writes.items()):
+            raw_key = key.encode()
+            if not self._db.execute("SELECT 1 FROM state WHERE key = ?", (raw_key,)).fetchone():
+                continue  # the key does not exist after this transaction: ignored, as in Fabric
+            if mspids:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO key_endorsers VALUES (?, ?, ?)", (raw_key, json.dumps(mspids), number)
+                )
+            else:
+                self._db.execute("DELETE FROM key_endorsers WHERE key = ?", (raw_key,))
         return number
 
     # -- reading blocks --------------------------------------------------------------------
@@ -342,6 +382,10 @@ class EmbeddedLedger:
 
     def state_snapshot(self) -> dict[bytes, bytes]:
         return {_blob(k): _blob(v) for k, v in self._db.execute("SELECT key, value FROM state")}
+
+    def key_endorsers_snapshot(self) -> dict[bytes, list[str]]:
+        """Every key's endorsers (state-based endorsement), as committed."""
+        return {_blob(k): json.loads(v) for k, v in self._db.execute("SELECT key, mspids FROM key_endorsers")}
 
     def history_rows(self) -> list[HistoryRow]:
         """The history table (what GetHistory reads) in block order."""

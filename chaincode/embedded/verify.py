@@ -2,9 +2,9 @@
 
 For every block: the data hash, the link to the previous header, the orderer's signature; for
 every transaction: the transaction id derivation, the creator's certificate against the channel's
-MSP CAs, and the creator's signature. Finally the world state and the history table (what GetHistory
-answers) are rebuilt from the blocks' write sets and compared with the stored ones. Reports the first block
-that fails, or the first key whose state or history differs.
+MSP CAs, and the creator's signature. Finally the world state, the keys' endorsers (state-based endorsement)
+and the history table (what GetHistory answers) are rebuilt from the blocks' write sets and compared with the
+stored ones. Reports the first block that fails, or the first key whose state, endorsers or history differs.
 """
 
 from __future__ import annotations
@@ -52,6 +52,17 @@ def _check_transaction(tx: dict, verifier: CreatorVerifier, at: float) -> None:
         raise _BlockProblem(f"transaction {json.loads(tx['header'])['tx_id']}: {exc}") from None
 
 
+def _apply_endorsers(changes: list[list], state: dict[bytes, bytes], endorsers: dict[bytes, list[str]]) -> None:
+    """A transaction's endorser changes, after its writes: ignored for a key that does not exist, cleared by []."""
+    for key, mspids in changes:
+        if key.encode() not in state:
+            continue
+        if mspids:
+            endorsers[key.encode()] = list(mspids)
+        else:
+            endorsers.pop(key.encode(), None)
+
+
 def _order(row: HistoryRow) -> tuple[int, int, bytes]:
     return row.block, row.txnum, row.key
 
@@ -62,6 +73,7 @@ def verify_ledger(path: Path | str) -> VerifyReport:
         orderer = Identity(ledger.config["orderer"]["mspid"], ledger.config["orderer"]["cert_pem"].encode())
         verifier = CreatorVerifier(ledger.config["organizations"])
         state: dict[bytes, bytes] = {}
+        endorsers: dict[bytes, list[str]] = {}
         history: list[HistoryRow] = []
         prev_hash = GENESIS_PREV
         count = height = 0
@@ -87,11 +99,13 @@ def verify_ledger(path: Path | str) -> VerifyReport:
                         raw = None if value is None else base64.b64decode(value)
                         if raw is None:
                             state.pop(key.encode(), None)
+                            endorsers.pop(key.encode(), None)
                         else:
                             state[key.encode()] = raw
                         history.append(
                             HistoryRow(key.encode(), number, txnum, tx_id, fields["timestamp"], raw, raw is None)
                         )
+                    _apply_endorsers(tx.get("endorsers", []), state, endorsers)
             except (_BlockProblem, ValueError, KeyError) as exc:
                 return VerifyReport(False, height, count, number, str(exc))
             prev_hash = sha256_hex(header)
@@ -100,6 +114,13 @@ def verify_ledger(path: Path | str) -> VerifyReport:
             differing = set(stored) ^ set(state) | {k for k in stored.keys() & state.keys() if stored[k] != state[k]}
             first = sorted(differing)[0]
             return VerifyReport(False, height, count, None, f"world state differs from the blocks at key {first!r}")
+        stored_endorsers = ledger.key_endorsers_snapshot()
+        if stored_endorsers != endorsers:
+            differing = set(stored_endorsers) ^ set(endorsers) | {
+                k for k in stored_endorsers.keys() & endorsers.keys() if stored_endorsers[k] != endorsers[k]
+            }
+            first = sorted(differing)[0]
+            return VerifyReport(False, height, count, None, f"key endorsers differ from the blocks at key {first!r}")
         stored_history = sorted(ledger.history_rows(), key=_order)
         if stored_history != sorted(history, key=_order):
             first_row = next(

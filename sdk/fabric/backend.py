@@ -175,7 +175,11 @@ class FabricGatewayBackend:
     # -- Backend port ------------------------------------------------------------------
 
     def evaluate(self, proposal: Proposal) -> bytes:
-        """Runs the transaction on one endorser (of ``endorsing_orgs`` if given); no commit."""
+        """Runs the transaction on one endorser (of ``endorsing_orgs`` if given, through a gateway of theirs only:
+        its transient data may be theirs alone); no commit."""
+        return self._evaluate(proposal, organizations=proposal.endorsing_orgs)
+
+    def _evaluate(self, proposal: Proposal, *, organizations: Sequence[str]) -> bytes:
         self._check_open()
         prepared = self._prepare(proposal)
         request = gateway_pb2.EvaluateRequest(
@@ -186,7 +190,12 @@ class FabricGatewayBackend:
         )
         transaction_id = prepared.transaction_id
         response = self.gateways.call(
-            "Evaluate", request, timeout=self.evaluate_timeout, step=EndorseError, transaction_id=transaction_id
+            "Evaluate",
+            request,
+            timeout=self.evaluate_timeout,
+            step=EndorseError,
+            transaction_id=transaction_id,
+            organizations=organizations,
         )
         return response.result.payload
 
@@ -201,7 +210,9 @@ class FabricGatewayBackend:
         for org in orgs:
             while True:
                 try:
-                    info = self.evaluate(Proposal(channel, "qscc", "GetChainInfo", (channel.encode(),), {}, (org,)))
+                    # Any gateway may ask: the query carries nothing secret.
+                    query = Proposal(channel, "qscc", "GetChainInfo", (channel.encode(),), {}, (org,))
+                    info = self._evaluate(query, organizations=())
                 except EndorseError as error:
                     # A peer that is down endorses nothing, so it cannot make the next transaction fail either;
                     # failing here would report a committed transaction as failed.
@@ -320,7 +331,8 @@ class FabricGatewayBackend:
         )
 
     def endorse(self, proposal: Proposal) -> EndorsedTransaction:
-        """Step 1: collects endorsements satisfying the policy; nothing is ordered yet.
+        """Step 1: collects endorsements satisfying the policy; nothing is ordered yet. With ``endorsing_orgs``, only
+        peers of those organisations endorse, and only a gateway of theirs sees the proposal.
 
         Public (beyond the Backend port) so that a caller can inspect the result before
         deciding to submit, as with fabric-gateway's ``Proposal.Endorse``.
@@ -335,7 +347,12 @@ class FabricGatewayBackend:
             endorsing_organizations=list(proposal.endorsing_orgs),
         )
         response = self.gateways.call(
-            "Endorse", request, timeout=self.endorse_timeout, step=EndorseError, transaction_id=transaction_id
+            "Endorse",
+            request,
+            timeout=self.endorse_timeout,
+            step=EndorseError,
+            transaction_id=transaction_id,
+            organizations=proposal.endorsing_orgs,
         )
         envelope = response.prepared_transaction
         info = protocol.parse_envelope(envelope)

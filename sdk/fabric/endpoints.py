@@ -8,6 +8,11 @@ Every request the backend sends is safe to repeat on another gateway: evaluation
 endorsements order nothing, a re-submitted envelope is invalidated as a duplicate transaction id,
 and commit status is a read. A gateway that answered, even with ``UNAVAILABLE`` about endorsers
 or orderers behind it, is not skipped: another gateway would see the same network.
+
+A proposal meant for some organisations' endorsers only (``endorsing_orgs``) may carry transient data that
+is one organisation's secret (its share of an update): such a call goes only to gateway peers of those
+organisations (``organizations=``), never to another organisation's gateway, also not when failing over;
+when none of them is configured or reachable it fails instead.
 """
 
 from __future__ import annotations
@@ -92,29 +97,58 @@ class GatewayPool:
                 self._channels[index] = channel
         return gateway_pb2_grpc.GatewayStub(channel)
 
-    def call(self, method: str, request: Any, *, timeout: float, step: type[GatewayError], transaction_id: str) -> Any:
+    def call(
+        self,
+        method: str,
+        request: Any,
+        *,
+        timeout: float,
+        step: type[GatewayError],
+        transaction_id: str,
+        organizations: Sequence[str] = (),
+    ) -> Any:
         """``method`` (``"Endorse"``...) on the current gateway, else on the next reachable ones, each once.
 
-        Raises ``step`` (with what to do next) for an answered failure, or when no gateway could be reached.
+        ``organizations``: only gateways of these MSP IDs may see the request (the current one stays current
+        unless it was one of them and was unreachable). Raises ``step`` (with what to do next) for an answered
+        failure, or when no (allowed) gateway could be reached.
         """
         start = self._current
         count = len(self.endpoints)
-        for offset in range(count):
-            index = (start + offset) % count
+        order = [(start + offset) % count for offset in range(count)]
+        if organizations:
+            order = [i for i in order if self.endpoints[i].mspid in organizations]
+            if not order:
+                raise step(
+                    f"{step.step} failed: no gateway peer of {_names(organizations)} is configured (have "
+                    f"{', '.join(str(e) for e in self.endpoints)}); a proposal for {_names(organizations)} goes only "
+                    "to their gateways, as its transient data may be theirs alone: add one to the connection profile",
+                    code="NO_GATEWAY",
+                    transaction_id=transaction_id,
+                )
+        for position, index in enumerate(order):
             try:
                 response = getattr(self.stub(index), method)(request, timeout=timeout)
             except grpc.RpcError as error:
-                if unreachable(error) and offset < count - 1:
+                if unreachable(error) and position < len(order) - 1:
                     logger.warning(
                         "Gateway %s is unreachable (%s); trying %s",
                         self.endpoints[index],
                         _first_line(error),
-                        self.endpoints[(index + 1) % count],
+                        self.endpoints[order[position + 1]],
                     )
                     continue
-                tried = [str(self.endpoints[(start + k) % count]) for k in range(offset + 1)]
+                tried = [str(self.endpoints[k]) for k in order[: position + 1]]
+                if organizations and unreachable(error):
+                    raise step(
+                        f"{step.step} failed: no gateway peer of {_names(organizations)} is reachable (tried "
+                        f"{', '.join(tried)}); a proposal for {_names(organizations)} goes only to their gateways, "
+                        "as its transient data may be theirs alone: start one of them and try again",
+                        code="UNAVAILABLE",
+                        transaction_id=transaction_id,
+                    ) from None
                 raise to_gateway_error(error, step=step, transaction_id=transaction_id, gateways=tried) from None
-            if index != start:
+            if index != start and order[0] == start:
                 with self._lock:
                     self._current = index
                     self.failovers += 1
@@ -128,6 +162,10 @@ class GatewayPool:
             self._channels.clear()
         for channel in channels:
             channel.close()
+
+
+def _names(mspids: Sequence[str]) -> str:
+    return " or ".join(mspids)
 
 
 def _first_line(error: grpc.RpcError) -> str:

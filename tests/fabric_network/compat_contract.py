@@ -77,6 +77,21 @@ class CompatTestContract:
             ]
         )
 
+    # --- state-based endorsement -----------------------------------------------------------
+
+    def _tx_PutWithEndorsers(self, ctx: LedgerContext, key: str, value: str, *mspids: str) -> bytes:
+        """Writes ``key`` and makes ``mspids`` its only endorsers (none: clears them)."""
+        ctx.put_state(key, value.encode())
+        ctx.set_key_endorsers(key, list(mspids))
+        return b"ok"
+
+    def _tx_SetEndorsers(self, ctx: LedgerContext, key: str, *mspids: str) -> bytes:
+        ctx.set_key_endorsers(key, list(mspids))
+        return b"ok"
+
+    def _tx_KeyEndorsers(self, ctx: LedgerContext, key: str) -> bytes:
+        return _dumps({"endorsers": ctx.get_key_endorsers(key)})
+
     # --- transaction metadata ---------------------------------------------------------------
 
     def _tx_Meta(self, ctx: LedgerContext) -> bytes:
