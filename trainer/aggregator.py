@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from fedledger import shares
 from fedledger.chaincode.aggregation import encode_moments
 from fedledger.chaincode.errors import NotFound, PermissionDenied
-from fedledger import shares
 from fedledger.chaincode.records import ModelVersion, OrgShares
 from fedledger.chaincode.share_protocol import mean_of_sums, sum_inputs_digest
 from fedledger.sdk.client import FedLedgerClient, grant_role
@@ -187,7 +187,9 @@ class Aggregator:
 
     def contributions(self, number: int) -> list[Contribution]:
         if self.client.round(number).shared:
-            return [self._shared_mean(number)] if any(u.status == "accepted" for u in self.client.updates(number)) else []
+            return (
+                [self._shared_mean(number)] if any(u.status == "accepted" for u in self.client.updates(number)) else []
+            )
         base = self._base(number)
         accepted = sorted((u for u in self.client.updates(number) if u.status == "accepted"), key=lambda u: u.hash)
         return [

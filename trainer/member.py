@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fedledger import shares
 from fedledger.chaincode.errors import NotFound, PermissionDenied
 from fedledger.chaincode.privacy_budget import DPParams
-from fedledger import shares
 from fedledger.chaincode.records import Round, Update
 from fedledger.chaincode.share_protocol import commitments_digest
 from fedledger.chaincode.weights import WEIGHT_UNITS
@@ -39,6 +39,37 @@ class BaseModelMismatchError(RuntimeError):
 
 class ShareKeyChangedError(RuntimeError):
     """A holder organisation's key on the ledger is not the one the round fixed when it opened."""
+
+
+def seal_update(
+    client: FedLedgerClient, store: UpdateStore, record: Round, delta: NDState, *, participant: str
+) -> list[str]:
+    """Splits ``delta`` into one share per holder organisation, seals each to that organisation's registered
+    key, files the sealed shares in the store and returns their commitments in share-index order. Nothing of
+    the update itself leaves this process."""
+    registered = {k.org: k for k in client.share_keys()}
+    recipients = {}
+    for holder in record.share_holders:
+        key = registered.get(holder["org"])
+        if key is None or key.key_id != holder["key_id"]:
+            raise ShareKeyChangedError(
+                f"{holder['org']}'s share key is no longer {holder['key_id']} (the round's); the round cannot "
+                "take shares for it: ask the aggregator to abandon the round and open the next one"
+            )
+        recipients[holder["org"]] = shares.load_public_key(key.public_key.encode())
+    manifest = client.model(record.base_model).manifest
+    sealed = shares.share_update(
+        delta,
+        recipients,
+        round=record.number,
+        participant=participant,
+        manifest=manifest,
+        scale=record.share_scale,
+        total_weight=WEIGHT_UNITS,
+    )
+    for part in sealed:
+        store.put_sealed_share(part.commitment, part.sealed)
+    return [part.commitment for part in sorted(sealed, key=lambda p: p.index)]
 
 
 @dataclass(frozen=True)
@@ -224,29 +255,4 @@ class Member:
         return meta
 
     def _seal(self, record: Round, delta: NDState) -> list[str]:
-        """Splits ``delta`` into one share per holder organisation, seals each to that organisation's registered
-        key, files the sealed shares in the store and returns their commitments in share-index order. Nothing of
-        the update itself leaves this process."""
-        registered = {k.org: k for k in self.client.share_keys()}
-        recipients = {}
-        for holder in record.share_holders:
-            key = registered.get(holder["org"])
-            if key is None or key.key_id != holder["key_id"]:
-                raise ShareKeyChangedError(
-                    f"{holder['org']}'s share key is no longer {holder['key_id']} (the round's); the round cannot "
-                    "take shares for it: ask the aggregator to abandon the round and open the next one"
-                )
-            recipients[holder["org"]] = shares.load_public_key(key.public_key.encode())
-        manifest = self.client.model(record.base_model).manifest
-        sealed = shares.share_update(
-            delta,
-            recipients,
-            round=record.number,
-            participant=self.id,
-            manifest=manifest,
-            scale=record.share_scale,
-            total_weight=WEIGHT_UNITS,
-        )
-        for part in sealed:
-            self.store.put_sealed_share(part.commitment, part.sealed)
-        return [part.commitment for part in sorted(sealed, key=lambda p: p.index)]
+        return seal_update(self.client, self.store, record, delta, participant=self.id)

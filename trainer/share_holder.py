@@ -88,7 +88,9 @@ class ShareHolder:
             try:
                 opened[update.participant] = self._open(record, part, update, manifest)
             except (shares.SharesError, StoreError) as exc:
-                logger.warning("%s: the share of %s in round %d is refused: %s", self.org, update.participant, number, exc)
+                logger.warning(
+                    "%s: the share of %s in round %d is refused: %s", self.org, update.participant, number, exc
+                )
                 refused[update.participant] = str(exc)
         previous = self._previous_sum(record)
         try:

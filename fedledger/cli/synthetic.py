@@ -34,7 +34,9 @@ from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.store import UpdateStore, create_key
 from fedledger.tensors import encode
 from fedledger.trainer.aggregator import Aggregator  # numpy only: no torch needed
+from fedledger.trainer.member import seal_update
 from fedledger.trainer.rounds import RoundDriver, RoundOutcome
+from fedledger.trainer.share_holder import ShareHolder, load_or_create_share_key
 
 TRAINERS = [
     ("Org1MSP", "hospital-a", 420),
@@ -93,7 +95,13 @@ def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, A
         "(composed and enforced by the ledger)"
     )
     admins = {mspid: location.client(mspid, "Admin", admin=True) for mspid in ("Org1MSP", "Org2MSP")}
-    aggregator = Aggregator(location.client("Org1MSP", "aggregator"), store)
+    holders = [
+        ShareHolder(admin, store, load_or_create_share_key(folder / "organizations" / org / "share-key.pem"), org=org)
+        for org, admin in admins.items()
+    ]
+    for holder in holders:
+        holder.register()
+    aggregator = Aggregator(location.client("Org1MSP", "aggregator"), store, holders=holders)
     aggregator.ensure_registered(list(admins.values()))
     auditor = location.client("Org2MSP", "auditor")
     grant_role(list(admins.values()), auditor.whoami()["id"], "auditor")
@@ -123,10 +131,18 @@ def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, A
             delta = {k: _honest(direction[k], rng) for k in shapes}
             if name == MALICIOUS:
                 delta = {k: (-8.0 * v).astype(np.float32) for k, v in delta.items()}
-            payload = encode(delta)
-            store.put(payload)
             try:
-                trainers[name].submit_update(number, payload, samples=size, privacy=PRIVACY, train_loss=0.5)
+                record = trainers[name].round(number)
+                if record.shared:
+                    pid = trainers[name].whoami()["id"]
+                    commitments = seal_update(trainers[name], store, record, delta, participant=pid)
+                    trainers[name].submit_shared_update(
+                        number, commitments, samples=size, privacy=PRIVACY, train_loss=0.5
+                    )
+                else:
+                    payload = encode(delta)
+                    store.put(payload)
+                    trainers[name].submit_update(number, payload, samples=size, privacy=PRIVACY, train_loss=0.5)
             except Exception as exc:  # a suspended member is refused by the contract: show it, carry on
                 tqdm.write(f"  {mspid}:{name} refused: {getattr(exc, 'contract_message', exc)}")
 

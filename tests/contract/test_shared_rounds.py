@@ -256,7 +256,7 @@ def test_the_next_round_uses_a_new_seed_and_the_previous_direction_from_the_sums
     run.sketch_all(1)
     run.aggregator.finalize_round(1)
     sums = run.sum_all(1)
-    model, model_bytes = run.commit(1, zero_model(), sums)
+    model, _model_bytes = run.commit(1, zero_model(), sums)
     run.aggregator.open_round(2, base_model=model.hash, deadline=run.aggregator.round(1).deadline + 10)
     submit_round(run, updates, number=2)
     second = run.aggregator.close_round(2)

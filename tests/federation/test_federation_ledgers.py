@@ -46,3 +46,7 @@ def test_a_tiny_federation_runs_and_audits_on_this_ledger(consortium, tmp_path):
     assert [m.version for m in observer.lineage(observer.latest_model().hash)] == [2, 1, 0]
     report = audit_run(observer, store, result.card_dir, make_strategy("fedavg"))
     assert report.ok, report
+    # secret-shared by default with two organisations: no update was ever in the store, only sealed shares
+    assert all(r.share_holders for r in observer.rounds())
+    assert report.checked["organisation sums verified"] == 4 and report.checked["sealed shares"] == 20
+    assert report.checked["share sketches added up"] == 10
