@@ -91,3 +91,12 @@ class LedgerContext(Protocol):
         """The key's endorsers as committed (sorted MSP IDs), or None when it has none and the chaincode policy
         applies; so that a transaction can check who may update the key before it relies on that."""
         ...
+
+
+def normalize_endorsers(key: str, mspids: Sequence[str]) -> list[str]:
+    """``set_key_endorsers``'s arguments checked, in the form both adapters store: sorted, without duplicates."""
+    if not key:
+        raise ValueError("key must not be empty")
+    if isinstance(mspids, str) or not all(isinstance(m, str) and m for m in mspids):
+        raise ValueError(f"endorsers of {key!r} must be a list of MSP IDs, got {mspids!r}")
+    return sorted(set(mspids))

@@ -14,7 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 
-from fedledger.chaincode.context import Creator, HistoryEntry
+from fedledger.chaincode.context import Creator, HistoryEntry, normalize_endorsers
 from fedledger.chaincode.keys import composite_key
 
 _RANGE_END = "\U0010ffff"
@@ -94,19 +94,10 @@ class EmbeddedContext:
         self.event = (name, bytes(payload))
 
     def set_key_endorsers(self, key: str, mspids: Sequence[str]) -> None:
-        self.endorser_writes[key] = endorser_list(key, mspids)
+        self.endorser_writes[key] = normalize_endorsers(key, mspids)
 
     def get_key_endorsers(self, key: str) -> list[str] | None:
         return committed_endorsers(self._db, key)
-
-
-def endorser_list(key: str, mspids: Sequence[str]) -> list[str]:
-    """The stored form of a key's endorsers: sorted, without duplicates; empty clears them."""
-    if not key:
-        raise ValueError("key must not be empty")
-    if isinstance(mspids, str) or not all(isinstance(m, str) and m for m in mspids):
-        raise ValueError(f"endorsers of {key!r} must be a list of MSP IDs, got {mspids!r}")
-    return sorted(set(mspids))
 
 
 def committed_endorsers(db: sqlite3.Connection, key: str) -> list[str] | None:

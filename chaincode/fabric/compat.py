@@ -20,6 +20,11 @@ peer in ``tests/fabric_network/test_compat.py``.
 6. The handler logs each incoming proposal with an eagerly formatted f-string; with a 50 MB
    transient payload that is seconds of CPU per message. :meth:`CompatHandler.chat_with_peer`
    replaces that loop.
+7. ``set_state_validation_parameter`` and ``get_state_validation_parameter`` (state-based
+   endorsement) are interface stubs that take no key, send nothing and return None, and the
+   handler has no PUT_STATE_METADATA / GET_STATE_METADATA call: :meth:`CompatHandler.handle_put_state_metadata`
+   and :meth:`CompatHandler.handle_get_state_metadata` send them like the other ledger calls (an
+   ERROR reply raises :class:`PeerError`).
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ MsgQueueHandler = _SHIM["msg_queue_handler"].MsgQueueHandler
 QueueMessage = _SHIM["msg_queue_handler"].QueueMessage
 
 RESPONSE_OK = 200
+VALIDATION_PARAMETER = "VALIDATION_PARAMETER"  # the metakey of a key's endorsement policy (state-based endorsement)
 RESPONSE_ERROR = 500
 
 
@@ -125,7 +131,7 @@ Dispatcher = Callable[[Any, str, list[bytes]], Awaitable[Invocation]]
 
 
 class CompatHandler(Handler):
-    """The library's stream handler with fixes 2, 3, 5 and 6 applied."""
+    """The library's stream handler with fixes 2, 3, 5, 6 and 7 applied."""
 
     def __init__(self, cc_id: str, dispatcher: Dispatcher) -> None:
         super().__init__(cc_id, None)
@@ -185,6 +191,36 @@ class CompatHandler(Handler):
             completed.chaincode_event.CopyFrom(chaincode_event_pb2.ChaincodeEvent(event_name=name, payload=payload))
         await self.context.write(completed)
 
+    async def handle_put_state_metadata(
+        self, collection: str, key: str, metakey: str, value: bytes, channel_id: str, tx_id: str
+    ) -> None:
+        """Sets one metadata entry of ``key`` (``VALIDATION_PARAMETER``: its endorsement policy) (fix 7)."""
+        request = shim_pb2.PutStateMetadata(
+            key=key, collection=collection, metadata=shim_pb2.StateMetadata(metakey=metakey, value=value)
+        )
+        msg = shim_pb2.ChaincodeMessage(
+            type=shim_pb2.ChaincodeMessage.PUT_STATE_METADATA,
+            payload=request.SerializeToString(),
+            txid=tx_id,
+            channel_id=channel_id,
+        )
+        await self._Handler__ask_peer_and_listen(msg, "PutStateMetadata")
+
+    async def handle_get_state_metadata(
+        self, collection: str, key: str, channel_id: str, tx_id: str
+    ) -> dict[str, bytes]:
+        """The committed metadata entries of ``key``, by metakey (fix 7)."""
+        request = shim_pb2.GetStateMetadata(key=key, collection=collection)
+        msg = shim_pb2.ChaincodeMessage(
+            type=shim_pb2.ChaincodeMessage.GET_STATE_METADATA,
+            payload=request.SerializeToString(),
+            txid=tx_id,
+            channel_id=channel_id,
+        )
+        reply = await self._Handler__ask_peer_and_listen(msg, "GetStateMetadata")
+        result = shim_pb2.StateMetadataResult.FromString(reply.payload)
+        return {entry.metakey: bytes(entry.value) for entry in result.entries}
+
     async def _Handler__ask_peer_and_listen(self, msg: shim_pb2.ChaincodeMessage, action: str) -> Any:
         # Replaces Handler.__ask_peer_and_listen (name-mangled), used by every ledger call.
         future = asyncio.get_running_loop().create_future()
@@ -204,6 +240,7 @@ def event_of(stub: Any) -> tuple[str, bytes] | None:
 
 
 __all__ = [
+    "VALIDATION_PARAMETER",
     "ChaincodeStub",
     "CompatHandler",
     "Dispatcher",

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from fedledger.chaincode.context import Creator, HistoryEntry
-from fedledger.chaincode.fabric.compat import transient_map
+from fabric_protos.common import policies_pb2
+from fabric_protos.msp import msp_principal_pb2
+
+from fedledger.chaincode.context import Creator, HistoryEntry, normalize_endorsers
+from fedledger.chaincode.fabric.compat import VALIDATION_PARAMETER, transient_map
 from fedledger.chaincode.keys import composite_key
 
 T = TypeVar("T")
@@ -111,7 +114,52 @@ class FabricLedgerContext:
             raise ValueError("event name must not be empty")
         self._event = (name, bytes(payload))
 
+    # --- state-based endorsement ---------------------------------------------------------------
+
+    def set_key_endorsers(self, key: str, mspids: Sequence[str]) -> None:
+        policy = peer_policy(normalize_endorsers(key, mspids))
+        self._run(
+            self._handler.handle_put_state_metadata("", key, VALIDATION_PARAMETER, policy, self._channel, self._tx_id)
+        )
+
+    def get_key_endorsers(self, key: str) -> list[str] | None:
+        metadata = self._run(self._handler.handle_get_state_metadata("", key, self._channel, self._tx_id))
+        policy = metadata.get(VALIDATION_PARAMETER, b"")
+        return (policy_mspids(policy) or None) if policy else None
+
     @property
     def event(self) -> tuple[str, bytes] | None:
         """The event to send with the COMPLETED message, if the transaction set one."""
         return self._event
+
+
+def peer_policy(mspids: Sequence[str]) -> bytes:
+    """A key's validation parameter: a signature by a peer of any one of ``mspids`` (empty: none, so the chaincode
+    policy applies again), as a serialized ``common.SignaturePolicyEnvelope``."""
+    if not mspids:
+        return b""
+    principals = [
+        msp_principal_pb2.MSPPrincipal(
+            principal_classification=msp_principal_pb2.MSPPrincipal.ROLE,
+            principal=msp_principal_pb2.MSPRole(
+                msp_identifier=mspid, role=msp_principal_pb2.MSPRole.PEER
+            ).SerializeToString(),
+        )
+        for mspid in mspids
+    ]
+    rule = policies_pb2.SignaturePolicy(
+        n_out_of=policies_pb2.SignaturePolicy.NOutOf(
+            n=1, rules=[policies_pb2.SignaturePolicy(signed_by=i) for i in range(len(principals))]
+        )
+    )
+    return policies_pb2.SignaturePolicyEnvelope(version=0, rule=rule, identities=principals).SerializeToString()
+
+
+def policy_mspids(policy: bytes) -> list[str]:
+    """The MSP IDs named by a validation parameter's role principals, sorted."""
+    envelope = policies_pb2.SignaturePolicyEnvelope.FromString(policy)
+    mspids = set()
+    for principal in envelope.identities:
+        if principal.principal_classification == msp_principal_pb2.MSPPrincipal.ROLE:
+            mspids.add(msp_principal_pb2.MSPRole.FromString(principal.principal).msp_identifier)
+    return sorted(mspids)

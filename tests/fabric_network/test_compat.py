@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from fabric_protos.peer import proposal_response_pb2
+
+from fedledger.identity import load_msp_identity
+from fedledger.sdk.backend import Proposal
+from fedledger.sdk.errors import CommitError
+from fedledger.sdk.fabric import FabricGatewayBackend
 
 from . import endorser
 from .fabric_cli import CHANNEL, CliError, FabricCli
@@ -195,3 +202,82 @@ def test_both_peers_return_byte_identical_endorsements_for_a_large_update(
     # The signed ProposalResponsePayload holds the rwset hash basis, the response and the event.
     assert responses[0].payload == responses[1].payload
     assert responses[0].endorsement.endorser != responses[1].endorsement.endorser
+
+
+# Fix 7: state-based endorsement calls were interface stubs (no key, nothing sent, None returned).
+
+
+def test_the_library_stub_has_no_state_based_endorsement() -> None:
+    from fedledger.chaincode.fabric.compat import ChaincodeStub
+
+    for name in ("set_state_validation_parameter", "get_state_validation_parameter"):
+        method = getattr(ChaincodeStub, name)
+        assert list(inspect.signature(method).parameters) == ["self"], f"the library implements {name}: fix 7 can go"
+        assert method(None) is None
+
+
+@pytest.fixture(scope="module")
+def org2_gateway(fabric_network: FabricCli) -> Iterator[FabricGatewayBackend]:
+    """An Org2 user connected to Org2's gateway peer only."""
+    org = fabric_network.org(2)
+    identity, signer = load_msp_identity(org["users"]["User1"]["msp_dir"], org["mspid"])
+    backend = FabricGatewayBackend(
+        identity,
+        signer,
+        endpoint=org["peer"]["endpoint"],
+        tls_root_cert=org["peer"]["tls_root_cert"],
+        server_name_override=org["peer"]["tls_host_override"],
+    )
+    yield backend
+    backend.close()
+
+
+def _org2_only_put(backend: FabricGatewayBackend, compat_cc: str, key: str, value: str):
+    proposal = Proposal(
+        CHANNEL, compat_cc, "Put", [key.encode(), value.encode()], {"share": b"Org2's secret"}, ("Org2MSP",)
+    )
+    return backend.submit(proposal)
+
+
+def test_a_key_of_org2_is_written_with_org2s_endorsement_alone(
+    fabric_network: FabricCli, compat_cc: str, org2_gateway: FabricGatewayBackend
+) -> None:
+    key = f"sbe-{time.time_ns()}"
+    created = fabric_network.invoke(compat_cc, ["PutWithEndorsers", key, "s0", "Org2MSP"])  # chaincode policy: both
+    assert created.status == "VALID"
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key])) == {"endorsers": ["Org2MSP"]}
+
+    result = _org2_only_put(org2_gateway, compat_cc, key, "s1")
+    assert fabric_network.committed_tx(result.transaction_id, compat_cc).endorsers == ["Org2MSP"]
+    assert fabric_network.query(compat_cc, ["Get", key]) == b"s1"
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key], org=2)) == {"endorsers": ["Org2MSP"]}
+
+
+def test_a_key_without_endorsers_still_needs_the_chaincode_policy(
+    fabric_network: FabricCli, compat_cc: str, org2_gateway: FabricGatewayBackend
+) -> None:
+    key = f"plain-{time.time_ns()}"
+    fabric_network.invoke(compat_cc, ["Put", key, "p0"])
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key])) == {"endorsers": None}
+    with pytest.raises(CommitError) as invalid:
+        _org2_only_put(org2_gateway, compat_cc, key, "p1")
+    assert invalid.value.code == "ENDORSEMENT_POLICY_FAILURE"
+    assert fabric_network.query(compat_cc, ["Get", key]) == b"p0"
+
+
+def test_a_write_of_org2s_key_endorsed_by_org1_alone_is_invalid(fabric_network: FabricCli, compat_cc: str) -> None:
+    key = f"sbe-{time.time_ns()}"
+    fabric_network.invoke(compat_cc, ["PutWithEndorsers", key, "s0", "Org2MSP"])
+    for args in (["Put", key, "forged"], ["SetEndorsers", key, "Org1MSP"], ["Delete", key]):
+        assert fabric_network.invoke(compat_cc, args, org=1, peers=(1,)).status == "ENDORSEMENT_POLICY_FAILURE"
+    assert fabric_network.query(compat_cc, ["Get", key]) == b"s0"
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key])) == {"endorsers": ["Org2MSP"]}
+
+
+def test_clearing_a_keys_endorsers_restores_the_chaincode_policy(fabric_network: FabricCli, compat_cc: str) -> None:
+    key = f"sbe-{time.time_ns()}"
+    fabric_network.invoke(compat_cc, ["PutWithEndorsers", key, "s0", "Org1MSP", "Org2MSP"])
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key])) == {"endorsers": ["Org1MSP", "Org2MSP"]}
+    assert fabric_network.invoke(compat_cc, ["SetEndorsers", key], org=2, peers=(2,)).status == "VALID"
+    assert json.loads(fabric_network.query(compat_cc, ["KeyEndorsers", key])) == {"endorsers": None}
+    assert fabric_network.invoke(compat_cc, ["Put", key, "x"], org=2, peers=(2,)).status == "ENDORSEMENT_POLICY_FAILURE"
