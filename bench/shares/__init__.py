@@ -24,10 +24,17 @@ What one run does (in process, one thread; no ledger, no network)::
    the exact values from the float update: median and 90th percentile of the norm's relative error and the
    cosine's absolute error; targets norm <= 5 % and cosine <= 0.05 (medians).
 
+5. **What leaks** (:mod:`.leak`; ``--parts leak`` runs it alone and keeps the saved timing): what an outsider
+   reconstructs of one update from its on-chain sketch with the seed known (estimator, least squares, OMP,
+   against zero and random baselines), and what one organisation learns from its own share: real DP-SGD updates
+   of the demo's adapter (MiniLM, offline; ``--real-members 0`` skips them), synthetic ones of its shapes, 128
+   values, and the all-layer adapter.
+
 Round compute (critical path, compute only) = one member's time + N sketches at one organisation + its sum of N
 + combining; the plaintext analogue = one member's time + N feature computations at one peer + the aggregation.
 Target: shares <= 1.3x plaintext. Members work in parallel and so do organisations, so one of each is the path.
 
-Results: a table on stdout, ``bench/results/shares.{csv,json}`` and ``docs/bench-shares.md``. Modules:
-:mod:`.measure` (the runs), :mod:`.render` (tables, files, page), :mod:`.cli` (arguments).
+Results: a table on stdout, ``bench/results/shares.{csv,json}`` (+ ``shares_leak.csv``) and
+``docs/bench-shares.md``. Modules: :mod:`.measure` (the runs), :mod:`.leak` (What leaks), :mod:`.render`
+(tables, files, page), :mod:`.cli` (arguments).
 """

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import fedledger.bench.shares as study
 from fedledger.bench.harness import (
     CORE_PACKAGES,
+    ML_PACKAGES,
     add_end_load,
     add_report_options,
     comma_list,
@@ -18,14 +20,37 @@ from fedledger.bench.harness import (
     finish_report,
     first_paragraph,
     machine_facts,
+    notes_path,
+    read_notes,
+    read_results,
     render_report_again,
     study_parser,
 )
+from fedledger.bench.shares.leak import real_demo_updates, run_leak
 from fedledger.bench.shares.measure import run_study
-from fedledger.bench.shares.render import PAGE, STUDY, print_summary, render_markdown, write_outputs
+from fedledger.bench.shares.render import LEAK, PAGE, STUDY, print_summary, render_markdown, write_outputs
 
-FULL = {"dims": "100000,1000000", "orgs": "2,3", "members": "10,50", "repeats": 3}
-QUICK = {"dims": "100000,1000000", "orgs": "2,3", "members": "10", "repeats": 1}
+FULL = {
+    "dims": "100000,1000000",
+    "orgs": "2,3",
+    "members": "10,50",
+    "repeats": 3,
+    "leak_trials": 10,
+    "real_members": 5,
+    "real_seeds": 4,
+}
+QUICK = {
+    "dims": "100000,1000000",
+    "orgs": "2,3",
+    "members": "10",
+    "repeats": 1,
+    "leak_trials": 5,
+    "real_members": 5,
+    "real_seeds": 1,
+}
+PARTS = ("timing", "leak")
+#: The demo's DP-SGD budget (``fedledger demo``'s defaults): ε = 8 over 3 rounds.
+DEMO_EPSILON, DEMO_ROUNDS = 8.0, 3
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +59,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--orgs", help=f"organisations K, comma-separated, each >= 2 (default {FULL['orgs']})")
     p.add_argument("--members", help=f"members per round, comma-separated (default {FULL['members']})")
     p.add_argument("--repeats", type=int, help=f"timed sums per cell (default {FULL['repeats']})")
+    p.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="which parts to run, comma-separated: timing (the tables above What leaks), leak (What leaks); a part "
+        f"not run keeps its saved numbers (default {','.join(PARTS)})",
+    )
+    p.add_argument(
+        "--leak-trials", type=int, help=f"synthetic updates per What leaks case (default {FULL['leak_trials']})"
+    )
+    p.add_argument(
+        "--real-members",
+        type=int,
+        help="members whose real DP-SGD demo updates What leaks trains (MiniLM, offline; 0: synthetic only; "
+        f"default {FULL['real_members']})",
+    )
+    p.add_argument("--real-seeds", type=int, help=f"sketch seeds per real update (default {FULL['real_seeds']})")
     add_report_options(p, STUDY, seed=0)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -45,24 +86,77 @@ def main(argv: Sequence[str] | None = None) -> int:
     fill_defaults(args, QUICK, FULL)
     configure_logging(verbose=args.verbose, quiet=())
     if args.render_only:
-        return render_report_again(STUDY, PAGE, args.notes, lambda report: PAGE.write_text(render_markdown(report)))
+        return render_report_again(
+            STUDY, PAGE, args.notes, lambda report: PAGE.write_text(render_markdown(_notes(report)))
+        )
+    parts = set(comma_list(args.parts, str))
     dims, orgs, members = (sorted(comma_list(v, int)) for v in (args.dims, args.orgs, args.members))
+    if not parts or not parts <= set(PARTS):
+        p.error(f"--parts takes {', '.join(PARTS)}")
     if not dims or min(dims) < 64 or not orgs or min(orgs) < 2 or not members or min(members) < 2:
         p.error("--dims must be >= 64, --orgs >= 2 and --members >= 2")
-    if args.repeats < 1:
-        p.error("--repeats must be >= 1")
+    if args.repeats < 1 or args.leak_trials < 1 or args.real_seeds < 1 or args.real_members < 0:
+        p.error("--repeats, --leak-trials and --real-seeds must be >= 1, --real-members >= 0")
+    saved = _saved() if parts != set(PARTS) else {}
+    if "timing" in parts:
+        report = _timing(dims, orgs, members, args.repeats, args.seed)
+        if saved.get("leak"):
+            report["leak"] = saved["leak"]
+    elif saved:
+        report = saved
+    else:
+        p.error(f"--parts leak needs a saved timing run ({STUDY}.json in the results folder); run both parts")
+    if "leak" in parts:
+        report["leak"] = _leak(args.leak_trials, args.real_members, args.real_seeds, args.seed)
+    return finish_report(
+        _notes(report), STUDY, args.notes, summary=print_summary, write=None if args.no_write else write_outputs
+    )
+
+
+def _notes(report: dict[str, Any]) -> dict[str, Any]:
+    """The report with What leaks' notes (``bench/shares_leak_notes.md``) read again."""
+    if report.get("leak"):
+        report["leak"]["notes"] = read_notes(notes_path(LEAK))
+    return report
+
+
+def _saved() -> dict[str, Any]:
+    try:
+        return read_results(STUDY)
+    except FileNotFoundError:
+        return {}
+
+
+def _measured(packages: Sequence[str], options: dict[str, Any], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One part's report: its command, the machine (load at start and end), its options, ``run()``'s results and
+    how long it took."""
     started = time.monotonic()
-    report = {
-        "command": command_line(),
-        "machine": machine_facts(CORE_PACKAGES),
-        "dims": dims,
-        "orgs": orgs,
-        "members": members,
-        "repeats": args.repeats,
-        **run_study(dims=dims, orgs=orgs, members=members, repeats=args.repeats, seed=args.seed),
-    }
+    report = {"command": command_line(), "machine": machine_facts(packages), **options}
+    report.update(run())
     add_end_load(report["machine"])
     report["elapsed_s"] = round(time.monotonic() - started, 1)
-    return finish_report(
-        report, STUDY, args.notes, summary=print_summary, write=None if args.no_write else write_outputs
+    return report
+
+
+def _timing(dims: list[int], orgs: list[int], members: list[int], repeats: int, seed: int) -> dict[str, Any]:
+    return _measured(
+        CORE_PACKAGES,
+        {"dims": dims, "orgs": orgs, "members": members, "repeats": repeats},
+        lambda: run_study(dims=dims, orgs=orgs, members=members, repeats=repeats, seed=seed),
     )
+
+
+def _leak(trials: int, real_members: int, real_seeds: int, seed: int) -> dict[str, Any]:
+    """What leaks: real demo updates (if asked) and the synthetic cases, with their own command and machine."""
+
+    def run() -> dict[str, Any]:
+        real, kind = (
+            real_demo_updates(real_members, epsilon=DEMO_EPSILON, rounds=DEMO_ROUNDS, seed=seed)
+            if real_members
+            else ([], "")
+        )
+        return run_leak(trials=trials, seed=seed, real=real, real_kind=kind, real_seeds=real_seeds)
+
+    packages = (*CORE_PACKAGES, "scipy", *(ML_PACKAGES if real_members else ()))
+    options = {"trials": trials, "real_members": real_members, "real_seeds": real_seeds}
+    return _measured(packages, options, run)

@@ -4,12 +4,14 @@ from its JSON)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from fedledger.bench.harness import (
     DOCS,
     RESULTS,
+    current_command,
     files_section,
     markdown_table,
     print_report,
@@ -19,6 +21,8 @@ from fedledger.bench.harness import (
 )
 
 STUDY = "shares"
+#: The What leaks measurement's CSV and notes (``bench/shares_leak_notes.md``).
+LEAK = "shares_leak"
 PAGE = DOCS / "bench-shares.md"
 
 CELL_HEADERS = (
@@ -127,6 +131,111 @@ def accuracy_rows(report: dict[str, Any]) -> list[list[Any]]:
     ]
 
 
+LEAK_HEADERS = (
+    "update",
+    "values d",
+    "values per bucket",
+    "attack",
+    "trials",
+    "cosine",
+    "rel. L2 error",
+    "within 10 %",
+    "right sign",
+    "right sign, top 5 %",
+    "top-5 % overlap",
+)
+TENSOR_HEADERS = ("tensor", "values", "buckets", "cosine", "within 10 %", "right sign", "right sign, top 5 %")
+#: Which leak rows are which kind of estimate (the table marks the baselines and the share attacks).
+_ROLE = {"zeros": "baseline", "random": "baseline", "one share": "one org", "one share's sketch": "one org"}
+
+
+def _figure(value: float) -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.1e}"
+
+
+def _percent(value: float) -> str:
+    return "—" if math.isnan(value) else f"{100 * value:.1f} %"
+
+
+def leak_rows(leak: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            f"{case['case']}: {case['kind']}",
+            f"{case['d']:,}",
+            round(case["values_per_bucket"], 2),
+            f"{row['attack']} ({_ROLE[row['attack']]})" if row["attack"] in _ROLE else f"**{row['attack']}**",
+            row["trials"],
+            _figure(row["cosine"]),
+            _figure(row["rel_l2_error"]),
+            _percent(row["within_10pct"]),
+            _percent(row["sign_correct"]),
+            _percent(row["sign_correct_top"]),
+            _percent(row["top_overlap"]),
+        ]
+        for case in leak["cases"]
+        for row in case["rows"]
+    ]
+
+
+def tensor_rows(case: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            f"`{t['tensor'].removeprefix('base_model.model.')}`",
+            t["values"],
+            t["buckets"],
+            _figure(t["cosine"]),
+            _percent(t["within_10pct"]),
+            _percent(t["sign_correct"]),
+            _percent(t["sign_correct_top"]),
+        ]
+        for t in case["by_tensor"]
+    ]
+
+
+def leak_section(leak: dict[str, Any]) -> tuple[str, str]:
+    """The page's "What leaks" section: how it was measured, the table, the demo adapter per tensor, the notes."""
+    first = leak["cases"][0]
+    setup = (
+        f"What an outsider reconstructs of one update from its on-chain sketch ({leak['sketch_dim']} numbers, "
+        f"{leak['sketch_blocks']} layer-group blocks at most, float32 as stored), **with the sketch seed known** "
+        f"(the worst case: the seed is public once the round's shares are committed). The sketch is made as the "
+        f"share protocol makes it: fixed point ({leak['scale_bits']} fractional bits), {leak['orgs']} shares, "
+        "ring sketches summed. Attacks: the count sketch's estimator `sign_j * sketch[bucket_j]`; minimum-norm "
+        "least squares on the sketch matrix rebuilt from the hash streams; OMP (scikit-learn) told the number of "
+        f"top {100 * leak['top_fraction']:g} % coordinates (skipped above {leak['omp_max_dim']:,} values). "
+        "Baselines from nothing: zeros, and a random Gaussian vector of the norm the sketch reveals. *One org*: "
+        "what organisation K learns from its own share (the one computed from the update), decoded as fixed "
+        "point, and the estimator on that share's own sketch. Per-coordinate measures are over the update's "
+        f"non-zero values; *within 10 %* is |x̂_j - x_j| ≤ {leak['tolerance']:g}·|x_j|; *top 5 %* are the "
+        "largest 5 % of |x|; *top-5 % overlap* is the share of them among the attack's largest 5 %. Medians "
+        "over the trials (each its own update and its own sketch seed)."
+    )
+    machine = markdown_table(("fact", "value"), list(leak["machine"].items()))
+    parts = [
+        setup,
+        f"Measured with `{current_command(leak['command'])}` in {leak['elapsed_s']} s on:",
+        machine,
+        markdown_table(LEAK_HEADERS, leak_rows(leak)),
+        f"### Demo adapter per tensor (least squares, {first['kind']})",
+        markdown_table(TENSOR_HEADERS, tensor_rows(first)),
+        "Share uniformity: the Kolmogorov-Smirnov p-value of organisation K's share words against the uniform law "
+        "on Z_2^64, median (smallest of the case's trials) per case: "
+        + ", ".join(
+            f"{c['case']} {c['kind']} {c['share_uniform_p_median']:.2f} "
+            f"({c['share_uniform_p_min']:.3f} of {c['trials']})"
+            for c in leak["cases"]
+        )
+        + ". The stored float32 sketch is within "
+        f"{max(c['sketch_fixed_point_error_max'] for c in leak['cases']):.1e} (relative) of the float count "
+        "sketch of the update.",
+    ]
+    if leak.get("notes"):
+        parts += ["### What it means", leak["notes"]]
+    return "What leaks", "\n\n".join(parts)
+
+
 def tables(report: dict[str, Any]) -> list[tuple[str, str]]:
     return [
         ("Per member and per share (medians)", markdown_table(CELL_HEADERS, cell_rows(report))),
@@ -146,6 +255,8 @@ def print_summary(report: dict[str, Any]) -> None:
         table="\n\n".join(f"{heading}\n{body}" for heading, body in tables(report)),
     )
     print(f"\nlargest error of the decoded weighted mean: {max(c['max_mean_error'] for c in report['cells']):.3g}")
+    if report.get("leak"):
+        print("\nWhat leaks (medians; seed known)\n" + markdown_table(LEAK_HEADERS, leak_rows(report["leak"])))
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -166,18 +277,25 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"(bound 2^-33 = {2.0**-33:.3g})."
     )
     sections = [("Setup", setup), *tables(report)]
-    sections.append(
-        files_section(
-            STUDY,
-            "one row per (d, K, N): the round table's numbers",
-            "every timing sample's median, the cells, rounds and accuracy rows, the machine and the command",
-        )
+    if report.get("leak"):
+        sections.append(leak_section(report["leak"]))
+    heading, body = files_section(
+        STUDY,
+        "one row per (d, K, N): the round table's numbers",
+        "every timing sample's median, the cells, rounds and accuracy rows, the machine and the command; under "
+        "`leak`, What leaks with its own command and machine",
     )
+    if report.get("leak"):
+        body += f" `bench/results/{LEAK}.csv`: one row per (update, attack) of What leaks."
+    sections.append((heading, body))
     return report_page("Secret-shared updates", report, sections, study=STUDY, make_target="bench-shares")
 
 
 def write_outputs(report: dict[str, Any]) -> list[Path]:
     written = [write_csv(RESULTS / f"{STUDY}.csv", report["rounds"]), write_json(RESULTS / f"{STUDY}.json", report)]
+    if report.get("leak"):
+        rows = [row for case in report["leak"]["cases"] for row in case["rows"]]
+        written.append(write_csv(RESULTS / f"{LEAK}.csv", rows))
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     PAGE.write_text(render_markdown(report))
     return [*written, PAGE]
