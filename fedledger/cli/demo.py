@@ -123,7 +123,17 @@ def _round_table(setup, outcome) -> str:
     )
     # why each rejected update was rejected: the rule that fired and its evidence, as the ledger recorded it
     reasons = [f"  {_member_name(u['participant'])}: {u['reason']}" for u in outcome.rejected]
-    return "\n".join([table, *reasons])
+    return "\n".join([table, _privacy_line(client.round(outcome.number)), *reasons])
+
+
+def _privacy_line(record) -> str:
+    if not record.shared:
+        return "  plaintext round (rules secure_aggregation is off, or fewer than 2 organisations hold a share key)"
+    orgs = [h["org"] for h in record.share_holders]
+    return (
+        f"  secret-shared across {', '.join(orgs)}: members sent sealed shares and their hashes only; each "
+        "organisation's peers sketched and summed its own shares; the model is the sum of the sums"
+    )
 
 
 def _member_name(participant: str) -> str:

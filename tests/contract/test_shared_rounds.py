@@ -24,7 +24,7 @@ from fedledger.chaincode.weights import WEIGHT_UNITS
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.tensors import decode, encode, manifest, sha256_hex
 
-from ..support import dp, enrol, grant, participant_id, world, zero_model
+from ..support import EmbeddedLedgerConsortium, change_rules, dp, enrol, grant, participant_id, world, zero_model
 
 ORGS = ("Org1MSP", "Org2MSP")
 MANIFEST = manifest(decode(zero_model()))
@@ -62,9 +62,12 @@ class SharedRound:
             out[pid] = data
         return out
 
+    def holders(self, number: int) -> list[str]:
+        return [h["org"] for h in self.aggregator.round(number).share_holders]
+
     def sketch_all(self, number: int, previous: dict[str, bytes] | None = None) -> None:
         pids = [u.participant for u in self.aggregator.updates(number)]
-        for org in ORGS:
+        for org in self.holders(number):
             self.admins[org].submit_share_sketches(
                 number, org, self.opened(number, org, pids), previous=(previous or {}).get(org)
             )
@@ -79,9 +82,9 @@ class SharedRound:
 
     def sum_all(self, number: int) -> dict[str, bytes]:
         accepted = [u.participant for u in self.aggregator.updates(number) if u.status == "accepted"]
-        for org in ORGS:
+        for org in self.holders(number):
             self.admins[org].submit_share_sum(number, org, self.opened(number, org, accepted))
-        return {org: self.org_sum(number, org) for org in ORGS}
+        return {org: self.org_sum(number, org) for org in self.holders(number)}
 
     def model_of(self, number: int, sums: dict[str, bytes], base: bytes) -> bytes:
         accepted = [u for u in self.aggregator.updates(number) if u.status == "accepted"]
@@ -291,3 +294,40 @@ def test_share_keys_are_registered_by_organisation_admins_only(consortium):
     with pytest.raises(AlreadyExists):
         run.admins["Org1MSP"].register_share_key(shares.public_key_pem(key))
     assert json.loads(json.dumps([k.org for k in run.aggregator.share_keys()])) == ["Org1MSP"]
+
+
+@pytest.fixture
+def three_orgs(tmp_path):
+    """An embedded consortium whose CAs issue Org1, Org2 and Org3 identities (Org3 joins later)."""
+    orgs = {"Org1MSP": "org1.example.com", "Org2MSP": "org2.example.com", "Org3MSP": "org3.example.com"}
+    network = EmbeddedLedgerConsortium(tmp_path / "three", orgs)
+    yield network
+    network.close()
+
+
+def test_an_organisation_that_joins_holds_shares_from_the_next_round_on(three_orgs, updates):
+    run = shared_round(three_orgs)
+    submit_round(run, updates)
+    run.aggregator.close_round(1)
+    change_rules(three_orgs, {"member_msps": ["Org1MSP", "Org2MSP", "Org3MSP"]})
+    run.admins["Org3MSP"] = three_orgs.admin("Org3MSP")
+    run.keys["Org3MSP"] = shares.generate_key()
+    run.admins["Org3MSP"].register_share_key(shares.public_key_pem(run.keys["Org3MSP"]))
+    assert run.holders(1) == list(ORGS)  # a round's holders are fixed when it opens
+    with pytest.raises(PermissionDenied, match="holds no share of round 1"):
+        run.admins["Org3MSP"].submit_share_sketches(1, "Org3MSP", {})
+    run.sketch_all(1)
+    run.aggregator.finalize_round(1)
+    sums = run.sum_all(1)
+    model, _model_bytes = run.commit(1, zero_model(), sums)
+    run.aggregator.open_round(2, base_model=model.hash, deadline=run.aggregator.round(1).deadline + 10)
+    assert run.holders(2) == ["Org1MSP", "Org2MSP", "Org3MSP"]
+    submit_round(run, updates, number=2)
+    assert all(len(u.share_commitments) == 3 for u in run.aggregator.updates(2))
+    run.aggregator.close_round(2)
+    run.sketch_all(2, previous=sums)  # Org3 held nothing in round 1, so it sends no previous sum
+    finalized = run.aggregator.finalize_round(2)
+    assert finalized.direction_round == 1 and finalized.rejected == [participant_id("Org1MSP", "trainer4")]
+    second, second_bytes = run.commit(2, _model_bytes)
+    assert second.version == 2 and second.hash == sha256_hex(second_bytes)
+    assert [p.org for p in run.aggregator.org_shares(2)] == ["Org1MSP", "Org2MSP", "Org3MSP"]
