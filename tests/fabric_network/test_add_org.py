@@ -15,6 +15,7 @@ from fedledger.chaincode.errors import AlreadyExists, PermissionDenied
 from fedledger.network.admit import admit_member
 from fedledger.sdk.fabric.local import LocalFabricNetwork
 
+from ..shares_support import organisation_joins, shared_round
 from ..support import SCHEMA, UpdateFactory, common_name, dp, enrol, ready_round
 from .consortium import FabricTestbed
 from .fabric_cli import CHANNEL, REPO, FabricCli
@@ -140,6 +141,22 @@ def test_a_member_of_org3_registers_and_submits_an_update(with_org3: FabricCli, 
         update = member.submit_update(1, UpdateFactory().bytes(), samples=100, privacy=dp(1.0), train_loss=0.5)
         assert update.participant == member.whoami()["id"]
         assert with_org3.committed_tx(update.tx_id, consortium.chaincode, org=3).validation_code == "VALID"
+    finally:
+        consortium.close()
+        testbed.close()
+
+
+def test_org3_holds_shares_from_the_round_after_it_registered_its_key(with_org3: FabricCli, tmp_path: Path) -> None:
+    testbed = FabricTestbed(with_org3.run, tmp_path)
+    consortium = testbed.consortium()
+    try:
+        run = shared_round(consortium)
+        organisation_joins(
+            run,
+            consortium,
+            UpdateFactory(seed=7),
+            lambda: admit_member(with_org3.run, "Org3MSP", chaincode=consortium.chaincode),
+        )
     finally:
         consortium.close()
         testbed.close()
