@@ -192,7 +192,7 @@ def test_training_demo_then_audit(tmp_path):
     audit = fedledger("audit", str(out))
     assert audit.returncode == 0, audit.stdout + audit.stderr[-2000:]
     assert audit.stdout.startswith("OK: ") and "20 sealed shares, 10 updates" in audit.stdout
-        assert "4 organisation sums verified, 2 models recomputed" in audit.stdout  # secret-shared by default
+    assert "4 organisation sums verified, 2 models recomputed" in audit.stdout  # secret-shared by default
     (out / "model" / "global_adapter.safetensors").write_bytes(b"tampered")
     tampered = fedledger("audit", str(out))
     assert tampered.returncode == 1 and "MISMATCH" in tampered.stdout
