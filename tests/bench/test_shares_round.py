@@ -46,5 +46,5 @@ def test_the_default_rules_still_give_each_model_its_ledger_weighted_mean_and_re
     assert heading == "Round time, shared vs plaintext"
     rows = render.round_time_rows(part)
     assert len(rows) == 4 and {r[2] for r in rows} == {"plaintext", "shared"}
-    assert all(r[-1] in ("**met**", "**missed**") for r in rows if r[2] == "shared")
+    assert all(r[16] in ("**met**", "**missed**") and r[18] > 0 for r in rows if r[2] == "shared")
     assert len(render.round_csv_rows(part)) == 4 and "Both modes committed a model" in body
