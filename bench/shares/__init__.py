@@ -30,11 +30,16 @@ What one run does (in process, one thread; no ledger, no network)::
    of the demo's adapter (MiniLM, offline; ``--real-members 0`` skips them), synthetic ones of its shapes, 128
    values, and the all-layer adapter.
 
+6. **Round time, shared vs plaintext** (:mod:`.round`; ``--parts round`` runs it alone and keeps the rest): one
+   whole round on the embedded ledger in each mode on the same synthetic updates (d = 10^5 and 10^6, 10 and 50
+   members, 2 organisations, 3 repeats on fresh ledgers), with the project's Aggregator, RoundDriver,
+   ShareHolder and the members' ``seal_update``: total wall time, each step, bytes per member, ratio to 1.3x.
+
 Round compute (critical path, compute only) = one member's time + N sketches at one organisation + its sum of N
 + combining; the plaintext analogue = one member's time + N feature computations at one peer + the aggregation.
 Target: shares <= 1.3x plaintext. Members work in parallel and so do organisations, so one of each is the path.
 
-Results: a table on stdout, ``bench/results/shares.{csv,json}`` (+ ``shares_leak.csv``) and
-``docs/bench-shares.md``. Modules: :mod:`.measure` (the runs), :mod:`.leak` (What leaks), :mod:`.render`
-(tables, files, page), :mod:`.cli` (arguments).
+Results: a table on stdout, ``bench/results/shares.{csv,json}`` (+ ``shares_leak.csv``, ``shares_round.csv``) and
+``docs/bench-shares.md``. Modules: :mod:`.measure` (the runs), :mod:`.leak` (What leaks), :mod:`.round` (Round
+time), :mod:`.render` (tables, files, page), :mod:`.cli` (arguments).
 """

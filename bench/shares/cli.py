@@ -29,6 +29,7 @@ from fedledger.bench.harness import (
 from fedledger.bench.shares.leak import real_demo_updates, run_leak
 from fedledger.bench.shares.measure import run_study
 from fedledger.bench.shares.render import LEAK, PAGE, STUDY, print_summary, render_markdown, write_outputs
+from fedledger.bench.shares.round import run_round_part
 
 FULL = {
     "dims": "100000,1000000",
@@ -38,6 +39,9 @@ FULL = {
     "leak_trials": 10,
     "real_members": 5,
     "real_seeds": 4,
+    "round_dims": "100000,1000000",
+    "round_members": "10,50",
+    "round_repeats": 3,
 }
 QUICK = {
     "dims": "100000,1000000",
@@ -47,8 +51,11 @@ QUICK = {
     "leak_trials": 5,
     "real_members": 5,
     "real_seeds": 1,
+    "round_dims": "10000",
+    "round_members": "5,10",
+    "round_repeats": 1,
 }
-PARTS = ("timing", "leak")
+PARTS = ("timing", "leak", "round")
 #: The demo's DP-SGD budget (``fedledger demo``'s defaults): ε = 8 over 3 rounds.
 DEMO_EPSILON, DEMO_ROUNDS = 8.0, 3
 
@@ -62,7 +69,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--parts",
         default=",".join(PARTS),
-        help="which parts to run, comma-separated: timing (the tables above What leaks), leak (What leaks); a part "
+        help="which parts to run, comma-separated: timing (the tables above Round time), round (Round time, shared vs "
+        "plaintext, on the embedded ledger), leak (What leaks); a part "
         f"not run keeps its saved numbers (default {','.join(PARTS)})",
     )
     p.add_argument(
@@ -75,6 +83,15 @@ def parser() -> argparse.ArgumentParser:
         f"default {FULL['real_members']})",
     )
     p.add_argument("--real-seeds", type=int, help=f"sketch seeds per real update (default {FULL['real_seeds']})")
+    p.add_argument(
+        "--round-dims", help=f"Round time: float32 values per update, comma-separated (default {FULL['round_dims']})"
+    )
+    p.add_argument(
+        "--round-members", help=f"Round time: members per round, comma-separated (default {FULL['round_members']})"
+    )
+    p.add_argument(
+        "--round-repeats", type=int, help=f"Round time: rounds per mode and cell (default {FULL['round_repeats']})"
+    )
     add_report_options(p, STUDY, seed=0)
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -95,17 +112,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--parts takes {', '.join(PARTS)}")
     if not dims or min(dims) < 64 or not orgs or min(orgs) < 2 or not members or min(members) < 2:
         p.error("--dims must be >= 64, --orgs >= 2 and --members >= 2")
-    if args.repeats < 1 or args.leak_trials < 1 or args.real_seeds < 1 or args.real_members < 0:
-        p.error("--repeats, --leak-trials and --real-seeds must be >= 1, --real-members >= 0")
+    round_dims, round_members = (sorted(comma_list(v, int)) for v in (args.round_dims, args.round_members))
+    if not round_dims or min(round_dims) < 64 or not round_members or min(round_members) < 4:
+        p.error("--round-dims must be >= 64 and --round-members >= 4 (the detector's minimum)")
+    if (
+        args.round_repeats < 1
+        or args.repeats < 1
+        or args.leak_trials < 1
+        or args.real_seeds < 1
+        or args.real_members < 0
+    ):
+        p.error("--repeats, --round-repeats, --leak-trials and --real-seeds must be >= 1, --real-members >= 0")
     saved = _saved() if parts != set(PARTS) else {}
     if "timing" in parts:
         report = _timing(dims, orgs, members, args.repeats, args.seed)
-        if saved.get("leak"):
-            report["leak"] = saved["leak"]
+        for part in ("leak", "round"):
+            if saved.get(part):
+                report[part] = saved[part]
     elif saved:
         report = saved
     else:
-        p.error(f"--parts leak needs a saved timing run ({STUDY}.json in the results folder); run both parts")
+        p.error(f"--parts {args.parts} needs a saved timing run ({STUDY}.json in the results folder); add timing")
+    if "round" in parts:
+        report["round"] = _round(round_dims, round_members, args.round_repeats, args.seed)
     if "leak" in parts:
         report["leak"] = _leak(args.leak_trials, args.real_members, args.real_seeds, args.seed)
     return finish_report(
@@ -143,6 +172,15 @@ def _timing(dims: list[int], orgs: list[int], members: list[int], repeats: int, 
         CORE_PACKAGES,
         {"dims": dims, "orgs": orgs, "members": members, "repeats": repeats},
         lambda: run_study(dims=dims, orgs=orgs, members=members, repeats=repeats, seed=seed),
+    )
+
+
+def _round(dims: list[int], members: list[int], repeats: int, seed: int) -> dict[str, Any]:
+    """Round time, shared vs plaintext, with its own command and machine."""
+    return _measured(
+        (*CORE_PACKAGES, "scipy"),
+        {"dims": dims, "members": members, "repeats": repeats},
+        lambda: run_round_part(dims=dims, members=members, repeats=repeats, seed=seed),
     )
 
 
