@@ -15,9 +15,6 @@ from typing import Any, TypeVar
 
 from fedledger.chaincode import errors as contract_errors
 from fedledger.chaincode.aggregation import BASE_FIELD, OPTIMIZER_FIELD
-from fedledger.chaincode.transactions.shared_aggregate import BASE_OPTIMIZER_FIELD, org_sum_field
-from fedledger.chaincode.transactions.shares import PREVIOUS_FIELD, share_field
-from fedledger.chaincode.transactions.updates import COMMITMENTS_FIELD
 from fedledger.chaincode.privacy_budget import DPParams
 from fedledger.chaincode.records import (
     Anomaly,
@@ -35,6 +32,9 @@ from fedledger.chaincode.records import (
     Vote,
     from_dict,
 )
+from fedledger.chaincode.transactions.shared_aggregate import BASE_OPTIMIZER_FIELD, org_sum_field
+from fedledger.chaincode.transactions.shares import PREVIOUS_FIELD, share_field
+from fedledger.chaincode.transactions.updates import COMMITMENTS_FIELD
 from fedledger.sdk.aggregate import DEFAULT_MAX_PROPOSAL_BYTES, AggregateInputs
 from fedledger.sdk.backend import SubmitResult
 from fedledger.sdk.gateway import Argument, Contract, EventStream, Network

@@ -37,9 +37,9 @@ from fedledger.chaincode.share_state import org_records
 from fedledger.chaincode.transactions.aggregate import (
     CommitRequest,
     RoundAggregation,
-    refuse_differing,
     commit_plain_aggregate,
     record_aggregate,
+    refuse_differing,
     require_finalized,
 )
 from fedledger.chaincode.transactions.lineage import require_model
