@@ -48,10 +48,14 @@ class DemoSetup:
     ledger_info: dict[str, Any]
 
 
-def _store(folder: Path) -> UpdateStore:
+def _store(folder: Path, *, plaintext: bool) -> UpdateStore:
+    """The run's store: keyless when rounds are secret-shared, sealed under a consortium key for plaintext rounds
+    (``--plaintext``). A store made before (a Fabric network's, reused across runs) keeps its key, which its older
+    objects need."""
     key_file = folder / STORE_KEY
-    key = load_key(key_file) if key_file.exists() else create_key(key_file)
-    return UpdateStore(folder / "store", key)
+    if plaintext and not key_file.exists():
+        create_key(key_file)
+    return UpdateStore(folder / "store", load_key(key_file) if key_file.exists() else None)
 
 
 def _ledger(args: argparse.Namespace) -> tuple[Callable[[str, str, bool], FedLedgerClient], Path, dict[str, Any]]:
@@ -191,12 +195,13 @@ def demo_privacy_config(epsilon: float, *, rounds: int) -> PrivacyConfig | None:
     )
 
 
-def demo_rules(epsilon: float) -> dict[str, Any]:
+def demo_rules(epsilon: float, *, plaintext: bool = False) -> dict[str, Any]:
     """The consortium's rules for a demo at ``epsilon``: under DP-SGD the ledger's budget is the members'
     target (ε over all rounds, at :data:`DEMO_DELTA`), so the ledger enforces the very budget the demo states."""
+    rules = {**DEMO_RULES, **({"secure_aggregation": False} if plaintext else {})}
     if not _private(epsilon):
-        return {**DEMO_RULES}
-    return {**DEMO_RULES, "epsilon_total": epsilon, "epsilon_per_round": epsilon, "dp_delta": DEMO_DELTA}
+        return rules
+    return {**rules, "epsilon_total": epsilon, "epsilon_per_round": epsilon, "dp_delta": DEMO_DELTA}
 
 
 def prepare(args: argparse.Namespace) -> DemoSetup:
@@ -204,15 +209,16 @@ def prepare(args: argparse.Namespace) -> DemoSetup:
     ledger_info = {
         **ledger_info,
         "store": relative_path(state_dir / "store", args.out),
-        "store_key": relative_path(state_dir / STORE_KEY, args.out),
     }
+    if args.plaintext or (state_dir / STORE_KEY).exists():
+        ledger_info["store_key"] = relative_path(state_dir / STORE_KEY, args.out)
     model, tokenizer, label = load_demo_model(args.model, args.seed, lora=demo_adapter(args.epsilon))
     attack = Attack(args.attack)
     attacks = (
         {} if attack == Attack.NONE else {args.members - 1: AttackConfig(kind=attack, scale=-10.0, seed=args.seed)}
     )
     config = FederationConfig(
-        rounds=args.rounds, members=args.members, attacks=attacks, seed=args.seed, rules=demo_rules(args.epsilon)
+        rounds=args.rounds, members=args.members, attacks=attacks, seed=args.seed, rules=demo_rules(args.epsilon, plaintext=args.plaintext)
     )
     train = demo_train_config(
         epsilon=args.epsilon, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed
@@ -233,7 +239,7 @@ def prepare(args: argparse.Namespace) -> DemoSetup:
         out=args.out,
         ledger=args.ledger,
         connect=connect,
-        store=_store(state_dir),
+        store=_store(state_dir, plaintext=args.plaintext),
         observer=connect("Org2MSP", "auditor", False),
         model=model,
         tokenizer=tokenizer,

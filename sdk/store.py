@@ -1,15 +1,20 @@
-"""UpdateStore: where update and model bytes live outside the ledger, encrypted at rest.
+"""UpdateStore: where models, share sums, sealed shares and (plaintext mode) updates live outside the ledger.
 
-Content-addressed by the SHA-256 of the plaintext — the very hash the contract records on chain —
-so anything read back is verified against the ledger. Each object is sealed with AES-256-GCM
-(``cryptography``'s AESGCM, a standard AEAD): a fresh 96-bit nonce per object and the hash as
-associated data, so a file renamed to another hash, or altered in any bit, fails to open.
+Content-addressed by the SHA-256 of the plaintext — the very hash the contract records on chain — so
+anything read back is verified against the ledger.
 
-Key management: one 256-bit key per consortium, in ``<consortium>/store.key`` (mode 0600), created
-by whoever creates the store and handed to members and the aggregator over the consortium's own
-secure channel (the same way MSP key material is distributed). Peers never need it: update bytes
-reach the endorsers as transient data over TLS, not through the store. Rotate by re-sealing
-objects under a new key (``UpdateStore.rekey``).
+Secret-shared rounds need no store key: a member's update never enters the store, only its shares, each
+HPKE-sealed to one organisation (``fedledger.shares``, filed under the share's commitment), and what else the
+store holds (global models, each organisation's share sum, which alone is uniform noise) is what every member
+receives anyway. Such objects are kept as they are (``<hash>.obj``).
+
+Plaintext rounds (rules ``secure_aggregation: false``) put whole updates in the store, so a consortium that
+runs them opens the store with its key: each object is then sealed with AES-256-GCM (``cryptography``'s AESGCM,
+a standard AEAD; a fresh 96-bit nonce per object and the hash as associated data, so a file renamed to another
+hash, or altered in any bit, fails to open), under one 256-bit key per consortium in ``store.key`` (mode 0600),
+distributed like MSP key material. Rotate by re-sealing objects under a new key (``UpdateStore.rekey``).
+A store opened with a key still reads objects written without one, and the other way round it says which key
+it needs.
 """
 
 from __future__ import annotations
@@ -52,39 +57,58 @@ def load_key(path: Path | str) -> bytes:
 
 
 class UpdateStore:
-    def __init__(self, root: Path | str, key: bytes) -> None:
-        if len(key) != 32:
+    def __init__(self, root: Path | str, key: bytes | None = None) -> None:
+        """``key``: the consortium's store key, for consortia that run plaintext rounds; None keeps objects as
+        they are (secret-shared rounds put nothing in the store that needs it)."""
+        if key is not None and len(key) != 32:
             raise StoreError("the store key must be 32 bytes (AES-256)")
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._aead = AESGCM(key)
+        self._aead = AESGCM(key) if key is not None else None
 
-    def _path(self, digest: str) -> Path:
+    @property
+    def sealed(self) -> bool:
+        """Whether objects put here are sealed under the consortium's store key."""
+        return self._aead is not None
+
+    def _path(self, digest: str, suffix: str = ".sealed") -> Path:
         if not _HASH.match(digest):
             raise StoreError(f"not a SHA-256 hex digest: {digest!r}")
-        return self.root / digest[:2] / f"{digest}.sealed"
+        return self.root / digest[:2] / f"{digest}{suffix}"
 
     def put(self, data: bytes) -> str:
-        """Seals ``data`` and returns its SHA-256 (idempotent: the same bytes are stored once)."""
+        """Stores ``data`` (sealed when the store has a key) and returns its SHA-256; idempotent."""
         digest = hashlib.sha256(data).hexdigest()
-        path = self._path(digest)
-        if path.exists():
+        if self._path(digest).exists() or self._path(digest, ".obj").exists():
             return digest
-        nonce = os.urandom(_NONCE)
-        sealed = _MAGIC + nonce + self._aead.encrypt(nonce, data, digest.encode())
+        if self._aead is not None:
+            nonce = os.urandom(_NONCE)
+            path, content = self._path(digest), _MAGIC + nonce + self._aead.encrypt(nonce, data, digest.encode())
+        else:
+            path, content = self._path(digest, ".obj"), data
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(sealed)
+        tmp.write_bytes(content)
         tmp.replace(path)  # atomic: a crash never leaves a half-written object under its hash
         return digest
 
     def get(self, digest: str) -> bytes:
         """The plaintext whose SHA-256 is ``digest``; raises StoreError if missing or altered."""
+        plain = self._path(digest, ".obj")
+        if plain.exists():
+            data = plain.read_bytes()
+            if hashlib.sha256(data).hexdigest() != digest:
+                raise StoreError(f"object {digest} was altered: its bytes no longer hash to its name")
+            return data
         path = self._path(digest)
         try:
             sealed = path.read_bytes()
         except FileNotFoundError:
             raise StoreError(f"object {digest} is not in the store {self.root}") from None
+        if self._aead is None:
+            raise StoreError(
+                f"object {digest} is sealed under the consortium's store key; open the store with it (--store-key)"
+            )
         if not sealed.startswith(_MAGIC) or len(sealed) < len(_MAGIC) + _NONCE + 16:
             raise StoreError(f"object {digest} is not a sealed fedledger object")
         nonce = sealed[len(_MAGIC) : len(_MAGIC) + _NONCE]
@@ -118,7 +142,7 @@ class UpdateStore:
             raise StoreError(f"no sealed share {commitment} in the store {self.root}") from None
 
     def __contains__(self, digest: str) -> bool:
-        return self._path(digest).exists()
+        return self._path(digest).exists() or self._path(digest, ".obj").exists()
 
     def rekey(self, new_key: bytes) -> UpdateStore:
         """Re-seals every object under ``new_key``; returns the store opened with it."""

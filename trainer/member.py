@@ -37,6 +37,10 @@ class BaseModelMismatchError(RuntimeError):
     """The global adapter in the store does not match the hash the ledger records for it."""
 
 
+class UnsealedStoreError(RuntimeError):
+    """A plaintext round's update would be written to a store that has no key."""
+
+
 class ShareKeyChangedError(RuntimeError):
     """A holder organisation's key on the ledger is not the one the round fixed when it opened."""
 
@@ -229,6 +233,12 @@ class Member:
             commitments = self._seal(record, delta)
             digest = commitments_digest(commitments)
         else:
+            if not self.store.sealed:
+                raise UnsealedStoreError(
+                    f"round {round_number} is a plaintext round and the store has no key: the update would lie in "
+                    "the shared store in clear; open the store with the consortium's store key (--store-key), or "
+                    "have two organisations register share keys so that rounds are secret-shared"
+                )
             digest = self.store.put(encode(delta))
         # The contract composes ε itself from these parameters (RDP, as Opacus' accountant does): ε is never declared.
         privacy = (

@@ -54,6 +54,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--learning-rate", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true", help="synthetic updates, no training (fast, no torch)")
+    parser.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="plaintext rounds (rules secure_aggregation false): whole updates, sealed in the store under a "
+        "consortium key; the detector's sketch seed is then fixed, so a run repeats exactly",
+    )
     add_json_option(parser)
     parser.set_defaults(run=run)
 

@@ -27,7 +27,12 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--msp-dir", type=Path, required=True, help="this process's MSP folder (signcerts, keystore)")
     parser.add_argument("--mspid", required=True)
     parser.add_argument("--store", type=Path, required=True, help="update store folder (shared by the consortium)")
-    parser.add_argument("--store-key", type=Path, required=True, help="the consortium's 32-byte store key file")
+    parser.add_argument(
+        "--store-key",
+        type=Path,
+        help="the consortium's 32-byte store key file: needed only when it runs plaintext rounds (rules "
+        "secure_aggregation false), whose updates the store then seals",
+    )
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +88,22 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     )
     aggregator.set_defaults(run=_run_aggregator)
 
+    holder = commands.add_parser(
+        "holder",
+        help="run an organisation's share holder (as its admin): register its share key, then sketch and sum its "
+        "shares of each secret-shared round",
+    )
+    _connection_options(holder)
+    holder.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        help="the organisation's X25519 share key (PEM); created there, mode 0600, when no file is there",
+    )
+    holder.add_argument("--rounds", type=int, default=1, help="rounds to serve (until its sum is on the ledger)")
+    holder.add_argument("--wait", type=float, default=600.0, help="seconds to wait for a round to need this holder")
+    holder.set_defaults(run=_run_holder)
+
     audit = commands.add_parser("audit", help="re-verify a finished run against the ledger; report the first mismatch")
     audit.add_argument(
         "run_dir", type=Path, help="run folder holding model/provenance.json (e.g. demo-out), or the card folder"
@@ -109,8 +130,9 @@ def _recorded_ledger(args: argparse.Namespace, *, run: Path) -> dict[str, Any]:
     record = {
         **_location(args).record(relative_to=run),
         "store": relative_path(args.store, run),
-        "store_key": relative_path(args.store_key, run),
     }
+    if args.store_key is not None:
+        record["store_key"] = relative_path(args.store_key, run)
     if record["kind"] == "fabric":
         record["network_dir"] = record["path"]  # what `fedledger report` and `audit` read for a Fabric run
     return record
@@ -121,7 +143,7 @@ def open_client(args: argparse.Namespace) -> FedLedgerClient:
 
 
 def _store(args: argparse.Namespace) -> UpdateStore:
-    return UpdateStore(args.store, load_key(args.store_key))
+    return UpdateStore(args.store, load_key(args.store_key) if args.store_key is not None else None)
 
 
 def _model(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -197,6 +219,50 @@ def _run_client(args: argparse.Namespace) -> int:
         print(
             f"fedledger client: no round opened within {args.wait:g} s ({done} of {args.rounds} done); "
             "ask the aggregator to open one, or give --wait more seconds",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _run_holder(args: argparse.Namespace) -> int:
+    from fedledger.shares import SharesError
+    from fedledger.trainer.share_holder import ShareHolder, load_or_create_share_key
+
+    if args.key.exists() and not args.key.is_file():
+        raise ValueError(f"--key {args.key} is not a file; give the path of the organisation's share key (PEM)")
+    try:
+        key = load_or_create_share_key(args.key)
+    except SharesError as exc:
+        raise ValueError(f"{args.key} is not a share key ({exc}); give the organisation's PEM key") from None
+    client = open_client(args)
+    holder = ShareHolder(client, _store(args), key, org=args.mspid)
+    holder.register()
+    print(f"{args.mspid}: share key registered; serving {args.rounds} round(s)", flush=True)
+    served: set[int] = set()
+    deadline = time.time() + args.wait
+    while len(served) < args.rounds and time.time() < deadline:
+        acted = False
+        for record in client.rounds():
+            if not record.shared or record.number in served:
+                continue
+            if record.status == "closed" and holder.sketch(record.number) is not None:
+                acted = True
+            elif record.status == "finalized":
+                part = holder.sum(record.number)
+                if part is not None and part.sum_hash:
+                    print(f"round {record.number}: {args.mspid}'s share sum {part.sum_hash} is on the ledger")
+                    served.add(record.number)
+                    acted = True
+            elif record.status in ("aggregated", "abandoned"):
+                served.add(record.number)
+        if acted:
+            deadline = time.time() + args.wait
+        time.sleep(1.0)
+    if len(served) < args.rounds:
+        print(
+            f"fedledger holder: {len(served)} of {args.rounds} round(s) served within {args.wait:g} s; ask the "
+            "aggregator to open and close a round, or give --wait more seconds",
             file=sys.stderr,
         )
         return 1

@@ -83,12 +83,18 @@ def run_synthetic(args: argparse.Namespace) -> Outcome:
 def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, Any]]:
     """The synthetic federation in ``folder``: whether its ledger verifies, and the ``--json`` summary (read
     before the ledger is closed, naming the folder the run will have after the swap)."""
-    store = UpdateStore(folder / "store", create_key(folder / "store.key"))
+    # no key when the rounds are secret-shared: no update enters the store; --plaintext seals updates under one
+    store = UpdateStore(folder / "store", create_key(folder / "store.key") if args.plaintext else None)
     consortium = create_consortium(folder / "consortium")
     location = LedgerLocation("embedded", consortium.base)
     admin = location.client("Org1MSP", "Admin", admin=True)
     rules = admin.init_consortium(
-        {"member_msps": ["Org1MSP", "Org2MSP"], "detector_min_updates": 4, "epsilon_total": 10.0}
+        {
+            "member_msps": ["Org1MSP", "Org2MSP"],
+            "detector_min_updates": 4,
+            "epsilon_total": 10.0,
+            "secure_aggregation": not args.plaintext,
+        }
     )
     print(
         f"privacy budget ε = {rules.epsilon_total:g} per member over all rounds at δ = {rules.dp_delta:g} "
@@ -98,6 +104,7 @@ def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, A
     holders = [
         ShareHolder(admin, store, load_or_create_share_key(folder / "organizations" / org / "share-key.pem"), org=org)
         for org, admin in admins.items()
+        if not args.plaintext
     ]
     for holder in holders:
         holder.register()

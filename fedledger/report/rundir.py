@@ -53,7 +53,7 @@ class RunDir:
         return self.path / recorded  # an absolute ``recorded`` replaces self.path
 
     def store(self, *, network_dir: Path | None = None) -> UpdateStore:
-        """The run's encrypted update store, opened with the key the card names (read-only use)."""
+        """The run's store, opened with the key the card names, if any (read-only use)."""
         recorded = self.ledger.get("store")
         if recorded is None:
             raise RunDirError(f"{self.card / 'provenance.json'} names no update store; the run cannot be audited")
@@ -65,13 +65,14 @@ class RunDir:
             recorded_network = self.resolve(self.ledger["network_dir"]).resolve()
             if store.resolve().is_relative_to(recorded_network):
                 store = network_dir / store.resolve().relative_to(recorded_network)
-        key = self.resolve(self.ledger["store_key"]) if self.ledger.get("store_key") else store.parent / "store.key"
-        if not store.is_dir() or not key.is_file():
+        recorded_key = self.ledger.get("store_key")
+        key = self.resolve(recorded_key) if recorded_key else store.parent / "store.key"
+        if not store.is_dir() or (recorded_key and not key.is_file()):
             raise LedgerUnreachableError(
-                f"the run's update store is not at {store} (key {key}); copy the run folder whole, "
-                "store and store.key included"
+                f"the run's update store is not at {store}{f' (key {key})' if recorded_key else ''}; copy the run "
+                "folder whole, store included"
             )
-        return UpdateStore(store, load_key(key))
+        return UpdateStore(store, load_key(key) if key.is_file() else None)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

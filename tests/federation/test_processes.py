@@ -22,9 +22,13 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "fedledger.cli.main", *args]
 
 
-def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
+@pytest.mark.parametrize("mode", ["shared", "plaintext"])
+def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path, mode):
+    """``shared``: each organisation's admin runs `fedledger holder`, the store has no key and no update enters
+    it; ``plaintext``: no organisation holds a share key, the store seals the updates under the consortium key."""
     consortium = create_consortium(tmp_path / "consortium")
-    create_key(tmp_path / "store.key")
+    if mode == "plaintext":
+        create_key(tmp_path / "store.key")
     observer = LedgerLocation("embedded", consortium.base).client("Org1MSP", "Admin", admin=True)
     observer.init_consortium({"member_msps": ["Org1MSP", "Org2MSP"]})
     # what each organisation's admin does before the processes start: enrol its members, grant the aggregator
@@ -40,13 +44,42 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
         msp = consortium.organizations[mspid].user_msp(user)
         return [
             "--ledger-dir", str(consortium.base), "--msp-dir", str(msp), "--mspid", mspid,
-            "--store", str(tmp_path / "store"), "--store-key", str(tmp_path / "store.key"),
-            "--model", "tiny-bert", "--max-length", "48",
+            "--store", str(tmp_path / "store"),
+            *(["--store-key", str(tmp_path / "store.key")] if mode == "plaintext" else []),
         ]  # fmt: skip
+
+    def model() -> list[str]:
+        return ["--model", "tiny-bert", "--max-length", "48"]
+
+    holders = []
+    if mode == "shared":
+        for mspid in ("Org1MSP", "Org2MSP"):
+            consortium.admin(mspid)  # issues the admin identity on first use
+            admin_msp = consortium.organizations[mspid].user_msp("Admin")
+            key = tmp_path / "keys" / f"{mspid}.pem"
+            connection = [
+                "--ledger-dir", str(consortium.base), "--msp-dir", str(admin_msp), "--mspid", mspid,
+                "--store", str(tmp_path / "store"), "--key", str(key), "--wait", "200",
+            ]  # fmt: skip
+            holders.append(
+                subprocess.Popen(_cli("holder", *connection), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
+        deadline = time.time() + 60
+        while time.time() < deadline and len(observer.share_keys()) < 2:
+            time.sleep(0.5)
+        assert len(observer.share_keys()) == 2, "the holders did not register their share keys"
 
     card = tmp_path / "card"
     aggregator_args = _cli(
-        "aggregator", *common("Org1MSP", "aggregator"), "--expect", "2", "--round-seconds", "300", "--card", str(card)
+        "aggregator",
+        *common("Org1MSP", "aggregator"),
+        *model(),
+        "--expect",
+        "2",
+        "--round-seconds",
+        "300",
+        "--card",
+        str(card),
     )
     first = subprocess.Popen(aggregator_args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -61,6 +94,7 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
             _cli(
                 "client",
                 *common(mspid, name),
+                *model(),
                 "--data",
                 f"breast-cancer:{i + 1}/2",
                 "--epsilon",
@@ -85,6 +119,12 @@ def test_members_and_a_restarted_aggregator_finish_a_round(tmp_path):
 
     record = observer.round(1)
     assert record.status == "aggregated"
+    assert bool(record.share_holders) == (mode == "shared")
+    if mode == "shared":
+        held = [h.communicate(timeout=120) for h in holders]
+        assert all(h.returncode == 0 for h in holders), [o[1][-1000:] for o in held]
+        assert all("share sum" in o[0] for o in held)
+        assert not list((tmp_path / "store").glob("*/*.sealed")) and not (tmp_path / "store.key").exists()
     assert record.aggregate is not None
     assert sorted(observer.model(record.aggregate).updates[i]["participant"] for i in range(2)) == [
         "Org1MSP:hospital-a@org1.example.com",
