@@ -49,7 +49,7 @@ ROUND_HEADERS = (
     "round compute s: shares",
     "round compute s: plaintext",
     "ratio",
-    "<= 1.3x (compute only: the share protocol's transactions are not built yet)",
+    "<= 1.3x (compute only; the whole round: Round time)",
     "round compute s: plaintext, sketch only",
     "ratio to it",
 )
