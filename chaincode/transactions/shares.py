@@ -58,6 +58,8 @@ def register_share_key(ctx: LedgerContext, public_key_pem: str) -> ShareKey:
     existing = state.read(ctx, ShareKey, keys.SHARE_KEY, [admin.mspid])
     if existing is not None and existing.key_id == kid:
         raise AlreadyExists(f"{admin.mspid} already registered share key {kid}")
+    if existing is not None:
+        _refuse_rotation_mid_round(ctx, existing)
     record = ShareKey(
         org=admin.mspid,
         public_key=pem,
@@ -69,6 +71,19 @@ def register_share_key(ctx: LedgerContext, public_key_pem: str) -> ShareKey:
     state.write(ctx, keys.SHARE_KEY, [admin.mspid], record)
     emit(ctx, "ShareKeyRegistered", {"org": admin.mspid, "key_id": kid})
     return record
+
+
+def _refuse_rotation_mid_round(ctx: LedgerContext, current: ShareKey) -> None:
+    """Members of a running round sealed their shares to the key the round fixed: replacing it now would leave
+    the organisation unable to open them."""
+    for record in state.scan(ctx, Round, keys.ROUND, []):
+        if record.status in ("aggregated", "abandoned"):
+            continue
+        if any(h["org"] == current.org and h["key_id"] == current.key_id for h in record.share_holders):
+            raise FailedPrecondition(
+                f"round {record.number} is {record.status} and holds shares sealed to {current.org}'s key "
+                f"{current.key_id}; register the new key once the round is aggregated or abandoned"
+            )
 
 
 @transaction("ListShareKeys", submit=False)

@@ -208,3 +208,15 @@ def test_an_organisation_that_joins_holds_shares_from_the_next_round_on(three_or
     organisation_joins(
         run, three_orgs, updates, lambda: change_rules(three_orgs, {"member_msps": ["Org1MSP", "Org2MSP", "Org3MSP"]})
     )
+
+
+def test_a_share_key_is_not_replaced_while_a_round_holds_shares_sealed_to_it(consortium, updates):
+    run = shared_round(consortium)
+    submit_round(run, updates)
+    before = world(run.aggregator), run.aggregator.share_keys()
+    with pytest.raises(FailedPrecondition, match="round 1 is open and holds shares sealed to Org2MSP's key"):
+        run.admins["Org2MSP"].register_share_key(shares.public_key_pem(shares.generate_key()))
+    assert (world(run.aggregator), run.aggregator.share_keys()) == before
+    run.aggregator.abandon_round(1, "rotating a share key")
+    replaced = run.admins["Org2MSP"].register_share_key(shares.public_key_pem(shares.generate_key()))
+    assert replaced.key_id != run.aggregator.round(1).share_holders[1]["key_id"]
