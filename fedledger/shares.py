@@ -546,6 +546,15 @@ def seal_share(
     return _SEALED_MAGIC + bytes([FORMAT_VERSION]) + struct.pack("<H", len(binding)) + binding + sealed
 
 
+def binding_of(sealed: bytes) -> Binding:
+    """The clear binding of a sealed share (whom it is for), readable without any key: what an auditor checks
+    against the ledger; only the organisation's key proves the ciphertext under it."""
+    if len(sealed) < 7 or not sealed.startswith(_SEALED_MAGIC) or sealed[4] != FORMAT_VERSION:
+        raise ShareFormatError("not a sealed fedledger share (bad magic or version)")
+    (length,) = struct.unpack_from("<H", sealed, 5)
+    return Binding.parse(sealed[7 : 7 + length])
+
+
 def open_share(
     sealed: bytes,
     private_key: X25519PrivateKey,
@@ -566,10 +575,8 @@ def open_share(
     organisation or index than its binding — a member sealed one organisation's share to another's key
     (:class:`WrongRecipientError`); the wrong manifest (:class:`ShareFormatError`).
     """
-    if len(sealed) < 7 or not sealed.startswith(_SEALED_MAGIC) or sealed[4] != FORMAT_VERSION:
-        raise ShareFormatError("not a sealed fedledger share (bad magic or version)")
+    claimed = binding_of(sealed)
     (length,) = struct.unpack_from("<H", sealed, 5)
-    claimed = Binding.parse(sealed[7 : 7 + length])
     mine = key_id(private_key)
     if claimed.org != org or claimed.recipient_key != mine:
         raise WrongRecipientError(

@@ -97,11 +97,17 @@ def _check_shared_updates(
         what = f"round {record.number} update of {update.participant}"
         if commitments_digest(update.share_commitments) != update.hash:
             raise Mismatch(f"{what}: its hash is not the digest of its {len(update.share_commitments)} commitments")
-        for commitment in update.share_commitments:
+        for index, (holder, commitment) in enumerate(zip(record.share_holders, update.share_commitments, strict=True)):
             try:
-                store.sealed_share(commitment)
-            except StoreError as exc:
+                binding = shares.binding_of(store.sealed_share(commitment))
+            except (StoreError, shares.SharesError) as exc:
                 raise Mismatch(f"{what}: {exc}") from None
+            expected = shares.Binding(holder["org"], record.number, update.participant, index, holder["key_id"])
+            if binding != expected:
+                raise Mismatch(
+                    f"{what}: the sealed share filed under commitment {commitment} is bound to {binding}, not to "
+                    f"{expected} (only {holder['org']}'s key can prove its ciphertext)"
+                )
             report.count("sealed shares")
         report.count("updates")
         if record.status in ("finalized", "aggregated") and all(update.participant in p.sketches for p in parts):
