@@ -118,7 +118,7 @@ def submit_round(run: SharedRound, updates, number: int = 1, *, attacker_scale: 
         run.submit(number, trainer, tensors, samples=100 + 10 * i)
 
 
-def organisation_joins(run: SharedRound, consortium: Consortium, updates, admit: Callable[[], None]) -> None:
+def organisation_joins(run: SharedRound, consortium: Consortium, updates, admit: Callable[[], object]) -> None:
     """Round 1 with Org1 and Org2 as holders; Org3 is admitted (``admit``) and registers its key while round 1
     runs; round 2 splits every update three ways and completes."""
     submit_round(run, updates)

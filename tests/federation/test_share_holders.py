@@ -99,7 +99,12 @@ def test_shares_sealed_to_the_wrong_organisation_or_altered_are_refused_and_the_
 
 def test_a_round_whose_organisation_is_down_waits_then_resumes_and_loses_nothing(world):
     org1_only = world.aggregator([world.holders["Org1MSP"]])
-    driver = RoundDriver(org1_only, collect=lambda n: [world.submit(n, t) for t in world.trainers])
+
+    def collect(number: int) -> None:
+        for trainer in world.trainers:
+            world.submit(number, trainer)
+
+    driver = RoundDriver(org1_only, collect=collect)
     with pytest.raises(SharesPendingError, match="share sketches of Org2MSP"):
         driver.run_round()
     record = world.aggregator_client.round(1)
