@@ -218,7 +218,11 @@ def prepare(args: argparse.Namespace) -> DemoSetup:
         {} if attack == Attack.NONE else {args.members - 1: AttackConfig(kind=attack, scale=-10.0, seed=args.seed)}
     )
     config = FederationConfig(
-        rounds=args.rounds, members=args.members, attacks=attacks, seed=args.seed, rules=demo_rules(args.epsilon, plaintext=args.plaintext)
+        rounds=args.rounds,
+        members=args.members,
+        attacks=attacks,
+        seed=args.seed,
+        rules=demo_rules(args.epsilon, plaintext=args.plaintext),
     )
     train = demo_train_config(
         epsilon=args.epsilon, epochs=args.epochs, learning_rate=args.learning_rate, seed=args.seed
