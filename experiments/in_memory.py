@@ -14,7 +14,9 @@ updates' commitment digests and a stand-in for the closing transaction's id), an
 weights read what :func:`~fedledger.chaincode.share_protocol.summed_features` makes of the sketches; the
 previous direction is the previous round's organisations' weighted share sums sketched under the new seed (what
 ``chaincode.transactions.shares._shared_direction`` reads). SubmitUpdate's refusals (:func:`refusal`) stay
-computed from the update in both modes, so that both modes screen the same submissions.
+computed from the update in both modes, so that both modes screen the same submissions. The seed hashes the
+shares' commitments, and shares are fresh randomness, so a shared run's projections differ from run to run even
+with ``close_seed`` fixed (as on a chain).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_shared_features_are_the_count_sketch_under_the_rounds_seed_and_the_dire
     assert second.sketch_seed != first.sketch_seed
     used = ledger.contributions(1)
     total = sum(c.weight for c in used)
-    mean = {k: sum(c.weight * c.delta[k].astype(np.float64) for c in used) / total for k in GENESIS}
+    mean = {k: np.sum([c.weight * c.delta[k].astype(np.float64) for c in used], axis=0) / total for k in GENESIS}
     expected = count_sketch(mean, dim, seed=seed_number(second.sketch_seed), blocks=SKETCH_BLOCKS)
     np.testing.assert_allclose(ledger.previous_direction(2), expected, rtol=1e-9, atol=1e-7)
 
