@@ -12,6 +12,11 @@ bench-commit: $(STAMP)
 bench-robustness: $(STAMP)
 	$(BENCH_ENV) $(PY) -m fedledger.bench.robustness $(BENCH_FLAGS)
 
+# Issue 13: the robustness grid's fedledger cells in plaintext and secret-shared sketch mode (not in bench-all).
+.PHONY: bench-robustness-shared
+bench-robustness-shared: $(STAMP)
+	$(BENCH_ENV) $(PY) -m fedledger.bench.robustness.shared_mode $(BENCH_FLAGS)
+
 bench-privacy-utility: $(STAMP)
 	$(BENCH_ENV) $(PY) -m fedledger.bench.privacy_utility $(BENCH_FLAGS)
 

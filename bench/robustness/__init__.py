@@ -54,5 +54,6 @@ discrimination table (undefended FedAvg against the clean run) and issue 11's ta
 
 Modules: :mod:`.grid` (settings, cells, the work split, the cell store), :mod:`.measure` (runs cells),
 :mod:`.summary` (means and spreads, the tables, the targets), :mod:`.render` (plots, the docs page),
-:mod:`.cli` (the command line).
+:mod:`.cli` (the command line); :mod:`.shared_mode` re-runs the ``fedledger`` cells with
+secret-shared sketches (issue 13, ``docs/bench-robustness-shared.md``).
 """

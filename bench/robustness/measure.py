@@ -37,7 +37,7 @@ from fedledger.chaincode.weights import PLAIN_FEDAVG_RULES
 from fedledger.tensors import Manifest, NDState
 
 if TYPE_CHECKING:
-    from fedledger.experiments.in_memory import Screen
+    from fedledger.experiments.in_memory import Screen, SketchMode
 
 #: Warm-up rounds train with round ids from here (a client's shuffling seed depends on the round id).
 WARM_ROUND_IDS = 1000
@@ -392,11 +392,22 @@ class SeedRun:
                 deltas[c] = update
         return [d for d in deltas if d is not None]
 
-    def cell(self, attack: str, fraction: float, defence: str, *, screen: Screen | None = None) -> CellResult:
+    def cell(
+        self,
+        attack: str,
+        fraction: float,
+        defence: str,
+        *,
+        screen: Screen | None = None,
+        sketch_mode: SketchMode = "plaintext",
+    ) -> CellResult:
         """Run one (attack, fraction, defence) federation for ``setup.rounds`` rounds.
 
         ``screen``: what decides the ``fedledger`` cells' verdicts (default: the contract's detector); the
-        separability analysis passes one that records what the detector saw.
+        separability analysis passes one that records what the detector saw. ``sketch_mode="shared"``: the
+        ``fedledger`` cell's rounds are screened as secret-shared rounds (:class:`InMemoryRounds`); each round's
+        row also names the clients plaintext mode would have rejected on the same submissions
+        (``plaintext_rejected``) and the round's sketch seed.
         """
         from fedledger.chaincode.weights import WEIGHT_UNITS
         from fedledger.experiments.baselines import BaselineStrategy
@@ -419,7 +430,14 @@ class SeedRun:
         # SubmitUpdate's refusals (byte copies, norms over the bound) hold for every defence: they are the contract's
         refused: dict[int, list[int]] = {}
         if defence == "fedledger":  # the contract's verdict, then capped-weight FedAvg of the accepted updates
-            ledger = InMemoryRounds(self.initial, rules=self.rules, screen=screen or contract_screen, refuse=True)
+            ledger = InMemoryRounds(
+                self.initial,
+                rules=self.rules,
+                screen=screen or contract_screen,
+                refuse=True,
+                sketch_mode=sketch_mode,
+                close_seed=self.seed,
+            )
             strategy = FedAvg()
         else:  # no screening: the baseline aggregates every update
             ledger = InMemoryRounds(self.initial, rules=self.plain_rules, screen=accept_all, refuse=True)
@@ -459,6 +477,19 @@ class SeedRun:
                 row["tpr"] = _rate(len(rejected & bad), m)
                 row["fpr"] = _rate(len(rejected - bad), s.clients - m)
                 row["rejected"] = sorted(everyone.index(p) for p in rejected)
+            held = ledger.rounds[outcome.number]
+            if defence == "fedledger":  # which rule decided each judged update
+                row["rules"] = {everyone.index(p): h.verdict.rule for p, h in held.submissions.items() if h.verdict}
+            if held.sketch_seed:  # shared mode: what plaintext mode decided on the same submissions, by which rule
+                plain = held.plaintext_verdicts
+                row["sketch_seed"] = held.sketch_seed
+                row["plaintext_rejected"] = sorted(
+                    everyone.index(p) for p in everyone if p not in plain or not plain[p].accepted
+                )
+                row["plaintext_rules"] = {everyone.index(p): v.rule for p, v in plain.items()}
+                row["weights"] = {everyone.index(c.participant): c.weight for c in given}
+                plain_weights = ledger.plaintext_weights(outcome.number)
+                row["plaintext_weights"] = {everyone.index(p): w for p, w in plain_weights.items()}
             result.rounds.append(row)
 
         RoundDriver(ledger, collect=collect, strategy=strategy, evaluate=evaluate, record=record).run(s.rounds)
