@@ -20,7 +20,7 @@ from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget
 from fedledger.cli.output import Outcome, add_json_option
 from fedledger.cli.run_folder import check_demo_arguments
 from fedledger.cli.summary import demo_summary
-from fedledger.cli.tables import render
+from fedledger.cli.tables import privacy_line, render
 from fedledger.experiments.run_folder import new_run
 
 logger = logging.getLogger(__name__)
@@ -129,17 +129,7 @@ def _round_table(setup, outcome) -> str:
     )
     # why each rejected update was rejected: the rule that fired and its evidence, as the ledger recorded it
     reasons = [f"  {_member_name(u['participant'])}: {u['reason']}" for u in outcome.rejected]
-    return "\n".join([table, _privacy_line(client.round(outcome.number)), *reasons])
-
-
-def _privacy_line(record) -> str:
-    if not record.shared:
-        return "  plaintext round (rules secure_aggregation is off, or fewer than 2 organisations hold a share key)"
-    orgs = [h["org"] for h in record.share_holders]
-    return (
-        f"  secret-shared across {', '.join(orgs)}: members sent sealed shares and their hashes only; each "
-        "organisation's peers sketched and summed its own shares; the model is the sum of the sums"
-    )
+    return "\n".join([table, privacy_line(client.round(outcome.number)), *reasons])
 
 
 def _member_name(participant: str) -> str:

@@ -26,7 +26,7 @@ from fedledger.chaincode.embedded.verify import verify_ledger
 from fedledger.chaincode.privacy_budget import SPENT_HEADING, spent_of_budget, steps_within
 from fedledger.cli.output import Outcome
 from fedledger.cli.summary import demo_summary
-from fedledger.cli.tables import render
+from fedledger.cli.tables import privacy_line, render
 from fedledger.experiments.run_folder import new_run
 from fedledger.sdk.client import grant_role
 from fedledger.sdk.connection import LedgerLocation
@@ -187,6 +187,7 @@ def _federate(args: argparse.Namespace, folder: Path) -> tuple[bool, dict[str, A
                 ),
             )
         )
+        print(privacy_line(client.round(outcome.number)))
 
     RoundDriver(aggregator, collect=collect, evaluate=evaluate, record=record).run(args.rounds)
 

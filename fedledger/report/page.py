@@ -158,6 +158,7 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
             f"suspension below trust {facts.rules.trust_suspend_below}",
         ),
         ("strategy", strategy_text(training.get("strategy") or (final.server_optimizer if final else None))),
+        ("update privacy", _privacy_text(facts)),
     ]
     if run.provenance and final is not None:
         card = (run.provenance.get("final_adapter") or {}).get("hash")
@@ -182,6 +183,24 @@ def summary(run: RunDir, facts: LedgerFacts) -> str:
         ["round", "status", "accepted", "rejected", "OpenRound", "FinalizeRound", "model", "CommitAggregate"], tx_rows
     )
     return body
+
+
+def _privacy_text(facts: LedgerFacts) -> str:
+    """Which rounds were secret-shared, and across which organisations, as the ledger records it."""
+    shared = [f.round for f in facts.rounds if f.round.shared]
+    plain = [f.round.number for f in facts.rounds if not f.round.shared]
+    parts = []
+    for record in shared:
+        orgs = ", ".join(h["org"] for h in record.share_holders)
+        parts.append(f"round {record.number} secret-shared across {orgs}")
+    if plain:
+        parts.append(f"round(s) {', '.join(map(str, plain))} plaintext (whole updates to the endorsers)")
+    if shared:
+        parts.append(
+            "in a secret-shared round no party saw a member's update: each organisation's peers sketched and summed "
+            "only its own shares, and the model is the sum of the organisations' sums"
+        )
+    return "; ".join(parts) or "-"
 
 
 def performance(run: RunDir, facts: LedgerFacts) -> str:

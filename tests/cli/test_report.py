@@ -200,6 +200,19 @@ def test_synthetic_demo_is_reportable(tmp_path):
     assert main(hint.split()[1:]) == 0
     text = _text((run / "report.html").read_text())
     assert "cosine_to_true_direction" in text and "mallory (Org2MSP)" in text
+    assert "round 1 secret-shared across Org1MSP, Org2MSP; round 2 secret-shared across Org1MSP, Org2MSP" in text
+    assert "secret-shared across Org1MSP, Org2MSP: members sent sealed shares" in demo.stdout
+    plain = tmp_path / "plain"
+    made = subprocess.run(
+        [sys.executable, "-m", "fedledger.cli.main", "demo", "--synthetic", "--plaintext", "--out", str(plain)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "plaintext round" in made.stdout and (plain / "store.key").is_file()
+    assert main(["report", str(plain)]) == 0
+    assert "round(s) 1, 2, 3 plaintext" in _text((plain / "report.html").read_text())
 
 
 @pytest.mark.parametrize(
