@@ -26,6 +26,7 @@ from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.records import Dispute, Round, Update, Vote
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
+from fedledger.chaincode.transactions.finalize import RULE_SHARE_REFUSED
 from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import require_update, round_updates, rules_of
 from fedledger.chaincode.weights import organisation_of
@@ -67,6 +68,12 @@ def open_dispute(ctx: LedgerContext, round_number: str, participant_id: str, rea
         )
     if update.status == "rejected" and filer.id != participant_id:
         raise PermissionDenied("only the owner of a rejected update can contest its rejection")
+    if update.rule == RULE_SHARE_REFUSED:
+        raise FailedPrecondition(
+            f"the update of {participant_id} in round {number} was rejected because a holder organisation could not "
+            f"open or check its share ({update.reason}); no vote can make it aggregatable. The refusal stands on the "
+            "ledger against that organisation; submit again in the next round"
+        )
     if update.status == "accepted" and filer.id == participant_id:
         raise InvalidArgument("an owner cannot contest the acceptance of its own update")
     if state.read(ctx, Dispute, keys.DISPUTE, _dispute_key(number, participant_id)) is not None:

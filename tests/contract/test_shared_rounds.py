@@ -111,6 +111,11 @@ def test_a_share_that_does_not_open_rejects_that_update_and_names_the_organisati
     assert finalized.rejected == [bad]
     anomaly = next(a for a in run.aggregator.anomalies(1) if a.participant == bad)
     assert anomaly.rule == "share-refused" and "Org2MSP: the share does not open" in anomaly.reason
+    owner = next(t for t in run.trainers if t.whoami()["id"] == bad)
+    before = world(run.aggregator)
+    with pytest.raises(FailedPrecondition, match="no vote can make it aggregatable"):
+        owner.open_dispute(1, bad, "my share was fine")
+    assert world(run.aggregator) == before
 
 
 def test_an_update_over_the_norm_bound_is_rejected_from_its_summed_sketch(consortium, updates):
