@@ -45,7 +45,7 @@ FULL = {
     "round_dims": "100000,1000000",
     "round_members": "10,50",
     "round_repeats": 3,
-    "fabric_members": "10",
+    "fabric_cells": "100000x10,1000000x10,100000x50",
 }
 QUICK = {
     "dims": "100000,1000000",
@@ -58,7 +58,7 @@ QUICK = {
     "round_dims": "10000",
     "round_members": "5,10",
     "round_repeats": 1,
-    "fabric_members": "4",
+    "fabric_cells": "10000x4",
 }
 PARTS = ("timing", "leak", "round", "round-fabric")
 #: What ``--parts`` runs unless told: round-fabric needs a running network.
@@ -103,9 +103,9 @@ def parser() -> argparse.ArgumentParser:
         "--round-repeats", type=int, help=f"Round time: rounds per mode and cell (default {FULL['round_repeats']})"
     )
     p.add_argument(
-        "--fabric-members",
-        help=f"Round time on Fabric: members per round, comma-separated (default {FULL['fabric_members']}; "
-        "dimensions and repeats: --round-dims, --round-repeats)",
+        "--fabric-cells",
+        help="Round time on Fabric: the (values per update)x(members) cells, comma-separated (default "
+        f"{FULL['fabric_cells']}; repeats: --round-repeats)",
     )
     p.add_argument(
         "--network-dir",
@@ -134,11 +134,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--parts takes {', '.join(PARTS)}")
     if not dims or min(dims) < 64 or not orgs or min(orgs) < 2 or not members or min(members) < 2:
         p.error("--dims must be >= 64, --orgs >= 2 and --members >= 2")
-    round_dims, round_members, fabric_members = (
-        sorted(comma_list(v, int)) for v in (args.round_dims, args.round_members, args.fabric_members)
-    )
-    if not round_dims or min(round_dims) < 64 or min(round_members + fabric_members, default=0) < 4:
-        p.error("--round-dims must be >= 64, --round-members and --fabric-members >= 4 (the detector's minimum)")
+    round_dims, round_members = (sorted(comma_list(v, int)) for v in (args.round_dims, args.round_members))
+    fabric_cells = comma_list(args.fabric_cells, _cell)
+    if not round_dims or min(round_dims) < 64 or not round_members or min(round_members) < 4:
+        p.error("--round-dims must be >= 64 and --round-members >= 4 (the detector's minimum)")
+    if not fabric_cells or min(d for d, _ in fabric_cells) < 64 or min(n for _, n in fabric_cells) < 4:
+        p.error("--fabric-cells takes DxN pairs, d >= 64 and N >= 4 (e.g. 100000x10)")
     if "round-fabric" in parts and not (args.network_dir / "network.json").is_file():
         p.error(f"round-fabric needs a running network in {args.network_dir} (network/network-up.sh)")
     if (
@@ -162,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "round" in parts:
         report["round"] = _round(round_dims, round_members, args.round_repeats, args.seed)
     if "round-fabric" in parts:
-        fabric = _round_fabric(args.network_dir, round_dims, fabric_members, args.round_repeats, args.seed)
-        report["round_fabric"] = fabric
+        report["round_fabric"] = _round_fabric(args.network_dir, fabric_cells, args.round_repeats, args.seed)
     if "leak" in parts:
         report["leak"] = _leak(args.leak_trials, args.real_members, args.real_seeds, args.seed)
     return finish_report(
@@ -215,14 +215,20 @@ def _round(dims: list[int], members: list[int], repeats: int, seed: int) -> dict
     )
 
 
-def _round_fabric(network_dir: Path, dims: list[int], members: list[int], repeats: int, seed: int) -> dict[str, Any]:
+def _cell(text: str) -> tuple[int, int]:
+    """``100000x10`` -> (100000, 10); anything else -> (0, 0), which the checks refuse."""
+    d, _, n = text.strip().partition("x")
+    return (int(d), int(n)) if d.isdigit() and n.isdigit() else (0, 0)
+
+
+def _round_fabric(network_dir: Path, cells: list[tuple[int, int]], repeats: int, seed: int) -> dict[str, Any]:
     """Round time on Fabric, with its own command and machine (and the Fabric peer's version)."""
     from fedledger.bench.shares.round_fabric import run_round_fabric_part
 
     def run() -> dict[str, Any]:
-        return run_round_fabric_part(network_dir, dims=dims, members=members, repeats=repeats, seed=seed)
+        return run_round_fabric_part(network_dir, cells=cells, repeats=repeats, seed=seed)
 
-    options = {"dims": dims, "members": members, "repeats": repeats}
+    options = {"cells": [list(c) for c in cells], "repeats": repeats}
     return _measured((*CORE_PACKAGES, *FABRIC_PACKAGES), options, run, fabric_peer=True)
 
 

@@ -52,6 +52,8 @@ STEP_KEYS = (
     "sum_tx_s",
     "aggregate_s",
     "commit_s",
+    "sketch_submit_s",
+    "sum_submit_s",
 )
 
 
@@ -70,11 +72,25 @@ def each(work: Callable[[int], None], count: int, *, parallel: bool) -> None:
 
 
 class _TimedHolder(ShareHolder):
-    """The real share holder, with the wall time of its two transactions (open + the peers' work) kept."""
+    """The real share holder, with the wall time of its two steps (open + the peers' work) kept, and of their
+    transactions alone (submit: the opened shares to the organisation's peers, endorse, order, commit)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seconds = {"sketch": 0.0, "sum": 0.0}
+        self.submit_seconds = {"sketch": 0.0, "sum": 0.0}
+        for what, name in (("sketch", "submit_share_sketches"), ("sum", "submit_share_sum")):
+            setattr(self.client, name, self._submit_timed(what, getattr(self.client, name)))
+
+    def _submit_timed(self, what: str, submit: Callable[..., OrgShares]) -> Callable[..., OrgShares]:
+        def timed(*args: Any, **kwargs: Any) -> OrgShares:
+            started = time.perf_counter()
+            try:
+                return submit(*args, **kwargs)
+            finally:
+                self.submit_seconds[what] += time.perf_counter() - started
+
+        return timed
 
     def _timed(self, what: str, step: Callable[[int], OrgShares | None], number: int) -> OrgShares | None:
         started = time.perf_counter()
@@ -240,6 +256,9 @@ def round_on(
     seconds = outcome.seconds
     sketch = sum(h.seconds["sketch"] for h in timed)  # pyright: ignore[reportAttributeAccessIssue]
     sums = sum(h.seconds["sum"] for h in timed)  # pyright: ignore[reportAttributeAccessIssue]
+    # the transactions alone: the slowest organisation's when they act at once, else both one after the other
+    submits = [h.submit_seconds for h in holders]
+    combine = max if parallel else sum
     sample.steps = {
         "open_s": seconds["open_round"],
         "members_s": seconds["wait_for_deadline"],
@@ -249,6 +268,8 @@ def round_on(
         "sum_tx_s": sums,  # every organisation's SubmitShareSum
         "aggregate_s": seconds["aggregation"] + seconds["evaluation"],
         "commit_s": seconds["commit_aggregate"],
+        "sketch_submit_s": combine(s["sketch"] for s in submits),
+        "sum_submit_s": combine(s["sum"] for s in submits),
     }
     sample.accepted = sorted(u["participant"] for u in outcome.accepted)
     ledger = {u.participant: u for u in aggregator.client.updates(outcome.number)}
@@ -309,53 +330,55 @@ def run_round_part(
     seed: int,
     rules: Mapping[str, Any] | None = None,
     play: Play | None = None,
+    cells: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
     """Every (d, members) cell: ``repeats`` rounds per mode (seed ``seed + repeat``, a fresh ledger each), the
     modes interleaved on the same updates; medians, the ratio shared/plaintext against the target, and how far
     apart the two modes' models are when they accepted the same updates. ``play``: how a round is played (default:
-    :func:`one_round` on the embedded ledger with ``rules``)."""
+    :func:`one_round` on the embedded ledger with ``rules``); ``cells``: (d, members) pairs measured instead of
+    every d with every number of members."""
     if play is None:
         play = lambda mode, updates, sizes, folder: one_round(mode, updates, sizes, folder, rules)  # noqa: E731
     for mode in MODES:  # warm-up, not reported: imports, first-use caches of the ledger and the crypto
         with tempfile.TemporaryDirectory(prefix="fedledger-bench-round-warmup-") as tmp:
             play(mode, *synthetic_updates(1000, 4, seed), Path(tmp))
-    cells = []
-    for d in dims:
-        for n in members:
-            runs: dict[str, list[RoundSample]] = {mode: [] for mode in MODES}
-            errors: list[float] = []  # each model against the exact weighted mean under its round's weights
-            cross: list[float] = []  # the shared model against the plaintext one (same accepted set)
-            weight_gaps: list[float] = []
-            same_sets = 0
-            for repeat in range(repeats):
-                updates, sizes = synthetic_updates(d, n, seed + repeat)
-                for mode in MODES:
-                    with tempfile.TemporaryDirectory(prefix=f"fedledger-bench-round-{mode}-") as tmp:
-                        runs[mode].append(play(mode, updates, sizes, Path(tmp)))
-                    logger.info("d=%d N=%d repeat %d %s: %.2f s", d, n, repeat, mode, runs[mode][-1].total_s)
-                plain, shared = runs["plaintext"][-1], runs["shared"][-1]
-                for run in (plain, shared):
-                    errors.append(model_difference(run.model, weighted_mean(updates, run.weights)))
-                if plain.accepted == shared.accepted:
-                    same_sets += 1
-                    cross.append(model_difference(shared.model, plain.model))
-                    weight_gaps.append(weight_difference(plain.weights, shared.weights))
-            plain, shared = _summary(runs["plaintext"]), _summary(runs["shared"])
-            ratio = shared["total_s"] / plain["total_s"]
-            cells.append(
-                {
-                    "d": sum(v.size for v in updates[0].values()),
-                    "n": n,
-                    "orgs": len(ORGS),
-                    "repeats": repeats,
-                    "plaintext": plain,
-                    "shared": shared,
-                    "ratio": ratio,
-                    "met": ratio <= RATIO_TARGET,
-                    "same_accepted_repeats": same_sets,
-                    "max_model_error": max(errors),
-                    "max_shared_vs_plaintext": max(cross) if cross else float("nan"),
-                    "max_weight_gap": max(weight_gaps) if weight_gaps else float("nan"),
-                }
-            )
-    return {"cells": cells, "target": RATIO_TARGET, "modes": list(MODES), "orgs": len(ORGS), "rules": dict(rules or {})}
+    results = []
+    for d, n in cells or [(d, n) for d in dims for n in members]:
+        runs: dict[str, list[RoundSample]] = {mode: [] for mode in MODES}
+        errors: list[float] = []  # each model against the exact weighted mean under its round's weights
+        cross: list[float] = []  # the shared model against the plaintext one (same accepted set)
+        weight_gaps: list[float] = []
+        same_sets = 0
+        for repeat in range(repeats):
+            updates, sizes = synthetic_updates(d, n, seed + repeat)
+            for mode in MODES:
+                with tempfile.TemporaryDirectory(prefix=f"fedledger-bench-round-{mode}-") as tmp:
+                    runs[mode].append(play(mode, updates, sizes, Path(tmp)))
+                logger.info("d=%d N=%d repeat %d %s: %.2f s", d, n, repeat, mode, runs[mode][-1].total_s)
+            plain, shared = runs["plaintext"][-1], runs["shared"][-1]
+            for run in (plain, shared):
+                errors.append(model_difference(run.model, weighted_mean(updates, run.weights)))
+            if plain.accepted == shared.accepted:
+                same_sets += 1
+                cross.append(model_difference(shared.model, plain.model))
+                weight_gaps.append(weight_difference(plain.weights, shared.weights))
+        plain, shared = _summary(runs["plaintext"]), _summary(runs["shared"])
+        ratio = shared["total_s"] / plain["total_s"]
+        results.append(
+            {
+                "d": sum(v.size for v in updates[0].values()),
+                "n": n,
+                "orgs": len(ORGS),
+                "repeats": repeats,
+                "plaintext": plain,
+                "shared": shared,
+                "ratio": ratio,
+                "met": ratio <= RATIO_TARGET,
+                "same_accepted_repeats": same_sets,
+                "max_model_error": max(errors),
+                "max_shared_vs_plaintext": max(cross) if cross else float("nan"),
+                "max_weight_gap": max(weight_gaps) if weight_gaps else float("nan"),
+            }
+        )
+    rules = dict(rules or {})
+    return {"cells": results, "target": RATIO_TARGET, "modes": list(MODES), "orgs": len(ORGS), "rules": rules}

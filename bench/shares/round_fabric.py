@@ -90,16 +90,18 @@ class FabricRounds:
 def run_round_fabric_part(
     network_dir: Path,
     *,
-    dims: Sequence[int],
-    members: Sequence[int],
+    cells: Sequence[tuple[int, int]],
     repeats: int,
     seed: int,
     rules: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """:func:`~fedledger.bench.shares.round.run_round_part` on the Fabric network in ``network_dir``."""
+    """:func:`~fedledger.bench.shares.round.run_round_part` of the (d, members) ``cells`` on the Fabric network in
+    ``network_dir``."""
     rounds = FabricRounds(network_dir, network_dir / "bench-identities", rules)
     try:
-        part = run_round_part(dims=dims, members=members, repeats=repeats, seed=seed, rules=rules, play=rounds.play)
+        part = run_round_part(
+            dims=(), members=(), cells=cells, repeats=repeats, seed=seed, rules=rules, play=rounds.play
+        )
     finally:
         rounds.close()
     return {**part, "ledger": "fabric", "network": network_facts(network_dir)}
