@@ -331,9 +331,9 @@ def round_fabric_section(part: dict[str, Any]) -> tuple[str, str]:
     worst = max(c["max_model_error"] for c in cells)
     same = sum(c["same_accepted_repeats"] for c in cells)
     setup = (
-        "The round of *Round time, shared vs plaintext* on the **native Fabric network** (Fabric "
-        f"{part['machine'].get('peer version', '?')}; {network['organisations']} organisations with one peer each, "
-        "3 Raft orderers, BatchTimeout "
+        "The round of *Round time, shared vs plaintext* on the **native Fabric network** (the peer's version in "
+        f"the table below; {network['organisations']} organisations with one peer each, 3 Raft orderers, "
+        "BatchTimeout "
         f"{network['batch_timeout']}, everything on 127.0.0.1; MAJORITY endorsement, and the contract's "
         "per-organisation state-based endorsement on each organisation's share records), plaintext and shared side "
         "by side in the same run on the same updates, the same parties and steps. Each round runs on a **fresh "

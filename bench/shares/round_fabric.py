@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fedledger.bench.ledgers import configured_batch_timeout
 from fedledger.bench.shares.round import ORGS, RoundSample, round_on, run_round_part
 from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import open_client
@@ -109,8 +110,6 @@ def run_round_fabric_part(
 
 def network_facts(network_dir: Path) -> dict[str, Any]:
     """What the page says about the network: organisations, orderers, batch timeout, Fabric version."""
-    from fedledger.bench.ledgers import configured_batch_timeout
-
     network = LocalFabricNetwork(network_dir, network_dir / "bench-identities")
     return {
         "organisations": len(network.profile.orgs),
