@@ -35,11 +35,18 @@ What one run does (in process, one thread; no ledger, no network)::
    members, 2 organisations, 3 repeats on fresh ledgers), with the project's Aggregator, RoundDriver,
    ShareHolder and the members' ``seal_update``: total wall time, each step, bytes per member, ratio to 1.3x.
 
+7. **Round time on Fabric** (:mod:`.round_fabric`; ``--parts round-fabric``, not run unless asked: it needs a
+   running network, ``network/network-up.sh``, which it neither starts nor stops): the same round on the native
+   network, a fresh chaincode namespace per round, the members submitting at the same time and the two
+   organisations' share holders acting at the same time (threads, each party its own identity and connection);
+   cells ``--fabric-cells`` (d = 10^5 and 10^6 with 10 members, 10^5 with 50).
+
 Round compute (critical path, compute only) = one member's time + N sketches at one organisation + its sum of N
 + combining; the plaintext analogue = one member's time + N feature computations at one peer + the aggregation.
 Target: shares <= 1.3x plaintext. Members work in parallel and so do organisations, so one of each is the path.
 
-Results: a table on stdout, ``bench/results/shares.{csv,json}`` (+ ``shares_leak.csv``, ``shares_round.csv``) and
-``docs/bench-shares.md``. Modules: :mod:`.measure` (the runs), :mod:`.leak` (What leaks), :mod:`.round` (Round
-time), :mod:`.render` (tables, files, page), :mod:`.cli` (arguments).
+Results: a table on stdout, ``bench/results/shares.{csv,json}`` (+ ``shares_leak.csv``, ``shares_round.csv``,
+``shares_round_fabric.csv``) and ``docs/bench-shares.md``. Modules: :mod:`.measure` (the runs), :mod:`.leak` (What
+leaks), :mod:`.round` (Round time), :mod:`.round_fabric` (Round time on Fabric), :mod:`.render` (tables, files,
+page), :mod:`.cli` (arguments).
 """

@@ -23,6 +23,8 @@ from fedledger.bench.harness import (
 STUDY = "shares"
 #: The Round time measurement's CSV (one row per cell and mode).
 ROUND = "shares_round"
+#: The Round time on Fabric measurement's CSV (one row per cell and mode).
+ROUND_FABRIC = "shares_round_fabric"
 #: The What leaks measurement's CSV and notes (``bench/shares_leak_notes.md``).
 LEAK = "shares_leak"
 PAGE = DOCS / "bench-shares.md"
@@ -268,7 +270,9 @@ def parallel_estimate(m: dict[str, Any], orgs: int) -> float:
     return m["total_s"] - m["members_s"] + m["member_s"] - org_s + org_s / orgs
 
 
-def round_time_rows(part: dict[str, Any]) -> list[list[Any]]:
+def round_time_rows(part: dict[str, Any], *, estimate: bool = True) -> list[list[Any]]:
+    """One row per (d, N, mode) of :data:`ROUND_TIME_HEADERS`; without ``estimate`` (the parties measured in
+    parallel already) the last two columns are left out."""
     target = part["target"]
     rows = []
     for c in part["cells"]:
@@ -294,13 +298,74 @@ def round_time_rows(part: dict[str, Any]) -> list[list[Any]]:
                     int(m["commitment_bytes_per_member"]) if shared else "—",
                     round(c["ratio"], 2) if shared else "",
                     _verdict(c["ratio"] <= target) if shared else "",
+                ]
+            )
+            if not estimate:  # Fabric: the organisations' transactions alone, inside their steps
+                rows[-1][9:9] = [round(m["sketch_submit_s"], 3) if shared else "—"]
+                rows[-1][12:12] = [round(m["sum_submit_s"], 3) if shared else "—"]
+            else:
+                rows[-1] += [
                     round(parallel_estimate(m, part["orgs"]), 3),
                     round(parallel_estimate(m, part["orgs"]) / parallel_estimate(c["plaintext"], part["orgs"]), 2)
                     if shared
                     else "",
                 ]
-            )
     return rows
+
+
+#: Round time on Fabric's columns: Round time's without the estimate (members and organisations in parallel).
+_AT_ONCE = [h.replace(" (both)", " (both at once)").replace("(all N)", "(all N at once)") for h in ROUND_TIME_HEADERS]
+FABRIC_ROUND_HEADERS = (
+    *_AT_ONCE[:9],
+    "of which the sketch transactions s",
+    *_AT_ONCE[9:11],
+    "of which the sum transactions s",
+    *_AT_ONCE[11:-2],
+)
+
+
+def round_fabric_section(part: dict[str, Any]) -> tuple[str, str]:
+    """The page's "Round time on Fabric, shared vs plaintext" section."""
+    cells = part["cells"]
+    network = part["network"]
+    worst = max(c["max_model_error"] for c in cells)
+    same = sum(c["same_accepted_repeats"] for c in cells)
+    setup = (
+        "The round of *Round time, shared vs plaintext* on the **native Fabric network** (the peer's version in "
+        f"the table below; {network['organisations']} organisations with one peer each, 3 Raft orderers, "
+        "BatchTimeout "
+        f"{network['batch_timeout']}, everything on 127.0.0.1; MAJORITY endorsement, and the contract's "
+        "per-organisation state-based endorsement on each organisation's share records), plaintext and shared side "
+        "by side in the same run on the same updates, the same parties and steps. Each round runs on a **fresh "
+        "chaincode namespace** (a new definition of the installed package: an empty ledger on the same peers and "
+        "chaincode servers). As a deployment's parties: **the N members submit at the same time** (one thread "
+        "each, each with its own identity and gateway connection: the plaintext member encodes, stores and "
+        "submits its update, the shared one seals its shares and submits their commitments) and **the two "
+        "organisations' share holders act at the same time** (one thread each, as its organisation's admin) for "
+        "SubmitShareSketches and SubmitShareSum; the aggregator drives the rest. Every transaction pays "
+        "endorsement by both peers, ordering and commit, and returns once both organisations' peers committed its "
+        "block. The parties share this machine's cores, and the update store is a local folder. Setup (namespace, "
+        "enrolment, genesis) is not timed. Columns as in Round time; *members s*: from the first member's start "
+        "to the last member's commit; the org columns: the wall time of both organisations acting at once, and of "
+        "that the transactions alone (the slower organisation's SubmitShareSketches or SubmitShareSum: its opened "
+        "shares of every update go to its own peer in the transient field, the peer's chaincode recomputes the "
+        "sketches or the sum, ordering, commit on both peers); the rest is the holder opening its sealed shares. "
+        f"Medians over {min(c['repeats'] for c in cells)} repeat(s) per cell (seed, updates and namespace new in "
+        f"each; the two modes interleaved). Target of issue 13: shared ≤ {part['target']}x plaintext."
+    )
+    check = (
+        f"Both modes committed a model in every round, each within {worst:.2g} of the float64 weighted mean of the "
+        f"updates at its ledger's weights; both accepted the same members in {same} of "
+        f"{sum(c['repeats'] for c in cells)} rounds."
+    )
+    body = [
+        setup,
+        f"Measured with `{current_command(part['command'])}` in {part['elapsed_s']} s on:",
+        markdown_table(("fact", "value"), list(part["machine"].items())),
+        markdown_table(FABRIC_ROUND_HEADERS, round_time_rows(part, estimate=False)),
+        check,
+    ]
+    return "Round time on Fabric, shared vs plaintext", "\n\n".join(body)
 
 
 def round_csv_rows(part: dict[str, Any]) -> list[dict[str, Any]]:
@@ -409,6 +474,11 @@ def print_summary(report: dict[str, Any]) -> None:
             "\nRound time, shared vs plaintext (medians)\n"
             + markdown_table(ROUND_TIME_HEADERS, round_time_rows(report["round"]))
         )
+    if report.get("round_fabric"):
+        print(
+            "\nRound time on Fabric, shared vs plaintext (medians)\n"
+            + markdown_table(FABRIC_ROUND_HEADERS, round_time_rows(report["round_fabric"], estimate=False))
+        )
     if report.get("leak"):
         print("\nWhat leaks (medians; seed known)\n" + markdown_table(LEAK_HEADERS, leak_rows(report["leak"])))
 
@@ -433,6 +503,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     sections = [("Setup", setup), *tables(report)]
     if report.get("round"):
         sections.append(round_section(report["round"]))
+    if report.get("round_fabric"):
+        sections.append(round_fabric_section(report["round_fabric"]))
     if report.get("leak"):
         sections.append(leak_section(report["leak"]))
     heading, body = files_section(
@@ -443,6 +515,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     )
     if report.get("round"):
         body += f" `bench/results/{ROUND}.csv`: one row per (d, N, mode) of Round time."
+    if report.get("round_fabric"):
+        body += f" `bench/results/{ROUND_FABRIC}.csv`: the same of Round time on Fabric (under `round_fabric`)."
     if report.get("leak"):
         body += f" `bench/results/{LEAK}.csv`: one row per (update, attack) of What leaks."
     sections.append((heading, body))
@@ -456,6 +530,8 @@ def write_outputs(report: dict[str, Any]) -> list[Path]:
         written.append(write_csv(RESULTS / f"{LEAK}.csv", rows))
     if report.get("round"):
         written.append(write_csv(RESULTS / f"{ROUND}.csv", round_csv_rows(report["round"])))
+    if report.get("round_fabric"):
+        written.append(write_csv(RESULTS / f"{ROUND_FABRIC}.csv", round_csv_rows(report["round_fabric"])))
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     PAGE.write_text(render_markdown(report))
     return [*written, PAGE]

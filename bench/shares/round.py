@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from fedledger.bench.shares.measure import RATIO_TARGET, lora_shapes
 from fedledger.chaincode.embedded.bootstrap import create_consortium
 from fedledger.chaincode.privacy_budget import steps_within
 from fedledger.chaincode.records import OrgShares
+from fedledger.sdk.client import FedLedgerClient
 from fedledger.sdk.connection import LedgerLocation
 from fedledger.sdk.embedded import forget_ledger
 from fedledger.sdk.store import UpdateStore, create_key
@@ -50,15 +52,45 @@ STEP_KEYS = (
     "sum_tx_s",
     "aggregate_s",
     "commit_s",
+    "sketch_submit_s",
+    "sum_submit_s",
 )
 
 
+#: Opens a client of the ledger under test: (MSP ID, user name, admin?) -> client.
+Connect = Callable[[str, str, bool], FedLedgerClient]
+
+
+def each(work: Callable[[int], None], count: int, *, parallel: bool) -> None:
+    """``work(0..count-1)``: one after the other, or all at once on threads (separate parties of a deployment)."""
+    if not parallel:
+        for i in range(count):
+            work(i)
+        return
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        list(pool.map(work, range(count)))
+
+
 class _TimedHolder(ShareHolder):
-    """The real share holder, with the wall time of its two transactions (open + the peers' work) kept."""
+    """The real share holder, with the wall time of its two steps (open + the peers' work) kept, and of their
+    transactions alone (submit: the opened shares to the organisation's peers, endorse, order, commit)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.seconds = {"sketch": 0.0, "sum": 0.0}
+        self.submit_seconds = {"sketch": 0.0, "sum": 0.0}
+        for what, name in (("sketch", "submit_share_sketches"), ("sum", "submit_share_sum")):
+            setattr(self.client, name, self._submit_timed(what, getattr(self.client, name)))
+
+    def _submit_timed(self, what: str, submit: Callable[..., OrgShares]) -> Callable[..., OrgShares]:
+        def timed(*args: Any, **kwargs: Any) -> OrgShares:
+            started = time.perf_counter()
+            try:
+                return submit(*args, **kwargs)
+            finally:
+                self.submit_seconds[what] += time.perf_counter() - started
+
+        return timed
 
     def _timed(self, what: str, step: Callable[[int], OrgShares | None], number: int) -> OrgShares | None:
         started = time.perf_counter()
@@ -72,6 +104,28 @@ class _TimedHolder(ShareHolder):
 
     def sum(self, number: int) -> OrgShares | None:
         return self._timed("sum", super().sum, number)
+
+
+class _AllAtOnce(ShareHolder):
+    """Every organisation's share holder acting at the same time (threads), as separate organisations do; keeps
+    the wall time of each step (the slowest organisation's)."""
+
+    def __init__(self, holders: Sequence[ShareHolder]) -> None:  # pyright: ignore[reportMissingSuperCall]
+        self.holders = list(holders)
+        self.seconds = {"sketch": 0.0, "sum": 0.0}
+
+    def _all(self, what: str, number: int) -> None:
+        started = time.perf_counter()
+        each(lambda i: getattr(self.holders[i], what)(number), len(self.holders), parallel=True)
+        self.seconds[what] += time.perf_counter() - started
+
+    def sketch(self, number: int) -> OrgShares | None:
+        self._all("sketch", number)
+        return None
+
+    def sum(self, number: int) -> OrgShares | None:
+        self._all("sum", number)
+        return None
 
 
 @dataclass
@@ -112,21 +166,33 @@ def one_round(
     consortium = create_consortium(folder / "consortium")
     try:
         location = LedgerLocation("embedded", consortium.base)
-        return _round_on(mode, updates, sizes, folder, store, location, dict(rules or {}))
+        return round_on(
+            mode,
+            updates,
+            sizes,
+            folder,
+            store,
+            lambda org, name, admin: location.client(org, name, admin=admin),
+            dict(rules or {}),
+        )
     finally:
         forget_ledger(consortium.ledger_dir)
 
 
-def _round_on(
+def round_on(
     mode: str,
     updates: Sequence[NDState],
     sizes: Sequence[int],
     folder: Path,
     store: UpdateStore,
-    location: LedgerLocation,
+    connect: Connect,
     rules: dict[str, Any],
+    *,
+    parallel: bool = False,
 ) -> RoundSample:
-    admin = location.client(ORGS[0], "Admin", admin=True)
+    """One round of ``mode`` on an empty ledger ``connect`` opens clients of; ``parallel``: the members submit at
+    the same time and the organisations' share holders act at the same time (threads), else one after the other."""
+    admin = connect(ORGS[0], "Admin", True)
     admin.init_consortium(
         {
             "member_msps": list(ORGS),
@@ -137,19 +203,20 @@ def _round_on(
             **rules,
         }
     )
-    admins = {org: location.client(org, "Admin", admin=True) for org in ORGS}
+    admins = {org: connect(org, "Admin", True) for org in ORGS}
     holders = [
         _TimedHolder(c, store, load_or_create_share_key(folder / "keys" / f"{org}.pem"), org=org)
         for org, c in admins.items()
     ]
     for holder in holders:
         holder.register()
-    aggregator = Aggregator(location.client(ORGS[0], "aggregator"), store, holders=holders)
+    timed: list[ShareHolder] = [_AllAtOnce(holders)] if parallel else list(holders)
+    aggregator = Aggregator(connect(ORGS[0], "aggregator", False), store, holders=timed)
     aggregator.ensure_registered(list(admins.values()))
     trainers = []
     for i, size in enumerate(sizes):
         org = ORGS[i % len(ORGS)]
-        trainer = location.client(org, f"member-{i:03d}")
+        trainer = connect(org, f"member-{i:03d}", False)
         admins[org].enrol_trainer(trainer.whoami()["id"].partition(":")[2], dataset_size=size, schema_hash="5" * 64)
         trainer.register("trainer")
         trainers.append(trainer)
@@ -158,23 +225,25 @@ def _round_on(
     sample = RoundSample(mode=mode, total_s=0.0, steps={})
 
     def collect(number: int) -> None:
-        for trainer, delta, size in zip(trainers, updates, sizes, strict=True):
-            started = time.perf_counter()
-            record = trainer.round(number)
-            if record.shared:
-                pid = trainer.whoami()["id"]
-                commitments = seal_update(trainer, store, record, delta, participant=pid)
-                trainer.submit_shared_update(number, commitments, samples=size, privacy=PRIVACY, train_loss=0.5)
-            else:
-                payload = encode(delta)
-                store.put(payload)
-                trainer.submit_update(number, payload, samples=size, privacy=PRIVACY, train_loss=0.5)
-            sample.member_s.append(time.perf_counter() - started)
-            if record.shared:
-                sample.update_bytes.append(sum(len(store.sealed_share(c)) for c in commitments))
-                sample.commitment_bytes.append(sum(len(c.encode()) for c in commitments))
-            else:
-                sample.update_bytes.append(len(payload))
+        each(lambda i: member(number, trainers[i], updates[i], sizes[i]), len(trainers), parallel=parallel)
+
+    def member(number: int, trainer: FedLedgerClient, delta: NDState, size: int) -> None:
+        started = time.perf_counter()
+        record = trainer.round(number)
+        if record.shared:
+            pid = trainer.whoami()["id"]
+            commitments = seal_update(trainer, store, record, delta, participant=pid)
+            trainer.submit_shared_update(number, commitments, samples=size, privacy=PRIVACY, train_loss=0.5)
+        else:
+            payload = encode(delta)
+            store.put(payload)
+            trainer.submit_update(number, payload, samples=size, privacy=PRIVACY, train_loss=0.5)
+        sample.member_s.append(time.perf_counter() - started)
+        if record.shared:
+            sample.update_bytes.append(sum(len(store.sealed_share(c)) for c in commitments))
+            sample.commitment_bytes.append(sum(len(c.encode()) for c in commitments))
+        else:
+            sample.update_bytes.append(len(payload))
 
     started = time.perf_counter()
     outcome = RoundDriver(aggregator, collect=collect).run_round()
@@ -185,17 +254,22 @@ def _round_on(
     if shared != (mode == "shared"):
         raise RuntimeError(f"the {mode} round ran {'shared' if shared else 'plaintext'}")
     seconds = outcome.seconds
-    sketch = sum(h.seconds["sketch"] for h in holders)
-    sums = sum(h.seconds["sum"] for h in holders)
+    sketch = sum(h.seconds["sketch"] for h in timed)  # pyright: ignore[reportAttributeAccessIssue]
+    sums = sum(h.seconds["sum"] for h in timed)  # pyright: ignore[reportAttributeAccessIssue]
+    # the transactions alone: the slowest organisation's when they act at once, else both one after the other
+    submits = [h.submit_seconds for h in holders]
+    combine = max if parallel else sum
     sample.steps = {
         "open_s": seconds["open_round"],
         "members_s": seconds["wait_for_deadline"],
         "screen_s": seconds["finalize_round"] - sketch,  # CloseRound + FinalizeRound (the detector)
-        "sketch_tx_s": sketch,  # every organisation's SubmitShareSketches
+        "sketch_tx_s": sketch,  # every organisation's SubmitShareSketches (one after the other, or at once)
         "fetch_sums_s": seconds["fetch_verify"] - sums,  # the updates (plaintext) or the sums read and combined
         "sum_tx_s": sums,  # every organisation's SubmitShareSum
         "aggregate_s": seconds["aggregation"] + seconds["evaluation"],
         "commit_s": seconds["commit_aggregate"],
+        "sketch_submit_s": combine(s["sketch"] for s in submits),
+        "sum_submit_s": combine(s["sum"] for s in submits),
     }
     sample.accepted = sorted(u["participant"] for u in outcome.accepted)
     ledger = {u.participant: u for u in aggregator.client.updates(outcome.number)}
@@ -244,52 +318,67 @@ def weight_difference(a: Sequence[int], b: Sequence[int]) -> float:
     return max(abs(x - y) for x, y in zip(a, b, strict=True)) / max(1, sum(a))
 
 
+#: Plays one round of a mode on a fresh ledger, in a scratch folder: (mode, updates, sizes, folder) -> sample.
+Play = Callable[[str, Sequence[NDState], Sequence[int], Path], RoundSample]
+
+
 def run_round_part(
-    *, dims: Sequence[int], members: Sequence[int], repeats: int, seed: int, rules: Mapping[str, Any] | None = None
+    *,
+    dims: Sequence[int],
+    members: Sequence[int],
+    repeats: int,
+    seed: int,
+    rules: Mapping[str, Any] | None = None,
+    play: Play | None = None,
+    cells: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
     """Every (d, members) cell: ``repeats`` rounds per mode (seed ``seed + repeat``, a fresh ledger each), the
     modes interleaved on the same updates; medians, the ratio shared/plaintext against the target, and how far
-    apart the two modes' models are when they accepted the same updates."""
+    apart the two modes' models are when they accepted the same updates. ``play``: how a round is played (default:
+    :func:`one_round` on the embedded ledger with ``rules``); ``cells``: (d, members) pairs measured instead of
+    every d with every number of members."""
+    if play is None:
+        play = lambda mode, updates, sizes, folder: one_round(mode, updates, sizes, folder, rules)  # noqa: E731
     for mode in MODES:  # warm-up, not reported: imports, first-use caches of the ledger and the crypto
         with tempfile.TemporaryDirectory(prefix="fedledger-bench-round-warmup-") as tmp:
-            one_round(mode, *synthetic_updates(1000, 4, seed), Path(tmp), rules)
-    cells = []
-    for d in dims:
-        for n in members:
-            runs: dict[str, list[RoundSample]] = {mode: [] for mode in MODES}
-            errors: list[float] = []  # each model against the exact weighted mean under its round's weights
-            cross: list[float] = []  # the shared model against the plaintext one (same accepted set)
-            weight_gaps: list[float] = []
-            same_sets = 0
-            for repeat in range(repeats):
-                updates, sizes = synthetic_updates(d, n, seed + repeat)
-                for mode in MODES:
-                    with tempfile.TemporaryDirectory(prefix=f"fedledger-bench-round-{mode}-") as tmp:
-                        runs[mode].append(one_round(mode, updates, sizes, Path(tmp), rules))
-                    logger.info("d=%d N=%d repeat %d %s: %.2f s", d, n, repeat, mode, runs[mode][-1].total_s)
-                plain, shared = runs["plaintext"][-1], runs["shared"][-1]
-                for run in (plain, shared):
-                    errors.append(model_difference(run.model, weighted_mean(updates, run.weights)))
-                if plain.accepted == shared.accepted:
-                    same_sets += 1
-                    cross.append(model_difference(shared.model, plain.model))
-                    weight_gaps.append(weight_difference(plain.weights, shared.weights))
-            plain, shared = _summary(runs["plaintext"]), _summary(runs["shared"])
-            ratio = shared["total_s"] / plain["total_s"]
-            cells.append(
-                {
-                    "d": sum(v.size for v in updates[0].values()),
-                    "n": n,
-                    "orgs": len(ORGS),
-                    "repeats": repeats,
-                    "plaintext": plain,
-                    "shared": shared,
-                    "ratio": ratio,
-                    "met": ratio <= RATIO_TARGET,
-                    "same_accepted_repeats": same_sets,
-                    "max_model_error": max(errors),
-                    "max_shared_vs_plaintext": max(cross) if cross else float("nan"),
-                    "max_weight_gap": max(weight_gaps) if weight_gaps else float("nan"),
-                }
-            )
-    return {"cells": cells, "target": RATIO_TARGET, "modes": list(MODES), "orgs": len(ORGS), "rules": dict(rules or {})}
+            play(mode, *synthetic_updates(1000, 4, seed), Path(tmp))
+    results = []
+    for d, n in cells or [(d, n) for d in dims for n in members]:
+        runs: dict[str, list[RoundSample]] = {mode: [] for mode in MODES}
+        errors: list[float] = []  # each model against the exact weighted mean under its round's weights
+        cross: list[float] = []  # the shared model against the plaintext one (same accepted set)
+        weight_gaps: list[float] = []
+        same_sets = 0
+        for repeat in range(repeats):
+            updates, sizes = synthetic_updates(d, n, seed + repeat)
+            for mode in MODES:
+                with tempfile.TemporaryDirectory(prefix=f"fedledger-bench-round-{mode}-") as tmp:
+                    runs[mode].append(play(mode, updates, sizes, Path(tmp)))
+                logger.info("d=%d N=%d repeat %d %s: %.2f s", d, n, repeat, mode, runs[mode][-1].total_s)
+            plain, shared = runs["plaintext"][-1], runs["shared"][-1]
+            for run in (plain, shared):
+                errors.append(model_difference(run.model, weighted_mean(updates, run.weights)))
+            if plain.accepted == shared.accepted:
+                same_sets += 1
+                cross.append(model_difference(shared.model, plain.model))
+                weight_gaps.append(weight_difference(plain.weights, shared.weights))
+        plain, shared = _summary(runs["plaintext"]), _summary(runs["shared"])
+        ratio = shared["total_s"] / plain["total_s"]
+        results.append(
+            {
+                "d": sum(v.size for v in updates[0].values()),
+                "n": n,
+                "orgs": len(ORGS),
+                "repeats": repeats,
+                "plaintext": plain,
+                "shared": shared,
+                "ratio": ratio,
+                "met": ratio <= RATIO_TARGET,
+                "same_accepted_repeats": same_sets,
+                "max_model_error": max(errors),
+                "max_shared_vs_plaintext": max(cross) if cross else float("nan"),
+                "max_weight_gap": max(weight_gaps) if weight_gaps else float("nan"),
+            }
+        )
+    rules = dict(rules or {})
+    return {"cells": results, "target": RATIO_TARGET, "modes": list(MODES), "orgs": len(ORGS), "rules": rules}
