@@ -25,8 +25,8 @@ from fedledger.chaincode.events import emit
 from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.records import Dispute, Round, Update, Vote
 from fedledger.chaincode.registry import transaction
-from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.chaincode.transactions.finalize import RULE_SHARE_REFUSED
+from fedledger.chaincode.transactions.rounds import parse_round, require_round
 from fedledger.chaincode.transactions.settlement import apply_verdict_to_participant, settle_round
 from fedledger.chaincode.transactions.updates import require_update, round_updates, rules_of
 from fedledger.chaincode.weights import organisation_of
