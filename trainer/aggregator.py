@@ -22,7 +22,7 @@ from typing import Any
 from fedledger import shares
 from fedledger.chaincode.aggregation import encode_moments
 from fedledger.chaincode.errors import NotFound, PermissionDenied
-from fedledger.chaincode.records import ModelVersion, OrgShares
+from fedledger.chaincode.records import ModelVersion, OrgShares, Round, Update
 from fedledger.chaincode.share_protocol import mean_of_sums, sum_inputs_digest
 from fedledger.sdk.client import FedLedgerClient, grant_role
 from fedledger.sdk.store import UpdateStore
@@ -171,25 +171,23 @@ class Aggregator:
                 )
             time.sleep(0.5)
 
-    def _shared_mean(self, number: int) -> Contribution:
+    def _shared_mean(self, record: Round, accepted: Sequence[Update]) -> Contribution:
         """The weighted mean delta of a shared round, from the holders' sums in the store (each checked against
         its hash on the ledger): the only update-derived tensor the aggregator ever holds."""
         for holder in self.holders:
-            holder.sum(number)
-        accepted = [u for u in self.client.updates(number) if u.status == "accepted"]
+            holder.sum(record.number)
         inputs = sum_inputs_digest([(u.hash, u.weight) for u in accepted])
-        parts = self._wait_for_holders(number, "sums", lambda p: p.sum_inputs == inputs)
-        base = self._base(number)
-        record = self.client.round(number)
+        parts = self._wait_for_holders(record.number, "sums", lambda p: p.sum_inputs == inputs)
+        base = self._base(record.number)
         sums = [shares.Share.from_bytes(self.store.get(p.sum_hash), base.manifest).values for p in parts]
         mean = mean_of_sums(sums, scale=record.share_scale, total_weight=sum(u.weight for u in accepted))
         return Contribution(inputs, ",".join(sorted(u.participant for u in accepted)), 1, mean)
 
     def contributions(self, number: int) -> list[Contribution]:
-        if self.client.round(number).shared:
-            return (
-                [self._shared_mean(number)] if any(u.status == "accepted" for u in self.client.updates(number)) else []
-            )
+        record = self.client.round(number)
+        if record.shared:
+            accepted = [u for u in self.client.updates(number) if u.status == "accepted"]
+            return [self._shared_mean(record, accepted)] if accepted else []
         base = self._base(number)
         accepted = sorted((u for u in self.client.updates(number) if u.status == "accepted"), key=lambda u: u.hash)
         return [
@@ -220,7 +218,8 @@ class Aggregator:
         base = self._base(number)
         model = None
         if used:
-            check_strategy(strategy, self.client.rules(self.client.round(number).rules_version))
+            record = self.client.round(number)
+            check_strategy(strategy, self.client.rules(record.rules_version))
             payload = encode(state, like=base.manifest)
             self.store.put(payload)
             optimizer = strategy.server_optimizer()
@@ -231,27 +230,23 @@ class Aggregator:
                 self.store.put(optimizer_state)
                 if base.optimizer_state is not None:
                     base_optimizer_state = self.store.get(base.optimizer_state)
-            if self.client.round(number).shared:
-                parts = self.client.org_shares(number)
+            common = {
+                "base": self.store.get(base.hash),
+                "metrics": dict(metrics),
+                "optimizer_state": optimizer_state,
+                "base_optimizer_state": base_optimizer_state,
+            }
+            if record.shared:  # the organisations' sums, not the updates: no update is in the store
                 model = self.client.commit_shared_aggregate(
                     number,
                     payload,
-                    base=self.store.get(base.hash),
-                    sums={p.org: self.store.get(p.sum_hash) for p in parts},
+                    sums={p.org: self.store.get(p.sum_hash) for p in self.client.org_shares(number)},
                     update_hashes=[u.hash for u in self.client.updates(number) if u.status == "accepted"],
-                    metrics=dict(metrics),
-                    optimizer_state=optimizer_state,
-                    base_optimizer_state=base_optimizer_state,
+                    **common,
                 )
             else:
                 model = self.client.commit_aggregate(
-                    number,
-                    payload,
-                    base=self.store.get(base.hash),
-                    updates={c.hash: self.store.get(c.hash) for c in used},
-                    metrics=dict(metrics),
-                    optimizer_state=optimizer_state,
-                    base_optimizer_state=base_optimizer_state,
+                    number, payload, updates={c.hash: self.store.get(c.hash) for c in used}, **common
                 )
             step = "CommitAggregate"
         else:

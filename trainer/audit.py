@@ -93,6 +93,9 @@ def _check_shared_updates(
     client: FedLedgerClient, store: UpdateStore, record: Round, updates: list[Update], report: AuditReport
 ) -> None:
     parts = client.org_shares(record.number)
+    judged = record.status in ("finalized", "aggregated")
+    manifest = client.model(record.base_model).manifest if judged else {}
+    sketch_dim = client.rules(record.rules_version).sketch_dim if judged else 0
     for update in updates:
         what = f"round {record.number} update of {update.participant}"
         if commitments_digest(update.share_commitments) != update.hash:
@@ -110,10 +113,8 @@ def _check_shared_updates(
                 )
             report.count("sealed shares")
         report.count("updates")
-        if record.status in ("finalized", "aggregated") and all(update.participant in p.sketches for p in parts):
-            manifest = client.model(record.base_model).manifest
-            rules = client.rules(record.rules_version)
-            ring = [decode_ring_sketch(p.sketches[update.participant], rules.sketch_dim) for p in parts]
+        if judged and all(update.participant in p.sketches for p in parts):
+            ring = [decode_ring_sketch(p.sketches[update.participant], sketch_dim) for p in parts]
             summed = summed_features(ring, scale=record.share_scale, manifest=manifest)
             if summed["sketch"] != update.features.get("sketch"):
                 raise Mismatch(f"{what}: the sketch the detector read is not the sum of the organisations' sketches")

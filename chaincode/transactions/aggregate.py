@@ -51,7 +51,8 @@ from fedledger.chaincode.records import AggregateChunk, ModelVersion, Participan
 from fedledger.chaincode.registry import transaction
 from fedledger.chaincode.transactions.lineage import require_model
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
-from fedledger.chaincode.transactions.updates import round_updates, rules_of
+from fedledger.chaincode.transactions.shares import accepted_in_order
+from fedledger.chaincode.transactions.updates import rules_of
 from fedledger.tensors import NDState, TensorFormatError, sha256_hex
 
 
@@ -102,9 +103,7 @@ def require_finalized(record: Round) -> None:
 
 def round_aggregation(ctx: LedgerContext, record: Round) -> RoundAggregation:
     """The base model, accepted updates, rules and chunk size of a finalized round's aggregate."""
-    accepted = sorted((u for u in round_updates(ctx, record.number) if u.status == "accepted"), key=lambda u: u.hash)
-    if not accepted:
-        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
+    accepted = accepted_updates(ctx, record)
     rules = rules_of(ctx, record)
     base = require_model(ctx, record.base_model)
     size = rules.aggregate_chunk_elements
@@ -120,12 +119,28 @@ def round_aggregation(ctx: LedgerContext, record: Round) -> RoundAggregation:
                 f"update {update.hash} of round {record.number} has no FedAvg weight or chunk commitments "
                 "(submitted to an older contract); abandon the round with AbandonRound"
             )
-    optimizer = ServerOptimizer.from_rules(rules)
-    with_moments = optimizer.stateful and base.optimizer_state is not None
-    if with_moments and any(
+    agg = aggregation_of(record, rules, base, accepted)
+    if agg.base_moments and any(
         len(base.optimizer_chunk_hashes.get(k, [])) != len(base.chunk_hashes) for k in (M_FIELD, V_FIELD)
     ):
         raise FailedPrecondition(f"base model {base.hash} has an optimiser state without chunk commitments")
+    return agg
+
+
+def accepted_updates(ctx: LedgerContext, record: Round) -> list[Update]:
+    """The round's accepted updates in hash order (the order of the arithmetic); refused when there is none."""
+    accepted = accepted_in_order(ctx, record.number)
+    if not accepted:
+        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
+    return accepted
+
+
+def aggregation_of(record: Round, rules: Rules, base: ModelVersion, accepted: list[Update]) -> RoundAggregation:
+    """The :class:`RoundAggregation` of ``accepted`` (hash order) on ``base`` under ``rules``, with its inputs
+    digest: what both modes' CommitAggregate check a model against."""
+    optimizer = ServerOptimizer.from_rules(rules)
+    with_moments = optimizer.stateful and base.optimizer_state is not None
+    size = rules.aggregate_chunk_elements
     digest = inputs_digest(
         base=base.hash,
         base_chunk_elements=base.chunk_elements,
@@ -135,8 +150,29 @@ def round_aggregation(ctx: LedgerContext, record: Round) -> RoundAggregation:
         updates=[(u.hash, u.weight) for u in accepted],
     )
     return RoundAggregation(
-        record, rules, base, accepted, optimizer, size, layout, Layout.of_moments(base.manifest), digest
+        record, rules, base, accepted, optimizer, size, Layout(base.manifest), Layout.of_moments(base.manifest), digest
     )
+
+
+def require_exact_updates(number: int, used: list[str], accepted: set[str]) -> None:
+    """Refuses an aggregate that claims other updates than exactly the round's accepted ones."""
+    if len(used) != len(set(used)) or set(used) != accepted:
+        missing = sorted(accepted - set(used))
+        extra = sorted(set(used) - accepted)
+        raise InvalidArgument(
+            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {number} "
+            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
+        )
+
+
+def transient_model(ctx: LedgerContext, agg: RoundAggregation) -> tuple[bytes, NDState]:
+    """The new model from the transient ``model``, decoded against the base's manifest; refused if it is already
+    on the ledger."""
+    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=agg.rules.max_update_bytes)
+    model_state = decode_payload(data, "aggregate", expected=agg.base.manifest)
+    if ctx.get_state(keys.composite_key(keys.MODEL, [sha256_hex(data)])) is not None:
+        raise AlreadyExists(f"model {sha256_hex(data)} is already on the ledger")
+    return data, model_state
 
 
 # -- the transient inputs, checked against the ledger ----------------------------------------------------
@@ -359,25 +395,13 @@ def commit_request(
     scores = parse_json("metrics", metrics, dict)
     first_inline = None if inline_from.strip() == "" else parse_int("inline_from", inline_from, minimum=0)
     require_finalized(record)
-    accepted = {u.hash for u in round_updates(ctx, record.number) if u.status == "accepted"}
-    if not accepted:
-        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
-    if len(used) != len(set(used)) or set(used) != accepted:
-        missing = sorted(accepted - set(used))
-        extra = sorted(set(used) - accepted)
-        raise InvalidArgument(
-            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
-            f"(missing: {missing}, not accepted: {extra}, duplicates: {len(used) != len(set(used))})"
-        )
+    require_exact_updates(record.number, used, {u.hash for u in accepted_updates(ctx, record)})
     agg = round_aggregation(ctx, record)
     if first_inline is not None and first_inline > agg.chunks:
         raise InvalidArgument(
             f"inline_from is {first_inline}; round {record.number}'s aggregate has {agg.chunks} chunk(s)"
         )
-    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=agg.rules.max_update_bytes)
-    model_state = decode_payload(data, "aggregate", expected=agg.base.manifest)
-    if ctx.get_state(keys.composite_key(keys.MODEL, [sha256_hex(data)])) is not None:
-        raise AlreadyExists(f"model {sha256_hex(data)} is already on the ledger")
+    data, model_state = transient_model(ctx, agg)
     optimizer_state = None
     moments = None
     if agg.optimizer.stateful:

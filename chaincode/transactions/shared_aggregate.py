@@ -13,22 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fedledger import shares
-from fedledger.chaincode import keys, share_protocol
+from fedledger.chaincode import share_protocol
 from fedledger.chaincode.aggregation import (
     BASE_FIELD,
     M_FIELD,
-    MODEL_FIELD,
     OPTIMIZER_FIELD,
     V_FIELD,
-    Layout,
-    ServerOptimizer,
     aggregate_state,
     decode_moments,
-    inputs_digest,
 )
 from fedledger.chaincode.context import LedgerContext
 from fedledger.chaincode.encoding import parse_json
-from fedledger.chaincode.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from fedledger.chaincode.errors import FailedPrecondition, InvalidArgument
 from fedledger.chaincode.guards import require_participant
 from fedledger.chaincode.payloads import decode_payload, transient_bytes
 from fedledger.chaincode.records import ModelVersion, OrgShares, Round
@@ -37,14 +33,17 @@ from fedledger.chaincode.share_state import org_records
 from fedledger.chaincode.transactions.aggregate import (
     CommitRequest,
     RoundAggregation,
+    accepted_updates,
+    aggregation_of,
     commit_plain_aggregate,
     record_aggregate,
     refuse_differing,
+    require_exact_updates,
     require_finalized,
+    transient_model,
 )
 from fedledger.chaincode.transactions.lineage import require_model
 from fedledger.chaincode.transactions.rounds import parse_round, require_round
-from fedledger.chaincode.transactions.shares import accepted_in_order
 from fedledger.chaincode.transactions.updates import rules_of
 from fedledger.tensors import NDState, TensorFormatError, sha256_hex
 
@@ -73,12 +72,7 @@ def commit_aggregate(
 def shared_aggregation(ctx: LedgerContext, record: Round) -> tuple[RoundAggregation, list[OrgShares]]:
     """What a shared round's aggregate is made of; refused until every holder summed the accepted set."""
     require_finalized(record)
-    accepted = accepted_in_order(ctx, record.number)
-    if not accepted:
-        raise FailedPrecondition(f"round {record.number} has no accepted update; abandon it with AbandonRound")
-    rules = rules_of(ctx, record)
-    base = require_model(ctx, record.base_model)
-    optimizer = ServerOptimizer.from_rules(rules)
+    accepted = accepted_updates(ctx, record)
     wanted = share_protocol.sum_inputs_digest([(u.hash, u.weight) for u in accepted])
     parts = org_records(ctx, record.number)
     waiting = [p.org for p in parts if p.sum_inputs != wanted]
@@ -87,27 +81,7 @@ def shared_aggregation(ctx: LedgerContext, record: Round) -> tuple[RoundAggregat
             f"round {record.number} waits for the share sums of {', '.join(waiting)} over its accepted updates: "
             f"each holder organisation's admin runs SubmitShareSum {record.number}"
         )
-    with_moments = optimizer.stateful and base.optimizer_state is not None
-    digest = inputs_digest(
-        base=base.hash,
-        base_chunk_elements=base.chunk_elements,
-        base_optimizer_state=base.optimizer_state if with_moments else None,
-        chunk_elements=rules.aggregate_chunk_elements,
-        optimizer=optimizer,
-        updates=[(u.hash, u.weight) for u in accepted],
-    )
-    layout = Layout(base.manifest)
-    agg = RoundAggregation(
-        record,
-        rules,
-        base,
-        accepted,
-        optimizer,
-        rules.aggregate_chunk_elements,
-        layout,
-        Layout.of_moments(base.manifest),
-        digest,
-    )
+    agg = aggregation_of(record, rules_of(ctx, record), require_model(ctx, record.base_model), accepted)
     return agg, parts
 
 
@@ -137,17 +111,9 @@ def _commit_shared(ctx: LedgerContext, record: Round, update_hashes: str, metric
     used = parse_json("update_hashes", update_hashes, list)
     scores = parse_json("metrics", metrics, dict)
     agg, parts = shared_aggregation(ctx, record)
-    accepted = {u.hash for u in agg.updates}
-    if len(used) != len(set(used)) or set(used) != accepted:
-        raise InvalidArgument(
-            f"the aggregate must use exactly the {len(accepted)} accepted updates of round {record.number} "
-            f"(missing: {sorted(accepted - set(used))}, not accepted: {sorted(set(used) - accepted)})"
-        )
+    require_exact_updates(record.number, used, {u.hash for u in agg.updates})
     transient = ctx.get_transient()
-    data = transient_bytes(ctx, MODEL_FIELD, max_bytes=agg.rules.max_update_bytes)
-    model_state = decode_payload(data, "aggregate", expected=agg.base.manifest)
-    if ctx.get_state(keys.composite_key(keys.MODEL, [sha256_hex(data)])) is not None:
-        raise AlreadyExists(f"model {sha256_hex(data)} is already on the ledger")
+    data, model_state = transient_model(ctx, agg)
     base_state = decode_payload(
         _verified(transient, BASE_FIELD, agg.base.hash, f"base model {agg.base.hash}"),
         "base model",
